@@ -1,0 +1,194 @@
+#include "engine.h"
+
+#include <algorithm>
+
+#include "errors.h"
+
+namespace llamaserve {
+
+Engine::Engine(const std::string & model_path, const EngineOptions & options)
+    : options_(options) {
+    if (options_.n_parallel < 1) throw InvalidRequest("n_parallel: must be at least 1");
+    if (options_.n_ctx < 8) throw InvalidRequest("n_ctx: must be at least 8");
+    if (options_.n_batch < options_.n_parallel) {
+        throw InvalidRequest("n_batch: must be at least n_parallel");
+    }
+    if (options_.max_queue < 0) throw InvalidRequest("max_queue: must not be negative");
+    if (options_.n_threads <= 0) {
+        options_.n_threads = std::max(1u, std::thread::hardware_concurrency());
+    }
+    install_log_capture();
+    ModelLoadOptions load;
+    load.n_gpu_layers = options_.n_gpu_layers;
+    model_ = std::make_unique<Model>(model_path, load);
+
+    auto params = llama_context_default_params();
+    // Every slot may use its whole window, so the unified cache never runs out mid-decode.
+    params.n_ctx = static_cast<uint32_t>(options_.n_ctx) * options_.n_parallel;
+    params.n_batch = options_.n_batch;
+    params.n_ubatch = std::min(options_.n_batch, 512);
+    params.n_seq_max = options_.n_parallel;
+    params.n_threads = options_.n_threads;
+    params.n_threads_batch = options_.n_threads;
+    params.kv_unified = true;
+    params.no_perf = true;
+    ctx_ = llama_init_from_model(model_->get(), params);
+    if (!ctx_) throw ModelLoadError("cannot create a context for " + model_path);
+
+    batch_ = llama_batch_init(options_.n_batch, 0, 1);
+    slots_.reserve(options_.n_parallel);
+    for (int32_t i = 0; i < options_.n_parallel; ++i) slots_.emplace_back(i);
+    scheduler_ = std::thread([this] { run(); });
+}
+
+Engine::~Engine() {
+    close();
+    llama_batch_free(batch_);
+    if (ctx_) llama_free(ctx_);
+}
+
+void Engine::close() {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        stopping_ = true;
+    }
+    cv_.notify_all();
+    if (scheduler_.joinable()) scheduler_.join();
+}
+
+size_t Engine::queue_depth() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return queue_.size();
+}
+
+std::shared_ptr<TokenStream> Engine::submit(const std::string & prompt,
+                                            const SamplingParams & sampling,
+                                            const GenerationOptions & options,
+                                            std::shared_ptr<AsyncNotifier> notifier) {
+    if (prompt.empty()) throw InvalidRequest("prompt: must not be empty");
+    auto tokens = model_->tokenize(prompt, options.add_special, options.parse_special);
+    return submit_tokens(std::move(tokens), sampling, options, std::move(notifier));
+}
+
+std::shared_ptr<TokenStream> Engine::submit_tokens(std::vector<llama_token> prompt,
+                                                   const SamplingParams & sampling,
+                                                   const GenerationOptions & options,
+                                                   std::shared_ptr<AsyncNotifier> notifier) {
+    if (prompt.empty()) throw InvalidRequest("prompt: must not be empty");
+    for (llama_token t : prompt) {
+        if (!model_->valid_token(t)) throw InvalidRequest("prompt: unknown token id " + std::to_string(t));
+    }
+    if (static_cast<int64_t>(prompt.size()) >= options_.n_ctx) {
+        throw ContextLengthExceeded("prompt has " + std::to_string(prompt.size()) +
+                                    " tokens but the context holds " + std::to_string(options_.n_ctx) +
+                                    " (prompt and completion together)");
+    }
+    if (options.max_tokens == 0 || options.max_tokens < -1) {
+        throw InvalidRequest("max_tokens: must be at least 1 (or -1 for no limit)");
+    }
+
+    auto request = std::make_unique<Request>();
+    request->prompt = std::move(prompt);
+    request->sampler = std::make_unique<Sampler>(*model_, sampling, options.ignore_eos);
+    request->max_tokens = options.max_tokens;
+    request->stop = options.stop;
+    request->stream = std::make_shared<TokenStream>(next_id_++, std::move(notifier));
+    auto stream = request->stream;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (stopping_) throw InvalidRequest("the engine is closed");
+        const size_t free_slots = options_.n_parallel - busy_slots_.load();
+        if (queue_.size() >= free_slots + static_cast<size_t>(options_.max_queue)) {
+            throw QueueFull("all " + std::to_string(options_.n_parallel) + " slots are busy and " +
+                            std::to_string(options_.max_queue) + " requests are already waiting");
+        }
+        queue_.push_back(std::move(request));
+    }
+    cv_.notify_one();
+    return stream;
+}
+
+void Engine::admit_locked() {
+    for (auto & slot : slots_) {
+        if (queue_.empty()) return;
+        if (slot.busy()) continue;
+        auto request = std::move(queue_.front());
+        queue_.pop_front();
+        if (request->stream->cancelled()) {
+            StreamStats stats;
+            stats.prompt_tokens = static_cast<int32_t>(request->prompt.size());
+            stats.finish_reason = "cancelled";
+            request->stream->finish(std::move(stats));
+            continue;
+        }
+        slot.start(std::move(request));
+        ++busy_slots_;
+    }
+}
+
+void Engine::finish_slot(Slot & slot, const std::string & reason, const std::string & error) {
+    slot.finish(reason, ctx_, error);
+    std::lock_guard<std::mutex> lock(mu_);
+    --busy_slots_;
+}
+
+void Engine::run() {
+    while (true) {
+        {
+            std::unique_lock<std::mutex> lock(mu_);
+            cv_.wait(lock, [&] { return stopping_ || !queue_.empty() || busy_slots_.load() > 0; });
+            if (stopping_) break;
+            admit_locked();
+        }
+        for (auto & slot : slots_) {
+            if (slot.busy() && slot.stream().cancelled()) finish_slot(slot, "cancelled");
+        }
+
+        // Decoding slots first (one token each), then prompt chunks in what is left,
+        // so a long prompt never stalls the streams already running.
+        batch_.n_tokens = 0;
+        int32_t budget = options_.n_batch;
+        for (auto & slot : slots_) {
+            if (slot.busy() && !slot.prefilling()) budget -= slot.add_to_batch(batch_, budget);
+        }
+        for (auto & slot : slots_) {
+            if (slot.busy() && slot.prefilling()) budget -= slot.add_to_batch(batch_, budget);
+        }
+        if (batch_.n_tokens == 0) continue;
+
+        const int32_t rc = llama_decode(ctx_, batch_);
+        for (auto & slot : slots_) {
+            if (!slot.busy() || slot.batch_index() < 0) continue;
+            if (rc != 0) {
+                finish_slot(slot, "error", "llama_decode failed with status " + std::to_string(rc));
+                continue;
+            }
+            const llama_token token = slot.sample(ctx_);
+            if (const char * reason = slot.accept(token, *model_, options_.n_ctx)) {
+                finish_slot(slot, reason);
+            }
+        }
+        if (rc != 0) {
+            // Slots that only fed prompt chunks this step are in an unknown state too.
+            for (auto & slot : slots_) {
+                if (slot.busy() && slot.prefilling()) {
+                    finish_slot(slot, "error", "llama_decode failed with status " + std::to_string(rc));
+                }
+            }
+        }
+    }
+    // Shutting down: nobody will decode these any more.
+    for (auto & slot : slots_) {
+        if (slot.busy()) finish_slot(slot, "cancelled");
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto & request : queue_) {
+        StreamStats stats;
+        stats.prompt_tokens = static_cast<int32_t>(request->prompt.size());
+        stats.finish_reason = "cancelled";
+        request->stream->finish(std::move(stats));
+    }
+    queue_.clear();
+}
+
+}  // namespace llamaserve

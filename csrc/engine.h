@@ -1,0 +1,83 @@
+// The engine: one model, one context with n_parallel sequence slots, and one scheduler
+// thread that alone touches the context. Callers submit requests and read TokenStreams.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "llama.h"
+#include "model_info.h"
+#include "sampling.h"
+#include "slot.h"
+#include "token_stream.h"
+
+namespace llamaserve {
+
+struct EngineOptions {
+    int32_t n_ctx = 4096;    // per request: prompt + completion tokens
+    int32_t n_parallel = 4;  // sequences decoded together
+    int32_t n_batch = 512;   // tokens per decode step (decoding slots + prefill chunks)
+    int32_t n_threads = 0;   // 0 = all hardware threads
+    int32_t n_gpu_layers = 0;
+    int32_t max_queue = 256;  // requests waiting for a slot before QueueFull
+};
+
+struct GenerationOptions {
+    int32_t max_tokens = -1;  // -1 = until the context is full
+    std::vector<std::string> stop;
+    bool ignore_eos = false;
+    bool add_special = true;    // BOS etc. as the model wants
+    bool parse_special = true;  // "<start_of_turn>" in a prompt is the control token
+};
+
+class Engine {
+public:
+    Engine(const std::string & model_path, const EngineOptions & options);
+    ~Engine();
+    Engine(const Engine &) = delete;
+    Engine & operator=(const Engine &) = delete;
+
+    std::shared_ptr<TokenStream> submit(const std::string & prompt, const SamplingParams & sampling,
+                                        const GenerationOptions & options,
+                                        std::shared_ptr<AsyncNotifier> notifier);
+    std::shared_ptr<TokenStream> submit_tokens(std::vector<llama_token> prompt,
+                                               const SamplingParams & sampling,
+                                               const GenerationOptions & options,
+                                               std::shared_ptr<AsyncNotifier> notifier);
+
+    const Model & model() const { return *model_; }
+    const EngineOptions & options() const { return options_; }
+    int32_t n_ctx_per_request() const { return options_.n_ctx; }
+    size_t queue_depth() const;
+    int32_t busy_slots() const { return busy_slots_.load(); }
+
+    // Stops the scheduler; unfinished requests end as "cancelled". Idempotent.
+    void close();
+
+private:
+    void run();
+    void admit_locked();
+    void finish_slot(Slot & slot, const std::string & reason, const std::string & error = "");
+
+    EngineOptions options_;
+    std::unique_ptr<Model> model_;
+    llama_context * ctx_ = nullptr;
+    std::vector<Slot> slots_;
+    llama_batch batch_{};
+
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<std::unique_ptr<Request>> queue_;
+    bool stopping_ = false;
+    std::atomic<int32_t> busy_slots_{0};
+    std::atomic<uint64_t> next_id_{1};
+    std::thread scheduler_;
+};
+
+}  // namespace llamaserve

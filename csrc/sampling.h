@@ -1,0 +1,46 @@
+// Per-request sampling settings and the llama_sampler chain built from them.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "llama.h"
+
+namespace llamaserve {
+
+class Model;
+
+struct SamplingParams {
+    float temperature = 0.8f;  // 0 = greedy
+    int32_t top_k = 40;        // 0 = off
+    float top_p = 0.95f;       // 1 = off
+    float min_p = 0.05f;       // 0 = off
+    float repeat_penalty = 1.0f;
+    float presence_penalty = 0.0f;
+    float frequency_penalty = 0.0f;
+    int32_t penalty_last_n = 64;
+    uint32_t seed = LLAMA_DEFAULT_SEED;  // default: a random seed per request
+    std::vector<std::pair<llama_token, float>> logit_bias;
+    std::string grammar;  // GBNF; empty = unconstrained
+    std::string grammar_root = "root";
+};
+
+// Owns the chain; a greedy request without penalties, bias or grammar takes a plain
+// argmax over the logits instead (the chain's full-vocabulary copy costs more than that).
+class Sampler {
+public:
+    Sampler(const Model & model, const SamplingParams & params, bool ignore_eos);
+    ~Sampler();
+    Sampler(const Sampler &) = delete;
+    Sampler & operator=(const Sampler &) = delete;
+
+    llama_token sample(llama_context * ctx, int32_t batch_index);
+
+private:
+    llama_sampler * chain_ = nullptr;
+    const std::vector<llama_token> * banned_ = nullptr;  // EOG tokens under ignore_eos
+    int32_t n_vocab_ = 0;
+};
+
+}  // namespace llamaserve

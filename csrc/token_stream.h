@@ -1,0 +1,86 @@
+// The per-request channel from the scheduler thread to its consumer, and the one
+// notifier per event loop that tells asyncio which streams have something new.
+#pragma once
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace llamaserve {
+
+// Wakes an event loop through a pipe it watches: one byte per burst, not per token.
+class AsyncNotifier {
+public:
+    AsyncNotifier();
+    ~AsyncNotifier();
+    AsyncNotifier(const AsyncNotifier &) = delete;
+    AsyncNotifier & operator=(const AsyncNotifier &) = delete;
+
+    int fd() const { return read_fd_; }
+    void notify(uint64_t stream_id);
+    // Empties the pipe and returns the streams that became ready since the last call.
+    std::vector<uint64_t> take_ready();
+
+private:
+    int read_fd_ = -1;
+    int write_fd_ = -1;
+    std::mutex mu_;
+    std::vector<uint64_t> ready_;
+    bool signalled_ = false;
+};
+
+struct StreamStats {
+    int32_t prompt_tokens = 0;
+    int32_t completion_tokens = 0;
+    double time_to_first_token = -1.0;  // seconds from submit; -1 if no token came
+    double total_time = 0.0;            // seconds from submit to finish
+    std::string finish_reason;          // stop | length | cancelled | error
+    std::string error;
+};
+
+class TokenStream {
+public:
+    using Clock = std::chrono::steady_clock;
+
+    TokenStream(uint64_t id, std::shared_ptr<AsyncNotifier> notifier);
+
+    uint64_t id() const { return id_; }
+
+    // Producer side: the scheduler thread only.
+    void push(std::string piece);
+    void finish(StreamStats stats);
+    void mark_first_token();
+
+    // Consumer side.
+    enum class Wait { Piece, Finished, Timeout };
+    Wait wait_next(std::string & out, std::chrono::milliseconds timeout);
+    // Never blocks: the pieces so far, and whether the stream had finished before them.
+    std::vector<std::string> drain(bool & finished);
+    bool finished() const;
+    StreamStats stats() const;
+
+    void cancel() { cancelled_.store(true, std::memory_order_relaxed); }
+    bool cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
+
+    const Clock::time_point submitted_at = Clock::now();
+
+private:
+    void notify_locked();
+
+    const uint64_t id_;
+    const std::shared_ptr<AsyncNotifier> notifier_;
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<std::string> pieces_;
+    bool finished_ = false;
+    bool notified_ = false;  // our id is already in the notifier's ready list
+    StreamStats stats_;
+    std::atomic<bool> cancelled_{false};
+};
+
+}  // namespace llamaserve

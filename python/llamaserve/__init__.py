@@ -1,0 +1,29 @@
+"""llamaserve: a native continuous-batching LLM engine over llama.cpp, served over HTTP."""
+from importlib.metadata import PackageNotFoundError, version
+
+from llamaserve.default_model import default_model_path
+from llamaserve.engine import Completion, Engine, Usage
+from llamaserve.errors import (
+    ContextLengthExceeded,
+    EngineError,
+    InvalidRequest,
+    ModelLoadError,
+    QueueFull,
+)
+
+try:
+    __version__ = version("llamaserve")
+except PackageNotFoundError:  # running from a source tree without an install
+    __version__ = "0.0.0"
+
+__all__ = [
+    "Completion",
+    "ContextLengthExceeded",
+    "Engine",
+    "EngineError",
+    "InvalidRequest",
+    "ModelLoadError",
+    "QueueFull",
+    "Usage",
+    "default_model_path",
+]

@@ -1,0 +1,49 @@
+"""Command line: `llamaserve generate|serve ...` (also `python -m llamaserve`)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from llamaserve.errors import EngineError
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from llamaserve.engine import Engine
+
+    with Engine.load(args.model, n_ctx=args.ctx, n_threads=args.threads, n_parallel=1) as engine:
+        stream = engine.stream(args.prompt, max_tokens=args.max_tokens,
+                               temperature=args.temperature, seed=args.seed)
+        for piece in stream:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llamaserve", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    gen = commands.add_parser("generate", help="generate text from a prompt and print it as it comes")
+    gen.add_argument("prompt")
+    gen.add_argument("--model", help="GGUF file (default: the embedded Gemma 3 270M)")
+    gen.add_argument("--max-tokens", type=int, default=128)
+    gen.add_argument("--temperature", type=float, default=0.8)
+    gen.add_argument("--seed", type=int)
+    gen.add_argument("--ctx", type=int, default=4096)
+    gen.add_argument("--threads", type=int, default=0)
+    gen.set_defaults(run=_generate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except EngineError as exc:
+        print(f"llamaserve: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

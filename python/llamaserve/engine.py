@@ -1,0 +1,329 @@
+"""The public engine facade over the native continuous-batching engine."""
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llamaserve import _native, sampling
+from llamaserve.default_model import default_model_path
+from llamaserve.errors import EngineError, InvalidRequest, QueueFull
+
+Prompt = str | Sequence[int]
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    usage: Usage
+    finish_reason: str  # stop | length | cancelled | error
+    latency: float  # seconds from submit to the last token
+    time_to_first_token: float | None
+
+
+def _completion(text: str, stats: dict[str, Any]) -> Completion:
+    return Completion(
+        text=text,
+        usage=Usage(stats["prompt_tokens"], stats["completion_tokens"]),
+        finish_reason=stats["finish_reason"],
+        latency=stats["total_time"],
+        time_to_first_token=stats["time_to_first_token"],
+    )
+
+
+def _raise_if_failed(native: _native.TokenStream) -> None:
+    stats = native.stats()
+    if stats["finish_reason"] == "error":
+        raise EngineError(stats["error"] or "generation failed")
+
+
+class TextStream:
+    """Text pieces of one request as they are generated; waiting releases the GIL.
+
+    Leaving it unfinished (break, close(), garbage collection) cancels the request.
+    """
+
+    def __init__(self, native: _native.TokenStream) -> None:
+        self._native = native
+        self._text: list[str] = []
+
+    def __iter__(self) -> TextStream:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            piece = next(self._native)
+        except StopIteration:
+            _raise_if_failed(self._native)
+            raise
+        self._text.append(piece)
+        return piece
+
+    def cancel(self) -> None:
+        self._native.cancel()
+
+    close = cancel
+
+    def __enter__(self) -> TextStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cancel()
+
+    def __del__(self) -> None:
+        self._native.cancel()
+
+    @property
+    def finished(self) -> bool:
+        return self._native.finished
+
+    def completion(self) -> Completion:
+        """The whole result; consumes what is left of the stream first."""
+        for _ in self:
+            pass
+        return _completion("".join(self._text), self._native.stats())
+
+
+class _Waiter:
+    """Lets one async stream sleep until the pump says its native stream has news."""
+
+    __slots__ = ("future", "ready")
+
+    def __init__(self) -> None:
+        self.future: asyncio.Future[None] | None = None
+        self.ready = False
+
+    def wake(self) -> None:
+        self.ready = True
+        if self.future is not None and not self.future.done():
+            self.future.set_result(None)
+
+    async def wait(self) -> None:
+        if not self.ready:
+            self.future = asyncio.get_running_loop().create_future()
+            try:
+                await self.future
+            finally:
+                self.future = None
+        self.ready = False
+
+
+class _AsyncPump:
+    """One per engine and event loop: the loop watches one pipe, and each wake-up hands
+    every stream with news to its waiter. No thread per stream, no thread at all."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.notifier = _native.AsyncNotifier()
+        self.waiters: dict[int, _Waiter] = {}
+        loop.add_reader(self.notifier.fd, self._on_ready)
+
+    def _on_ready(self) -> None:
+        for stream_id in self.notifier.take_ready():
+            waiter = self.waiters.get(stream_id)
+            if waiter is not None:
+                waiter.wake()
+
+    def close(self) -> None:
+        if not self.loop.is_closed():
+            self.loop.remove_reader(self.notifier.fd)
+
+
+class AsyncTextStream:
+    """Async iterator of text pieces; breaking out of it or aclose() cancels the request."""
+
+    def __init__(self, native: _native.TokenStream, pump: _AsyncPump) -> None:
+        self._native = native
+        self._pump = pump
+        self._waiter = _Waiter()
+        pump.waiters[native.id] = self._waiter
+        self._pieces: deque[str] = deque()
+        self._text: list[str] = []
+        self._finished = False
+
+    def __aiter__(self) -> AsyncTextStream:
+        return self
+
+    async def next_pieces(self) -> list[str]:
+        """Everything generated since the last call (at least one piece); [] at the end."""
+        while not self._pieces:
+            if self._finished:
+                self._release()
+                _raise_if_failed(self._native)
+                return []
+            pieces, self._finished = self._native.drain()
+            self._pieces.extend(pieces)
+            if not pieces and not self._finished:
+                await self._waiter.wait()
+        out = list(self._pieces)
+        self._pieces.clear()
+        self._text.extend(out)
+        return out
+
+    async def __anext__(self) -> str:
+        if not self._pieces:
+            pieces = await self.next_pieces()
+            if not pieces:
+                raise StopAsyncIteration
+            self._pieces.extend(pieces[1:])
+            return pieces[0]
+        piece = self._pieces.popleft()
+        self._text.append(piece)
+        return piece
+
+    def _release(self) -> None:
+        self._pump.waiters.pop(self._native.id, None)
+
+    def cancel(self) -> None:
+        self._native.cancel()
+        self._release()
+
+    async def aclose(self) -> None:
+        self.cancel()
+
+    def __del__(self) -> None:
+        self._native.cancel()
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return self._native.stats()
+
+    async def completion(self) -> Completion:
+        async for _ in self:
+            pass
+        return _completion("".join(self._text), self._native.stats())
+
+
+class Engine:
+    """One loaded model with n_parallel slots decoded together by a native scheduler."""
+
+    def __init__(self, native: _native.Engine) -> None:
+        self._native = native
+        self._pumps: dict[asyncio.AbstractEventLoop, _AsyncPump] = {}
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str] | None = None, *, n_ctx: int = 4096,
+             n_parallel: int = 4, n_batch: int = 512, n_threads: int = 0,
+             n_gpu_layers: int = 0, max_queue: int = 256, verbose: bool = False) -> Engine:
+        """Load a GGUF file (the default model when path is None)."""
+        options = _native.EngineOptions()
+        options.n_ctx = sampling._integer("n_ctx", n_ctx, 8, 2**24)
+        options.n_parallel = sampling._integer("n_parallel", n_parallel, 1, 1024)
+        options.n_batch = sampling._integer("n_batch", n_batch, 1, 2**16)
+        options.n_threads = sampling._integer("n_threads", n_threads, 0, 1024)
+        options.n_gpu_layers = sampling._integer("n_gpu_layers", n_gpu_layers, -1, 100000)
+        options.max_queue = sampling._integer("max_queue", max_queue, 0, 2**20)
+        _native.set_verbose(verbose)
+        model_path = Path(path) if path is not None else default_model_path()
+        return cls(_native.Engine(str(model_path), options))
+
+    # -- model facts ------------------------------------------------------------------
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self._native.metadata
+
+    @property
+    def n_ctx(self) -> int:
+        return self._native.n_ctx
+
+    @property
+    def n_parallel(self) -> int:
+        return self._native.n_parallel
+
+    @property
+    def busy_slots(self) -> int:
+        return self._native.busy_slots
+
+    @property
+    def queue_depth(self) -> int:
+        return self._native.queue_depth
+
+    def tokenize(self, text: str, *, add_special: bool = True, parse_special: bool = True) -> list[int]:
+        return self._native.tokenize(text, add_special, parse_special)
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self._native.detokenize(list(tokens))
+
+    # -- generation -------------------------------------------------------------------
+
+    def _submit(self, prompt: Prompt, arguments: dict[str, Any],
+                notifier: _native.AsyncNotifier | None = None) -> _native.TokenStream:
+        params, options = sampling.build(**arguments)
+        if isinstance(prompt, str):
+            return self._native.submit(prompt, params, options, notifier)
+        if isinstance(prompt, Sequence) and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
+            return self._native.submit_tokens(list(prompt), params, options, notifier)
+        raise InvalidRequest("prompt: must be a string or a list of token ids")
+
+    def stream(self, prompt: Prompt, **arguments: Any) -> TextStream:
+        """Text pieces as they are generated (a blocking iterator that frees the GIL)."""
+        return TextStream(self._submit(prompt, arguments))
+
+    def generate(self, prompt: Prompt, **arguments: Any) -> Completion:
+        return self.stream(prompt, **arguments).completion()
+
+    def generate_batch(self, prompts: Iterable[Prompt], **arguments: Any) -> list[Completion]:
+        """Run every prompt concurrently through the slots; results keep the input order."""
+        prompts = list(prompts)
+        sampling.build(**arguments)  # a bad argument fails before anything runs
+        streams: list[TextStream] = []
+        try:
+            for prompt in prompts:
+                while True:
+                    try:
+                        streams.append(self.stream(prompt, **arguments))
+                        break
+                    except QueueFull:
+                        # Wait for the oldest running request, then try again.
+                        next(s for s in streams if not s.finished).completion()
+            return [s.completion() for s in streams]
+        finally:
+            for s in streams:
+                s.cancel()
+
+    def _pump(self) -> _AsyncPump:
+        loop = asyncio.get_running_loop()
+        pump = self._pumps.get(loop)
+        if pump is None:
+            for stale in [lp for lp in self._pumps if lp.is_closed()]:
+                del self._pumps[stale]
+            pump = self._pumps[loop] = _AsyncPump(loop)
+        return pump
+
+    def astream(self, prompt: Prompt, **arguments: Any) -> AsyncTextStream:
+        """Async text pieces; must be called from a running event loop."""
+        pump = self._pump()
+        return AsyncTextStream(self._submit(prompt, arguments, pump.notifier), pump)
+
+    async def agenerate(self, prompt: Prompt, **arguments: Any) -> Completion:
+        return await self.astream(prompt, **arguments).completion()
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the scheduler; unfinished requests end as cancelled."""
+        for pump in self._pumps.values():
+            pump.close()
+        self._pumps.clear()
+        self._native.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

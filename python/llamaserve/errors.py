@@ -1,0 +1,22 @@
+"""The engine's typed errors. They are defined natively; this module is their public home."""
+from llamaserve._native import (
+    ContextLengthExceeded,
+    EngineError,
+    InvalidRequest,
+    ModelLoadError,
+    QueueFull,
+)
+
+
+class DefaultModelMissing(ModelLoadError):
+    """The default model package is not installed."""
+
+
+__all__ = [
+    "ContextLengthExceeded",
+    "DefaultModelMissing",
+    "EngineError",
+    "InvalidRequest",
+    "ModelLoadError",
+    "QueueFull",
+]

@@ -1,0 +1,106 @@
+"""The scheduler: bounded queue, cancellation, the async pump, and the thread count."""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import pytest
+
+import llamaserve
+from llamaserve import QueueFull
+
+
+@pytest.fixture(scope="module")
+def one_slot(model_path):
+    eng = llamaserve.Engine.load(model_path, n_ctx=4096, n_parallel=1, max_queue=1)
+    yield eng
+    eng.close()
+
+
+def thread_count() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_queue_bound_refuses_the_excess(one_slot):
+    running = one_slot.stream("Tell a story", max_tokens=400, temperature=0, ignore_eos=True)
+    waiting = one_slot.stream("Tell a story", max_tokens=2, temperature=0, ignore_eos=True)
+    try:
+        with pytest.raises(QueueFull, match="slots are busy"):
+            one_slot.stream("Tell a story", max_tokens=2)
+    finally:
+        running.cancel()
+    assert waiting.completion().usage.completion_tokens == 2
+    assert running.completion().finish_reason == "cancelled"
+
+
+def test_cancel_frees_the_slot_at_once(one_slot):
+    stream = one_slot.stream("Tell a long story", max_tokens=3000, temperature=0, ignore_eos=True)
+    assert next(stream) and next(stream)
+    stream.cancel()
+    started = time.monotonic()
+    after = one_slot.generate("Hello", max_tokens=4, temperature=0, ignore_eos=True)
+    elapsed = time.monotonic() - started
+    assert after.usage.completion_tokens == 4
+    # The cancelled request still had ~3000 tokens (tens of seconds) to go.
+    assert elapsed < 5.0
+    done = stream.completion()
+    assert done.finish_reason == "cancelled"
+    assert done.usage.completion_tokens < 3000
+
+
+def test_cancel_during_prefill(one_slot):
+    long_prompt = "history " * 3000
+    stream = one_slot.stream(long_prompt, max_tokens=50, temperature=0)
+    stream.cancel()
+    assert stream.completion().finish_reason == "cancelled"
+    assert one_slot.generate("Hi", max_tokens=2, ignore_eos=True).usage.completion_tokens == 2
+
+
+def test_dropping_a_stream_cancels_it(one_slot):
+    stream = one_slot.stream("Count to a thousand", max_tokens=3000, ignore_eos=True)
+    next(stream)
+    del stream
+    started = time.monotonic()
+    one_slot.generate("Hello", max_tokens=2, ignore_eos=True)
+    assert time.monotonic() - started < 5.0
+
+
+async def test_astream_matches_stream(engine):
+    expected = engine.generate("The ocean is", max_tokens=16, temperature=0)
+    pieces = [p async for p in engine.astream("The ocean is", max_tokens=16, temperature=0)]
+    assert "".join(pieces) == expected.text
+    done = await engine.agenerate("The ocean is", max_tokens=16, temperature=0)
+    assert done.text == expected.text and done.usage == expected.usage
+
+
+async def test_64_concurrent_astreams_add_no_threads(engine):
+    await engine.agenerate("warm up", max_tokens=2)  # any lazily started threads exist now
+    baseline = thread_count()
+    peak = baseline
+    completed = 0
+
+    async def consume(i):
+        nonlocal peak, completed
+        count = 0
+        async for _ in engine.astream(f"Item {i}:", max_tokens=6, temperature=0.5, seed=i,
+                                      ignore_eos=True):
+            count += 1
+            peak = max(peak, thread_count())
+        assert count >= 1
+        completed += 1
+
+    await asyncio.gather(*(consume(i) for i in range(64)))
+    assert completed == 64
+    assert peak == baseline
+
+
+async def test_breaking_out_of_astream_cancels(one_slot):
+    stream = one_slot.astream("Tell a long story", max_tokens=3000, ignore_eos=True)
+    async for _ in stream:
+        break
+    await stream.aclose()
+    started = time.monotonic()
+    done = await one_slot.agenerate("Hi", max_tokens=3, ignore_eos=True)
+    assert done.usage.completion_tokens == 3
+    assert time.monotonic() - started < 5.0
