@@ -99,6 +99,7 @@ PYBIND11_MODULE(_native, m) {
         .def_readwrite("max_tokens", &GenerationOptions::max_tokens)
         .def_readwrite("stop", &GenerationOptions::stop)
         .def_readwrite("ignore_eos", &GenerationOptions::ignore_eos)
+        .def_readwrite("logprobs", &GenerationOptions::logprobs)
         .def_readwrite("add_special", &GenerationOptions::add_special)
         .def_readwrite("parse_special", &GenerationOptions::parse_special);
 
@@ -126,6 +127,11 @@ PYBIND11_MODULE(_native, m) {
             auto pieces = s.drain(finished);
             return py::make_tuple(py::cast(pieces), finished);
         }, "Non-blocking: (pieces so far, finished before them).")
+        .def("take_logprobs", [](TokenStream & s) {
+            py::list out;
+            for (auto & r : s.take_logprobs()) out.append(py::make_tuple(r.token, r.logprob, py::cast(r.top)));
+            return out;
+        }, "[(token, logprob, [(token, logprob), ...]), ...] since the last call.")
         .def("cancel", &TokenStream::cancel)
         .def_property_readonly("cancelled", &TokenStream::cancelled)
         .def_property_readonly("finished", &TokenStream::finished)
@@ -143,6 +149,10 @@ PYBIND11_MODULE(_native, m) {
             return e.model().tokenize(text, add_special, parse_special);
         }, py::arg("text"), py::arg("add_special") = true, py::arg("parse_special") = true,
            py::call_guard<py::gil_scoped_release>())
+        .def("token_bytes", [](const Engine & e, llama_token token) {
+            if (!e.model().valid_token(token)) throw InvalidRequest("unknown token id " + std::to_string(token));
+            return py::bytes(e.model().token_bytes(token));
+        }, py::arg("token"))
         .def("detokenize", [](const Engine & e, const std::vector<llama_token> & tokens) {
             std::string text;
             {

@@ -83,6 +83,9 @@ std::shared_ptr<TokenStream> Engine::submit_tokens(std::vector<llama_token> prom
                                     " tokens but the context holds " + std::to_string(options_.n_ctx) +
                                     " (prompt and completion together)");
     }
+    if (options.logprobs < -1 || options.logprobs > kMaxTopLogprobs) {
+        throw InvalidRequest("logprobs: must be between 0 and " + std::to_string(kMaxTopLogprobs));
+    }
     if (options.max_tokens == 0 || options.max_tokens < -1) {
         throw InvalidRequest("max_tokens: must be at least 1 (or -1 for no limit)");
     }
@@ -92,6 +95,7 @@ std::shared_ptr<TokenStream> Engine::submit_tokens(std::vector<llama_token> prom
     request->sampler = std::make_unique<Sampler>(*model_, sampling, options.ignore_eos);
     request->max_tokens = options.max_tokens;
     request->stop = options.stop;
+    request->logprobs = options.logprobs;
     request->stream = std::make_shared<TokenStream>(next_id_++, std::move(notifier));
     auto stream = request->stream;
     {
@@ -163,7 +167,7 @@ void Engine::run() {
                 finish_slot(slot, "error", "llama_decode failed with status " + std::to_string(rc));
                 continue;
             }
-            const llama_token token = slot.sample(ctx_);
+            const llama_token token = slot.sample(ctx_, model_->metadata().n_vocab);
             if (const char * reason = slot.accept(token, *model_, options_.n_ctx)) {
                 finish_slot(slot, reason);
             }

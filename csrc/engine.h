@@ -32,6 +32,7 @@ struct GenerationOptions {
     int32_t max_tokens = -1;  // -1 = until the context is full
     std::vector<std::string> stop;
     bool ignore_eos = false;
+    int32_t logprobs = -1;  // -1 = off; 0 = the sampled token's; N = and the top N alternatives
     bool add_special = true;    // BOS etc. as the model wants
     bool parse_special = true;  // "<start_of_turn>" in a prompt is the control token
 };

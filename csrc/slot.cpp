@@ -1,6 +1,8 @@
 #include "slot.h"
 
 #include <algorithm>
+#include <cmath>
+#include <numeric>
 
 #include "model_info.h"
 
@@ -46,6 +48,33 @@ int32_t Slot::add_to_batch(llama_batch & batch, int32_t budget) {
         batch_add(batch, prompt[n_prompt_fed_++], n_past_++, seq_, last);
     }
     return static_cast<int32_t>(n);
+}
+
+llama_token Slot::sample(llama_context * ctx, int32_t n_vocab) {
+    const llama_token token = request_->sampler->sample(ctx, batch_index_);
+    if (request_->logprobs < 0) return token;
+
+    const float * logits = llama_get_logits_ith(ctx, batch_index_);
+    const float max_logit = *std::max_element(logits, logits + n_vocab);
+    double sum = 0.0;
+    for (int32_t i = 0; i < n_vocab; ++i) sum += std::exp(double(logits[i] - max_logit));
+    const float log_norm = max_logit + static_cast<float>(std::log(sum));
+
+    TokenLogprob record;
+    record.token = token;
+    record.logprob = logits[token] - log_norm;
+    if (request_->logprobs > 0) {
+        std::vector<llama_token> ids(n_vocab);
+        std::iota(ids.begin(), ids.end(), 0);
+        const auto top_end = ids.begin() + std::min(request_->logprobs, n_vocab);
+        std::partial_sort(ids.begin(), top_end, ids.end(),
+                          [&](llama_token a, llama_token b) { return logits[a] > logits[b]; });
+        for (auto it = ids.begin(); it != top_end; ++it) {
+            record.top.emplace_back(*it, logits[*it] - log_norm);
+        }
+    }
+    request_->stream->push_logprob(std::move(record));
+    return token;
 }
 
 const char * Slot::accept(llama_token token, const Model & model, int32_t n_ctx_seq) {

@@ -14,11 +14,14 @@ namespace llamaserve {
 class Model;
 
 // A validated request, ready for the scheduler: prompt already tokenized, sampler built.
+constexpr int32_t kMaxTopLogprobs = 20;
+
 struct Request {
     std::vector<llama_token> prompt;
     std::unique_ptr<Sampler> sampler;
     int32_t max_tokens = -1;  // -1 = until the context is full
     std::vector<std::string> stop;
+    int32_t logprobs = -1;  // see GenerationOptions::logprobs
     std::shared_ptr<TokenStream> stream;
 };
 
@@ -41,7 +44,8 @@ public:
     // Handles a freshly sampled token: emits its text and returns the finish reason
     // ("stop", "length") when the request is done, nullptr while it goes on.
     const char * accept(llama_token token, const Model & model, int32_t n_ctx_seq);
-    llama_token sample(llama_context * ctx) { return request_->sampler->sample(ctx, batch_index_); }
+    // Samples this slot's next token (and records its log-probabilities when asked).
+    llama_token sample(llama_context * ctx, int32_t n_vocab);
 
     // Ends the request with `reason`, tells its consumer, and frees the slot's KV cells.
     void finish(const std::string & reason, llama_context * ctx, const std::string & error = "");

@@ -82,6 +82,18 @@ void TokenStream::mark_first_token() {
     }
 }
 
+void TokenStream::push_logprob(TokenLogprob record) {
+    std::lock_guard<std::mutex> lock(mu_);
+    logprobs_.push_back(std::move(record));
+}
+
+std::vector<TokenLogprob> TokenStream::take_logprobs() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<TokenLogprob> out;
+    out.swap(logprobs_);
+    return out;
+}
+
 TokenStream::Wait TokenStream::wait_next(std::string & out, std::chrono::milliseconds timeout) {
     std::unique_lock<std::mutex> lock(mu_);
     if (!cv_.wait_for(lock, timeout, [&] { return !pieces_.empty() || finished_; })) {

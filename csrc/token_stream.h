@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace llamaserve {
@@ -34,6 +35,13 @@ private:
     bool signalled_ = false;
 };
 
+// The model's log-probability of one generated token, and of its top alternatives.
+struct TokenLogprob {
+    int32_t token = 0;
+    float logprob = 0.0f;
+    std::vector<std::pair<int32_t, float>> top;
+};
+
 struct StreamStats {
     int32_t prompt_tokens = 0;
     int32_t completion_tokens = 0;
@@ -55,6 +63,7 @@ public:
     void push(std::string piece);
     void finish(StreamStats stats);
     void mark_first_token();
+    void push_logprob(TokenLogprob record);
 
     // Consumer side.
     enum class Wait { Piece, Finished, Timeout };
@@ -63,6 +72,7 @@ public:
     std::vector<std::string> drain(bool & finished);
     bool finished() const;
     StreamStats stats() const;
+    std::vector<TokenLogprob> take_logprobs();  // records since the last call, in order
 
     void cancel() { cancelled_.store(true, std::memory_order_relaxed); }
     bool cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
@@ -77,6 +87,7 @@ private:
     mutable std::mutex mu_;
     std::condition_variable cv_;
     std::deque<std::string> pieces_;
+    std::vector<TokenLogprob> logprobs_;
     bool finished_ = false;
     bool notified_ = false;  // our id is already in the notifier's ready list
     StreamStats stats_;

@@ -133,3 +133,19 @@ def test_metadata_describes_the_model(engine):
 
 def test_version_is_exposed():
     assert llamaserve.__version__ != "0.0.0"
+
+
+def test_logprobs_describe_the_sampled_tokens(engine):
+    stream = engine.stream(PROMPT, max_tokens=6, temperature=0, ignore_eos=True, logprobs=3)
+    text = "".join(stream)
+    records = stream.take_token_logprobs()
+    assert len(records) == 6
+    for token, logprob, top in records:
+        assert logprob <= 0.0
+        assert len(top) == 3
+        # Greedy: the sampled token is the most likely one, and the list is sorted.
+        assert top[0][0] == token and abs(top[0][1] - logprob) < 1e-4
+        assert top[0][1] >= top[1][1] >= top[2][1]
+    rendered = b"".join(engine.token_bytes(t) for t, _, _ in records).decode("utf-8", "replace")
+    assert rendered == text
+    assert stream.take_token_logprobs() == []

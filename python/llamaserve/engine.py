@@ -14,6 +14,8 @@ from llamaserve.default_model import default_model_path
 from llamaserve.errors import EngineError, InvalidRequest, QueueFull
 
 Prompt = str | Sequence[int]
+# (token id, log-probability, [(alternative id, log-probability), ...])
+TokenLogprob = tuple[int, float, list[tuple[int, float]]]
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,10 @@ class TextStream:
     @property
     def finished(self) -> bool:
         return self._native.finished
+
+    def take_token_logprobs(self) -> list[TokenLogprob]:
+        """With logprobs=N: (token, logprob, top N alternatives) per token since the last call."""
+        return self._native.take_logprobs()
 
     def completion(self) -> Completion:
         """The whole result; consumes what is left of the stream first."""
@@ -202,6 +208,10 @@ class AsyncTextStream:
     def stats(self) -> dict[str, Any]:
         return self._native.stats()
 
+    def take_token_logprobs(self) -> list[TokenLogprob]:
+        """With logprobs=N: (token, logprob, top N alternatives) per token since the last call."""
+        return self._native.take_logprobs()
+
     async def completion(self) -> Completion:
         async for _ in self:
             pass
@@ -258,6 +268,10 @@ class Engine:
 
     def detokenize(self, tokens: Sequence[int]) -> str:
         return self._native.detokenize(list(tokens))
+
+    def token_bytes(self, token: int) -> bytes:
+        """The raw bytes of one token (a piece of a UTF-8 character, possibly)."""
+        return self._native.token_bytes(token)
 
     # -- generation -------------------------------------------------------------------
 

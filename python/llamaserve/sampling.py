@@ -11,12 +11,13 @@ from llamaserve.errors import InvalidRequest
 
 MAX_STOP_STRINGS = 16
 MAX_STOP_LENGTH = 512
+MAX_TOP_LOGPROBS = 20
 SEED_LIMIT = 2**32 - 1  # native "random seed" sentinel; real seeds stay below it
 
 GENERATION_ARGUMENTS = frozenset({
     "max_tokens", "temperature", "top_k", "top_p", "min_p", "repeat_penalty",
     "presence_penalty", "frequency_penalty", "penalty_last_n", "seed", "stop",
-    "ignore_eos", "logit_bias", "grammar", "add_special", "parse_special",
+    "ignore_eos", "logit_bias", "grammar", "add_special", "parse_special", "logprobs",
 })
 
 
@@ -107,6 +108,8 @@ def build(**arguments: Any) -> tuple[_native.SamplingParams, _native.GenerationO
         sampling.penalty_last_n = _integer("penalty_last_n", a["penalty_last_n"], -1, 2**20)
     if "seed" in a:
         sampling.seed = _integer("seed", a["seed"], 0, SEED_LIMIT - 1)
+    if "logprobs" in a:
+        options.logprobs = _integer("logprobs", a["logprobs"], 0, MAX_TOP_LOGPROBS)
     if "grammar" in a:
         if not isinstance(a["grammar"], str):
             raise InvalidRequest("grammar: must be a GBNF string")
