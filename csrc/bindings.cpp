@@ -68,6 +68,10 @@ PYBIND11_MODULE(_native, m) {
 
     m.def("set_verbose", &set_verbose_logging, py::arg("verbose"),
           "Print llama.cpp's own log to stderr.");
+    m.def("quantize", &quantize_model, py::arg("src"), py::arg("dst"), py::arg("ftype"),
+          py::arg("allow_requantize") = false, py::arg("n_threads") = 0,
+          py::call_guard<py::gil_scoped_release>(),
+          "Quantize a GGUF file with llama.cpp's quantizer (ftype: a llama_ftype value).");
     m.def("supports_gpu_offload", &llama_supports_gpu_offload);
     m.def("system_info", [] { return std::string(llama_print_system_info()); });
 

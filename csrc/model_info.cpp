@@ -73,6 +73,28 @@ Model::Model(const std::string & path, const ModelLoadOptions & options) {
     }
 }
 
+void quantize_model(const std::string & src, const std::string & dst, int32_t ftype,
+                    bool allow_requantize, int32_t n_threads) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(src, ec)) throw ModelLoadError("model file not found: " + src);
+    install_log_capture();
+    auto params = llama_model_quantize_default_params();
+    params.ftype = static_cast<llama_ftype>(ftype);
+    params.allow_requantize = allow_requantize;
+    params.nthread = n_threads;
+    t_last_error.clear();
+    uint32_t rc = 1;
+    try {
+        rc = llama_model_quantize(src.c_str(), dst.c_str(), &params);
+    } catch (const std::exception & e) {  // the quantizer reports some failures by throwing
+        t_last_error = e.what();
+    }
+    if (rc != 0) {
+        const std::string why = trimmed(t_last_error);
+        throw ModelLoadError("cannot quantize " + src + (why.empty() ? "" : ": " + why));
+    }
+}
+
 Model::~Model() {
     if (model_) llama_model_free(model_);
 }

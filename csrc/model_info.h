@@ -55,6 +55,10 @@ private:
     std::vector<llama_token> eog_tokens_;
 };
 
+// Writes `dst` from `src` with llama.cpp's quantizer (`ftype` is a llama_ftype value).
+void quantize_model(const std::string & src, const std::string & dst, int32_t ftype,
+                    bool allow_requantize, int32_t n_threads);
+
 // llama.cpp logs go to stderr only when verbose; errors are kept for exception messages.
 void set_verbose_logging(bool verbose);
 void install_log_capture();
