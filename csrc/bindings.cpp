@@ -114,7 +114,8 @@ PYBIND11_MODULE(_native, m) {
         .def_readwrite("n_batch", &EngineOptions::n_batch)
         .def_readwrite("n_threads", &EngineOptions::n_threads)
         .def_readwrite("n_gpu_layers", &EngineOptions::n_gpu_layers)
-        .def_readwrite("max_queue", &EngineOptions::max_queue);
+        .def_readwrite("max_queue", &EngineOptions::max_queue)
+        .def_readwrite("kv_unified", &EngineOptions::kv_unified);
 
     py::class_<AsyncNotifier, std::shared_ptr<AsyncNotifier>>(m, "AsyncNotifier")
         .def(py::init<>())

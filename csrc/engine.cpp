@@ -23,14 +23,14 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
     model_ = std::make_unique<Model>(model_path, load);
 
     auto params = llama_context_default_params();
-    // Every slot may use its whole window, so the unified cache never runs out mid-decode.
+    // Every slot may use its whole window, so the cache never runs out mid-decode.
     params.n_ctx = static_cast<uint32_t>(options_.n_ctx) * options_.n_parallel;
     params.n_batch = options_.n_batch;
     params.n_ubatch = std::min(options_.n_batch, 512);
     params.n_seq_max = options_.n_parallel;
     params.n_threads = options_.n_threads;
     params.n_threads_batch = options_.n_threads;
-    params.kv_unified = true;
+    params.kv_unified = options_.kv_unified;
     params.no_perf = true;
     ctx_ = llama_init_from_model(model_->get(), params);
     if (!ctx_) throw ModelLoadError("cannot create a context for " + model_path);

@@ -26,6 +26,9 @@ struct EngineOptions {
     int32_t n_threads = 0;   // 0 = all hardware threads
     int32_t n_gpu_layers = 0;
     int32_t max_queue = 256;  // requests waiting for a slot before QueueFull
+    // One KV buffer shared by all slots, or one per slot (each attends over its own cells
+    // only: less attention work when many slots decode together).
+    bool kv_unified = false;
 };
 
 struct GenerationOptions {

@@ -228,7 +228,8 @@ class Engine:
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None, *, n_ctx: int = 4096,
              n_parallel: int = 4, n_batch: int = 512, n_threads: int = 0,
-             n_gpu_layers: int = 0, max_queue: int = 256, verbose: bool = False) -> Engine:
+             n_gpu_layers: int = 0, max_queue: int = 256, kv_unified: bool = False,
+             verbose: bool = False) -> Engine:
         """Load a GGUF file (the default model when path is None)."""
         options = _native.EngineOptions()
         options.n_ctx = sampling._integer("n_ctx", n_ctx, 8, 2**24)
@@ -237,6 +238,7 @@ class Engine:
         options.n_threads = sampling._integer("n_threads", n_threads, 0, 1024)
         options.n_gpu_layers = sampling._integer("n_gpu_layers", n_gpu_layers, -1, 100000)
         options.max_queue = sampling._integer("max_queue", max_queue, 0, 2**20)
+        options.kv_unified = sampling._bool("kv_unified", kv_unified)
         _native.set_verbose(verbose)
         model_path = Path(path) if path is not None else default_model_path()
         return cls(_native.Engine(str(model_path), options))
