@@ -40,7 +40,8 @@ py::str next_piece(TokenStream & stream) {
     }
 }
 
-py::dict metadata_dict(const ModelMetadata & m) {
+py::dict metadata_dict(const Model & model) {
+    const ModelMetadata & m = model.metadata();
     py::dict d;
     d["path"] = m.path;
     d["name"] = m.name;
@@ -52,6 +53,7 @@ py::dict metadata_dict(const ModelMetadata & m) {
     d["weights_size"] = m.weights_size;
     d["n_ctx_train"] = m.n_ctx_train;
     d["n_vocab"] = m.n_vocab;
+    d["eog_tokens"] = model.eog_tokens();
     return d;
 }
 
@@ -166,7 +168,7 @@ PYBIND11_MODULE(_native, m) {
             }
             return py::str(text);
         }, py::arg("tokens"))
-        .def_property_readonly("metadata", [](const Engine & e) { return metadata_dict(e.model().metadata()); })
+        .def_property_readonly("metadata", [](const Engine & e) { return metadata_dict(e.model()); })
         .def_property_readonly("n_ctx", &Engine::n_ctx_per_request)
         .def_property_readonly("n_parallel", [](const Engine & e) { return e.options().n_parallel; })
         .def_property_readonly("n_threads", [](const Engine & e) { return e.options().n_threads; })
