@@ -20,6 +20,19 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from llamaserve.config import from_arguments
+    from llamaserve.server.serve import run
+
+    try:
+        config = from_arguments(args)
+        run(config)
+    except (ValueError, OSError) as exc:  # a bad setting or key file, found before serving
+        print(f"llamaserve serve: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llamaserve", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -33,6 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--ctx", type=int, default=4096)
     gen.add_argument("--threads", type=int, default=0)
     gen.set_defaults(run=_generate)
+
+    from llamaserve.config import add_arguments
+
+    serve = commands.add_parser("serve", help="serve the HTTP API (native /api/v1, /health, /metrics)")
+    add_arguments(serve)
+    serve.set_defaults(run=_serve)
+
+    from llamaserve.bench.commands import add_bench_commands
+
+    add_bench_commands(commands)
     return parser
 
 

@@ -1,0 +1,73 @@
+"""`llamaserve bench serve|engine`: the load generator and the in-process figures."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from llamaserve.bench import loadgen
+
+    spec = loadgen.LoadSpec(url=args.url.rstrip("/"), model=args.model, prompt=args.prompt,
+                            max_tokens=args.tokens, banned_tokens=tuple(args.ban),
+                            api_key=args.api_key)
+    results = loadgen.run(spec, args.levels, args.requests_per_client)
+    print("| concurrency | output tok/s | req/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms "
+          "| ITL p99 ms | errors | client CPU % |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r.concurrency} | {r.output_tok_s:.1f} | {r.request_s:.2f} | {r.ttft_p50_ms:.1f} "
+              f"| {r.ttft_p99_ms:.1f} | {r.itl_p50_ms:.1f} | {r.itl_p99_ms:.1f} | {r.errors} "
+              f"| {r.client_cpu_pct:.0f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.as_dict() for r in results], indent=2))
+    return 1 if any(r.errors for r in results) else 0
+
+
+def _engine(args: argparse.Namespace) -> int:
+    from llamaserve.bench import engine_bench
+    from llamaserve.default_model import default_model_path
+
+    model = Path(args.model) if args.model else default_model_path()
+    print(f"model {model.name}, {args.threads} threads, {args.tokens} tokens")
+    print(f"single-stream decode: {engine_bench.single_stream_decode(model, args.threads, args.tokens):.1f} tok/s")
+    for width in args.widths:
+        rate = engine_bench.batched_decode(model, args.threads, args.tokens, width)
+        print(f"batched decode, {width} streams: {rate:.1f} tok/s")
+    print(f"prompt processing (512 tokens): {engine_bench.prompt_processing(model, args.threads):.1f} tok/s")
+    return 0
+
+
+def _token_ids(text: str) -> list[int]:
+    return [int(t) for t in text.split(",") if t.strip()]
+
+
+def add_bench_commands(commands: argparse._SubParsersAction) -> None:
+    from llamaserve.bench import loadgen
+
+    bench = commands.add_parser("bench", help="benchmarks: HTTP load or in-process engine figures")
+    kinds = bench.add_subparsers(dest="bench_command", required=True)
+
+    serve = kinds.add_parser("serve", help="load an OpenAI-compatible server over HTTP")
+    serve.add_argument("--url", required=True, help="server root, e.g. http://127.0.0.1:8000")
+    serve.add_argument("--model", default="default")
+    serve.add_argument("--levels", type=int, nargs="+", default=[1, 4, 8])
+    serve.add_argument("--tokens", type=int, default=64, help="output tokens per request")
+    serve.add_argument("--requests-per-client", type=int, default=3)
+    serve.add_argument("--prompt", default=loadgen.LoadSpec.prompt)
+    serve.add_argument("--ban", type=_token_ids, default=[1, 106],
+                       help="end-of-sequence token ids to ban so every output has --tokens tokens "
+                            "(default: Gemma's 1,106)")
+    serve.add_argument("--api-key")
+    serve.add_argument("--json", help="also write the results here")
+    serve.set_defaults(run=_serve)
+
+    engine = kinds.add_parser("engine", help="in-process decode and prompt figures")
+    engine.add_argument("--model")
+    engine.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    engine.add_argument("--tokens", type=int, default=64)
+    engine.add_argument("--widths", type=int, nargs="+", default=[8, 16])
+    engine.set_defaults(run=_engine)
+
