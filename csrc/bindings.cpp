@@ -17,6 +17,7 @@ py::dict stats_dict(const StreamStats & s) {
     py::dict d;
     d["prompt_tokens"] = s.prompt_tokens;
     d["completion_tokens"] = s.completion_tokens;
+    d["cached_tokens"] = s.cached_tokens;
     d["time_to_first_token"] = s.time_to_first_token < 0 ? py::object(py::none())
                                                          : py::object(py::float_(s.time_to_first_token));
     d["total_time"] = s.total_time;
@@ -106,6 +107,7 @@ PYBIND11_MODULE(_native, m) {
         .def_readwrite("stop", &GenerationOptions::stop)
         .def_readwrite("ignore_eos", &GenerationOptions::ignore_eos)
         .def_readwrite("logprobs", &GenerationOptions::logprobs)
+        .def_readwrite("cache_prompt", &GenerationOptions::cache_prompt)
         .def_readwrite("add_special", &GenerationOptions::add_special)
         .def_readwrite("parse_special", &GenerationOptions::parse_special);
 

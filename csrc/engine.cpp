@@ -35,6 +35,7 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
     ctx_ = llama_init_from_model(model_->get(), params);
     if (!ctx_) throw ModelLoadError("cannot create a context for " + model_path);
 
+    n_swa_ = llama_model_n_swa(model_->get());
     batch_ = llama_batch_init(options_.n_batch, 0, 1);
     slots_.reserve(options_.n_parallel);
     for (int32_t i = 0; i < options_.n_parallel; ++i) slots_.emplace_back(i);
@@ -96,6 +97,7 @@ std::shared_ptr<TokenStream> Engine::submit_tokens(std::vector<llama_token> prom
     request->max_tokens = options.max_tokens;
     request->stop = options.stop;
     request->logprobs = options.logprobs;
+    request->cache_prompt = options.cache_prompt;
     request->stream = std::make_shared<TokenStream>(next_id_++, std::move(notifier));
     auto stream = request->stream;
     {
@@ -112,20 +114,38 @@ std::shared_ptr<TokenStream> Engine::submit_tokens(std::vector<llama_token> prom
     return stream;
 }
 
-void Engine::admit_locked() {
+Slot * Engine::pick_slot(const Request & request) {
+    // The free slot whose cache serves most of this prompt; else an empty one, so the
+    // other slots' caches live on.
+    Slot * best = nullptr;
+    size_t best_score = 0;
     for (auto & slot : slots_) {
-        if (queue_.empty()) return;
         if (slot.busy()) continue;
-        auto request = std::move(queue_.front());
-        queue_.pop_front();
+        const size_t reuse = request.cache_prompt ? slot.reusable_prefix(request.prompt) : 0;
+        const size_t score = 2 * reuse + (slot.has_cache() ? 0 : 1);
+        if (!best || score > best_score) {
+            best = &slot;
+            best_score = score;
+        }
+    }
+    return best;
+}
+
+void Engine::admit_locked() {
+    while (!queue_.empty()) {
+        auto & request = queue_.front();
         if (request->stream->cancelled()) {
             StreamStats stats;
             stats.prompt_tokens = static_cast<int32_t>(request->prompt.size());
             stats.finish_reason = "cancelled";
             request->stream->finish(std::move(stats));
+            queue_.pop_front();
             continue;
         }
-        slot.start(std::move(request));
+        Slot * slot = pick_slot(*request);
+        if (!slot) return;
+        slot->start(std::move(request), ctx_, n_swa_);
+        queue_.pop_front();
         ++busy_slots_;
     }
 }

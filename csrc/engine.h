@@ -35,6 +35,7 @@ struct GenerationOptions {
     int32_t max_tokens = -1;  // -1 = until the context is full
     std::vector<std::string> stop;
     bool ignore_eos = false;
+    bool cache_prompt = false;  // reuse a slot's KV for the prompt's longest cached prefix
     int32_t logprobs = -1;  // -1 = off; 0 = the sampled token's; N = and the top N alternatives
     bool add_special = true;    // BOS etc. as the model wants
     bool parse_special = true;  // "<start_of_turn>" in a prompt is the control token
@@ -67,11 +68,13 @@ public:
 private:
     void run();
     void admit_locked();
+    Slot * pick_slot(const Request & request);
     void finish_slot(Slot & slot, const std::string & reason, const std::string & error = "");
 
     EngineOptions options_;
     std::unique_ptr<Model> model_;
     llama_context * ctx_ = nullptr;
+    int32_t n_swa_ = 0;  // the model's attention window (0: none)
     std::vector<Slot> slots_;
     llama_batch batch_{};
 

@@ -22,11 +22,33 @@ void batch_add(llama_batch & batch, llama_token token, llama_pos pos, llama_seq_
 
 }  // namespace
 
-void Slot::start(std::unique_ptr<Request> request) {
+size_t Slot::reusable_prefix(const std::vector<llama_token> & prompt) const {
+    const size_t limit = std::min(cache_.size(), prompt.size() - 1);
+    size_t n = 0;
+    while (n < limit && cache_[n] == prompt[n]) ++n;
+    return n;
+}
+
+void Slot::start(std::unique_ptr<Request> request, llama_context * ctx, int32_t n_swa) {
     request_ = std::move(request);
+    llama_memory_t mem = llama_get_memory(ctx);
+    size_t reuse = request_->cache_prompt ? reusable_prefix(request_->prompt) : 0;
+    if (reuse > 0 && n_swa > 0) {
+        // A sliding-window cache may have dropped the early positions the next tokens
+        // must attend to; then nothing is reusable.
+        const llama_pos pos_min = llama_memory_seq_pos_min(mem, seq_);
+        const llama_pos needed_from = std::max<llama_pos>(0, static_cast<llama_pos>(reuse) - n_swa);
+        if (pos_min > 0 && pos_min >= needed_from) reuse = 0;
+    }
+    if (!llama_memory_seq_rm(mem, seq_, static_cast<llama_pos>(reuse), -1)) {
+        llama_memory_seq_rm(mem, seq_, -1, -1);
+        reuse = 0;
+    }
+    cache_.resize(reuse);
     decoder_ = std::make_unique<TextDecoder>(request_->stop);
-    n_prompt_fed_ = 0;
-    n_past_ = 0;
+    n_prompt_fed_ = reuse;
+    cached_prompt_tokens_ = static_cast<int32_t>(reuse);
+    n_past_ = static_cast<int32_t>(reuse);
     n_generated_ = 0;
     pending_token_ = LLAMA_TOKEN_NULL;
     batch_index_ = -1;
@@ -38,6 +60,7 @@ int32_t Slot::add_to_batch(llama_batch & batch, int32_t budget) {
     if (!prefilling()) {
         batch_index_ = batch.n_tokens;
         batch_add(batch, pending_token_, n_past_++, seq_, true);
+        cache_.push_back(pending_token_);
         return 1;
     }
     const auto & prompt = request_->prompt;
@@ -45,6 +68,7 @@ int32_t Slot::add_to_batch(llama_batch & batch, int32_t budget) {
     for (size_t k = 0; k < n; ++k) {
         const bool last = n_prompt_fed_ + 1 == prompt.size();
         if (last) batch_index_ = batch.n_tokens;
+        cache_.push_back(prompt[n_prompt_fed_]);
         batch_add(batch, prompt[n_prompt_fed_++], n_past_++, seq_, last);
     }
     return static_cast<int32_t>(n);
@@ -103,11 +127,16 @@ const char * Slot::accept(llama_token token, const Model & model, int32_t n_ctx_
 void Slot::finish(const std::string & reason, llama_context * ctx, const std::string & error) {
     StreamStats stats;
     stats.prompt_tokens = static_cast<int32_t>(request_->prompt.size());
+    stats.cached_tokens = cached_prompt_tokens_;
     stats.completion_tokens = n_generated_;
     stats.finish_reason = reason;
     stats.error = error;
+    const bool keep = request_->cache_prompt && (reason == "stop" || reason == "length");
     request_->stream->finish(std::move(stats));
-    llama_memory_seq_rm(llama_get_memory(ctx), seq_, -1, -1);
+    if (!keep) {
+        llama_memory_seq_rm(llama_get_memory(ctx), seq_, -1, -1);
+        cache_.clear();
+    }
     request_.reset();
     decoder_.reset();
 }

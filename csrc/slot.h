@@ -22,6 +22,7 @@ struct Request {
     int32_t max_tokens = -1;  // -1 = until the context is full
     std::vector<std::string> stop;
     int32_t logprobs = -1;  // see GenerationOptions::logprobs
+    bool cache_prompt = false;
     std::shared_ptr<TokenStream> stream;
 };
 
@@ -34,7 +35,13 @@ public:
     bool prefilling() const { return n_prompt_fed_ < request_->prompt.size(); }
     TokenStream & stream() { return *request_->stream; }
 
-    void start(std::unique_ptr<Request> request);
+    // How many leading prompt tokens this slot's cached KV could serve (never all of
+    // them: the last prompt token is always decoded, for its logits).
+    size_t reusable_prefix(const std::vector<llama_token> & prompt) const;
+    bool has_cache() const { return !cache_.empty(); }
+
+    // Takes the request; keeps the cached KV prefix it may reuse and drops the rest.
+    void start(std::unique_ptr<Request> request, llama_context * ctx, int32_t n_swa);
 
     // Adds this slot's next tokens to the batch: the pending sampled token, or up to
     // `budget` prompt tokens. Returns how many it added.
@@ -47,14 +54,17 @@ public:
     // Samples this slot's next token (and records its log-probabilities when asked).
     llama_token sample(llama_context * ctx, int32_t n_vocab);
 
-    // Ends the request with `reason`, tells its consumer, and frees the slot's KV cells.
+    // Ends the request with `reason` and tells its consumer. The KV cells are freed, or
+    // kept as this slot's prompt cache when the request asked for caching and completed.
     void finish(const std::string & reason, llama_context * ctx, const std::string & error = "");
 
 private:
     const llama_seq_id seq_;
     std::unique_ptr<Request> request_;
     std::unique_ptr<TextDecoder> decoder_;
+    std::vector<llama_token> cache_;  // the tokens whose KV this sequence holds, in order
     size_t n_prompt_fed_ = 0;
+    int32_t cached_prompt_tokens_ = 0;
     int32_t n_past_ = 0;
     int32_t n_generated_ = 0;
     llama_token pending_token_ = LLAMA_TOKEN_NULL;

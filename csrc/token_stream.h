@@ -45,6 +45,7 @@ struct TokenLogprob {
 struct StreamStats {
     int32_t prompt_tokens = 0;
     int32_t completion_tokens = 0;
+    int32_t cached_tokens = 0;  // prompt tokens served from a slot's prompt cache
     double time_to_first_token = -1.0;  // seconds from submit; -1 if no token came
     double total_time = 0.0;            // seconds from submit to finish
     std::string finish_reason;          // stop | length | cancelled | error

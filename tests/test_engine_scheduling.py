@@ -104,3 +104,20 @@ async def test_breaking_out_of_astream_cancels(one_slot):
     done = await one_slot.agenerate("Hi", max_tokens=3, ignore_eos=True)
     assert done.usage.completion_tokens == 3
     assert time.monotonic() - started < 5.0
+
+
+def test_prompt_cache_reuses_a_finished_requests_prefix(one_slot):
+    story = "The lighthouse keeper climbed the stairs every evening to light the lamp."
+    first = one_slot.generate(story, max_tokens=4, temperature=0, cache_prompt=True)
+    assert first.usage.cached_tokens == 0
+    follow = story + " One night he saw a ship"
+    second = one_slot.generate(follow, max_tokens=4, temperature=0, cache_prompt=True)
+    shared = len(one_slot.tokenize(story))
+    assert second.usage.cached_tokens >= shared - 1
+    assert second.usage.prompt_tokens == len(one_slot.tokenize(follow))
+    # Without asking for the cache, nothing is reused (and the slot's cache is dropped).
+    plain = one_slot.generate(follow, max_tokens=4, temperature=0)
+    assert plain.usage.cached_tokens == 0
+    again = one_slot.generate(follow, max_tokens=4, temperature=0, cache_prompt=True)
+    assert again.usage.cached_tokens == 0
+

@@ -22,6 +22,7 @@ TokenLogprob = tuple[int, float, list[tuple[int, float]]]
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0  # prompt tokens served from a slot's prompt cache
 
     @property
     def total_tokens(self) -> int:
@@ -40,7 +41,7 @@ class Completion:
 def _completion(text: str, stats: dict[str, Any]) -> Completion:
     return Completion(
         text=text,
-        usage=Usage(stats["prompt_tokens"], stats["completion_tokens"]),
+        usage=Usage(stats["prompt_tokens"], stats["completion_tokens"], stats["cached_tokens"]),
         finish_reason=stats["finish_reason"],
         latency=stats["total_time"],
         time_to_first_token=stats["time_to_first_token"],

@@ -17,7 +17,7 @@ SEED_LIMIT = 2**32 - 1  # native "random seed" sentinel; real seeds stay below i
 GENERATION_ARGUMENTS = frozenset({
     "max_tokens", "temperature", "top_k", "top_p", "min_p", "repeat_penalty",
     "presence_penalty", "frequency_penalty", "penalty_last_n", "seed", "stop",
-    "ignore_eos", "logit_bias", "grammar", "add_special", "parse_special", "logprobs",
+    "ignore_eos", "logit_bias", "grammar", "add_special", "parse_special", "logprobs", "cache_prompt",
 })
 
 
@@ -116,7 +116,7 @@ def build(**arguments: Any) -> tuple[_native.SamplingParams, _native.GenerationO
         sampling.grammar = a["grammar"]
     sampling.logit_bias = _logit_bias(a.get("logit_bias"))
     options.stop = _stops(a.get("stop"))
-    for flag in ("ignore_eos", "add_special", "parse_special"):
+    for flag in ("ignore_eos", "add_special", "parse_special", "cache_prompt"):
         if flag in a:
             setattr(options, flag, _bool(flag, a[flag]))
     return sampling, options
