@@ -102,7 +102,7 @@ std::shared_ptr<TokenStream> Engine::submit_tokens(std::vector<llama_token> prom
     auto stream = request->stream;
     {
         std::lock_guard<std::mutex> lock(mu_);
-        if (stopping_) throw InvalidRequest("the engine is closed");
+        if (stopping_) throw EngineError("the engine is closed");
         const size_t free_slots = options_.n_parallel - busy_slots_.load();
         if (queue_.size() >= free_slots + static_cast<size_t>(options_.max_queue)) {
             throw QueueFull("all " + std::to_string(options_.n_parallel) + " slots are busy and " +
@@ -151,9 +151,12 @@ void Engine::admit_locked() {
 }
 
 void Engine::finish_slot(Slot & slot, const std::string & reason, const std::string & error) {
+    {
+        // Free the slot's place first: whoever sees the stream finish may submit at once.
+        std::lock_guard<std::mutex> lock(mu_);
+        --busy_slots_;
+    }
     slot.finish(reason, ctx_, error);
-    std::lock_guard<std::mutex> lock(mu_);
-    --busy_slots_;
 }
 
 void Engine::run() {

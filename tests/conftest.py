@@ -17,3 +17,66 @@ def engine(model_path):
     eng = llamaserve.Engine.load(model_path, n_ctx=512, n_parallel=8)
     yield eng
     eng.close()
+
+
+# -- the HTTP server (tests/test_server_*.py) ------------------------------------------
+
+@pytest.fixture(scope="session")
+def live_server(engine):
+    """The app served by real uvicorn on a loopback port, over the shared engine."""
+    from llamaserve.config import ServerConfig
+    from llamaserve.server.app import create_app
+    from serverutil import LiveServer
+
+    server = LiveServer(create_app(ServerConfig(max_batch_size=8, default_max_tokens=32), engine))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def base_url(live_server):
+    return live_server.url
+
+
+# -- the OpenAI-compatible /v1 (tests/test_openai_*.py) ----------------------------------------
+
+@pytest.fixture(scope="session")
+def served_model(engine):
+    """The id /v1 serves the shared engine under (its file name)."""
+    from pathlib import Path
+
+    return Path(engine.metadata["path"]).stem
+
+
+@pytest.fixture(scope="session")
+def openai_client(base_url):
+    """The official OpenAI SDK pointed at the live server (no retries: errors surface at once)."""
+    import openai
+
+    client = openai.OpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0)
+    yield client
+    client.close()
+
+
+# -- tiny random-weight models of every family (tests/test_models_*.py) -----------------------
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """{family: path} of tiny GGUFs (llama, qwen, gemma, chatglm) written once per session
+    under their conventional file names (tests/tiny_models.py). Copy them before changing."""
+    from tiny_models import write_all
+
+    return write_all(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture(scope="session")
+def one_slot_url(model_path):
+    """A server of its own with one slot and no queue: a second concurrent request is refused."""
+    from llamaserve.config import ServerConfig
+    from llamaserve.server.app import create_app
+    from serverutil import LiveServer
+
+    config = ServerConfig(model=str(model_path), n_parallel=1, max_queue=0, n_ctx=2048)
+    with LiveServer(create_app(config)) as server:
+        yield server.url

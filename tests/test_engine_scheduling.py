@@ -121,3 +121,28 @@ def test_prompt_cache_reuses_a_finished_requests_prefix(one_slot):
     again = one_slot.generate(follow, max_tokens=4, temperature=0, cache_prompt=True)
     assert again.usage.cached_tokens == 0
 
+
+
+async def test_cancel_wakes_a_coroutine_waiting_on_the_stream(one_slot):
+    stream = one_slot.astream("Tell a long story", max_tokens=3000, ignore_eos=True)
+    assert await stream.next_pieces()
+
+    async def read_to_end():
+        while await stream.next_pieces():
+            pass
+
+    reader = asyncio.ensure_future(read_to_end())
+    await asyncio.sleep(0.05)
+    stream.cancel()
+    await asyncio.wait_for(reader, timeout=10)
+    assert stream.stats["finish_reason"] == "cancelled"
+
+
+def test_a_finished_stream_has_already_freed_its_slot(one_slot):
+    # The next submit right after a finish must find the slot free (max_queue is 1 here).
+    for _ in range(5):
+        one_slot.generate("Hi", max_tokens=2, ignore_eos=True)
+        first = one_slot.stream("Hi", max_tokens=2, ignore_eos=True)
+        second = one_slot.stream("Hi", max_tokens=2, ignore_eos=True)
+        assert first.completion().usage.completion_tokens == 2
+        assert second.completion().usage.completion_tokens == 2

@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     from llamaserve.bench.commands import add_bench_commands
 
     add_bench_commands(commands)
+
+    from llamaserve.models_cli import add_model_commands  # models, quantize
+
+    add_model_commands(commands)
     return parser
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -196,14 +197,16 @@ class AsyncTextStream:
         self._pump.waiters.pop(self._native.id, None)
 
     def cancel(self) -> None:
+        """Stop generating; a coroutine awaiting this stream sees it end (as cancelled)."""
         self._native.cancel()
-        self._release()
+        self._waiter.wake()
 
     async def aclose(self) -> None:
         self.cancel()
 
     def __del__(self) -> None:
         self._native.cancel()
+        self._release()
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -306,8 +309,13 @@ class Engine:
                         streams.append(self.stream(prompt, **arguments))
                         break
                     except QueueFull:
-                        # Wait for the oldest running request, then try again.
-                        next(s for s in streams if not s.finished).completion()
+                        # Wait for our oldest running request (others may be filling the
+                        # queue too), then try again.
+                        running = next((s for s in streams if not s.finished), None)
+                        if running is None:
+                            time.sleep(0.01)
+                        else:
+                            running.completion()
             return [s.completion() for s in streams]
         finally:
             for s in streams:

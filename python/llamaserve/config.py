@@ -1,0 +1,186 @@
+"""The server's settings: one frozen dataclass, filled from defaults, LLAMASERVE_* variables
+and command-line options (in rising order of precedence)."""
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields, replace
+from typing import Any
+
+ENV_PREFIX = "LLAMASERVE_"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+def _opt(flag: str, help: str, default: Any = MISSING, **extra: Any) -> Any:
+    """A config field with its command-line flag; the variable is LLAMASERVE_<FLAG>."""
+    return field(default=default, metadata={"flag": flag, "help": help, **extra})
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    model: str | None = _opt("--model", "GGUF file path, or a model name in --models-dir "
+                             "(default: the embedded Gemma 3 270M)", None)
+    models_dir: str | None = _opt("--models-dir", "folder of *.gguf files to list and load by name "
+                                  "(default: ~/.cache/llamaserve/models)", None)
+    # -- several models (llamaserve.models) --
+    models_config: str | None = _opt("--models-config", "TOML file naming models, with per-model "
+                                     "n_ctx, n_parallel and chat_template", None)
+    max_memory: str | None = _opt("--max-memory", "memory the loaded models may use, e.g. 8GB "
+                                  "(estimated before loading: weights + KV cache + compute "
+                                  "buffers); the least recently used idle model is unloaded to "
+                                  "make room (default: no limit)", None)
+    max_models: int = _opt("--max-models", "models loaded at once (0: no limit); loading one more "
+                           "retires the least recently used", 0)
+    idle_unload: float = _opt("--idle-unload", "unload a model no request used for this many "
+                              "seconds (0: never)", 0.0)
+    auto_load: bool = _opt("--auto-load", "load a model a request names instead of answering "
+                           "MODEL_NOT_LOADED", False)
+    allow_model_paths: bool = _opt("--allow-model-paths", "let requests name GGUF files by path "
+                                   "(default: names in the models folder only)", False)
+    quantize_cache: str | None = _opt("--quantize-cache", "folder for models quantized on load "
+                                      "(default: ~/.cache/llamaserve/quantized)", None)
+    load_wait: float = _opt("--load-wait", "seconds a load request waits before answering 202 "
+                            "(the load goes on; GET /api/v1/models shows its progress)", 30.0)
+    host: str = _opt("--host", "address to listen on", "127.0.0.1")
+    port: int = _opt("--port", "port to listen on", 8000)
+    n_parallel: int = _opt("--parallel", "requests decoded together (slots)", 4)
+    n_ctx: int = _opt("--ctx", "context size of each request, prompt and completion together", 4096)
+    n_threads: int = _opt("--threads", "CPU threads for decoding (0: automatic)", 0)
+    n_gpu_layers: int = _opt("--gpu-layers", "layers to offload to a GPU (-1: all)", 0)
+    max_queue: int = _opt("--max-queue", "requests that may wait for a slot; beyond it 503", 256)
+    default_max_tokens: int = _opt("--default-max-tokens",
+                                   "max_tokens of a request that names none", 256)
+    api_keys: tuple[str, ...] = _opt("--api-keys", "comma-separated API keys; any one is accepted "
+                                     "(auth is off when no key or JWT setting is given)", ())
+    jwt_secret: str | None = _opt("--jwt-secret", "secret for HS256 JWTs", None)
+    jwt_public_key: str | None = _opt("--jwt-public-key", "PEM public key (or a PEM file's path) "
+                                      "for RS256 JWTs", None)
+    jwt_algorithms: tuple[str, ...] = _opt("--jwt-algorithms", "accepted JWT algorithms "
+                                           "(default: HS256 with a secret, RS256 with a key)", ())
+    jwt_audience: str | None = _opt("--jwt-audience", "required JWT audience (aud)", None)
+    jwt_issuer: str | None = _opt("--jwt-issuer", "required JWT issuer (iss)", None)
+    metrics_require_auth: bool = _opt("--metrics-require-auth", "protect /metrics with the API auth", False)
+    rate_limit: int = _opt("--rate-limit", "requests per window per client to /api/v1 and /v1 "
+                           "(0: off)", 0)
+    rate_limit_window: float = _opt("--rate-limit-window", "rate limit window in seconds", 60.0)
+    max_body_bytes: int = _opt("--max-body-bytes", "largest request body accepted", 4 * 1024 * 1024)
+    max_batch_size: int = _opt("--max-batch-size", "most requests in one batch call", 32)
+    cors_origins: tuple[str, ...] = _opt("--cors-origins", "comma-separated origins allowed by CORS "
+                                         "('*' for any)", ())
+    drain_timeout: float = _opt("--drain-timeout", "seconds to let in-flight requests finish on "
+                                "shutdown", 60.0)
+    log_level: str = _opt("--log-level", "log level: " + ", ".join(LOG_LEVELS), "info")
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, name: str, what: str) -> None:
+            if not ok:
+                raise ValueError(f"{name}: {what}")
+
+        need(0 <= self.port <= 65535, "port", "must be between 0 and 65535")
+        need(self.n_parallel >= 1, "n_parallel", "must be at least 1")
+        need(self.n_ctx >= 8, "n_ctx", "must be at least 8")
+        need(self.n_threads >= 0, "n_threads", "must not be negative")
+        need(self.max_queue >= 0, "max_queue", "must not be negative")
+        need(self.default_max_tokens >= 1, "default_max_tokens", "must be at least 1")
+        need(self.rate_limit >= 0, "rate_limit", "must not be negative")
+        need(self.rate_limit_window > 0, "rate_limit_window", "must be positive")
+        need(self.max_body_bytes >= 1, "max_body_bytes", "must be positive")
+        need(self.max_batch_size >= 1, "max_batch_size", "must be at least 1")
+        need(self.drain_timeout >= 0, "drain_timeout", "must not be negative")
+        need(self.log_level in LOG_LEVELS, "log_level", "must be one of " + ", ".join(LOG_LEVELS))
+        need(all(self.api_keys), "api_keys", "must not contain an empty key")
+        need(self.max_models >= 0, "max_models", "must not be negative")
+        need(self.idle_unload >= 0, "idle_unload", "must not be negative")
+        need(self.load_wait >= 0, "load_wait", "must not be negative")
+        if self.max_memory is not None:
+            from llamaserve.models import parse_size
+
+            try:
+                need(parse_size(self.max_memory) > 0, "max_memory", "must be positive")
+            except ValueError as exc:
+                raise ValueError(f"max_memory: {exc}") from None
+
+    @property
+    def max_memory_bytes(self) -> int | None:
+        if self.max_memory is None:
+            return None
+        from llamaserve.models import parse_size
+
+        return parse_size(self.max_memory)
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys or self.jwt_secret or self.jwt_public_key)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerConfig:
+        """Defaults, then LLAMASERVE_* variables, then the overrides that are not None."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(env_name(f.name))
+            if raw is not None:
+                values[f.name] = _parse(f.name, f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def with_options(self, **options: Any) -> ServerConfig:
+        return replace(self, **{k: v for k, v in options.items() if v is not None})
+
+    def __repr__(self) -> str:  # never print secrets
+        shown = {f.name: ("***" if _is_secret(f.name) and getattr(self, f.name) else getattr(self, f.name))
+                 for f in fields(self)}
+        return "ServerConfig(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+
+def _is_secret(name: str) -> bool:
+    return name in ("api_keys", "jwt_secret")
+
+
+def env_name(field_name: str) -> str:
+    flag = _field(field_name).metadata["flag"]
+    return ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
+
+
+def _field(name: str) -> Any:
+    return next(f for f in fields(ServerConfig) if f.name == name)
+
+
+def _parse(name: str, kind: Any, raw: str) -> Any:
+    kind = str(kind)
+    try:
+        if kind.startswith("tuple"):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if kind == "bool":
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"{env_name(name)}: cannot read {raw!r} as {kind}") from None
+    return raw or None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One option per config field; each also reads its LLAMASERVE_* variable."""
+    for f in fields(ServerConfig):
+        flag, help_text = f.metadata["flag"], f.metadata["help"]
+        help_text += f" [env {env_name(f.name)}]"
+        kind = str(f.type)
+        if kind == "bool":
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=None, help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, default=None, metavar=flag.lstrip("-").replace("-", "_").upper(),
+                                type=lambda raw, n=f.name, k=f.type: _parse(n, k, raw), help=help_text)
+
+
+def from_arguments(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> ServerConfig:
+    return ServerConfig.from_env(environ, **{f.name: getattr(args, f.name, None) for f in fields(ServerConfig)})

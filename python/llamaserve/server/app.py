@@ -1,0 +1,102 @@
+"""create_app(config): the Starlette app, its middleware stack and its lifespan."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Scope
+
+from llamaserve.config import ServerConfig
+from llamaserve.engine import Engine
+from llamaserve.errors import EngineError
+from llamaserve.server import errors, native, openai
+from llamaserve.server.auth import Authenticator, AuthMiddleware, client_ip, is_api_path
+from llamaserve.server.body import BodyLimitMiddleware
+from llamaserve.server.generation import GenerationService
+from llamaserve.server.health import health_endpoint
+from llamaserve.server.metrics import MetricsMiddleware, ServerMetrics, metrics_endpoint
+from llamaserve.server.ratelimit import FixedWindowLimiter, RateLimitMiddleware
+from llamaserve.server.runtime import Loader, ModelHost
+from llamaserve.server.sse import ClientGone
+
+
+@dataclass(frozen=True)
+class ServerContext:
+    """What handlers share; app.state.llamaserve holds it (the /v1 routes build on it too)."""
+    config: ServerConfig
+    host: ModelHost
+    metrics: ServerMetrics
+    service: GenerationService
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    return Response(status_code=499)  # nobody reads it; it labels the request in metrics
+
+
+def create_app(config: ServerConfig | None = None, engine: Engine | None = None, *,
+               loader: Loader | None = None) -> Starlette:
+    """The app. Its lifespan loads the configured model (the default one when none is named)
+    in the background unless `engine` is given (the app then never closes it), and on
+    shutdown waits for in-flight requests before closing the engines it loaded."""
+    config = config or ServerConfig()
+    host = ModelHost(config, engine, loader)
+    metrics = ServerMetrics(host)
+    ctx = ServerContext(config, host, metrics, GenerationService(host, metrics, config))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        loading = asyncio.create_task(host.start())
+        try:
+            yield
+        finally:
+            await asyncio.gather(loading, return_exceptions=True)
+            await host.close(config.drain_timeout)
+
+    routes = [
+        Route("/health", health_endpoint(host, metrics), methods=["GET"]),
+        Route("/metrics", metrics_endpoint(metrics), methods=["GET"]),
+        *native.routes(ctx.service),
+        *openai.routes(ctx.service),  # /v1 (OpenAI-compatible)
+    ]
+
+    middleware = [Middleware(MetricsMiddleware, metrics=metrics)]
+    if config.cors_origins:
+        middleware.append(Middleware(
+            CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "Accept"],
+            expose_headers=["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"]))
+    authenticator = Authenticator(config) if config.auth_enabled else None
+    if config.rate_limit:
+        def identify(scope: Scope) -> str:
+            if authenticator is not None:
+                identity, _ = authenticator.authenticate(scope)
+                if identity is not None:
+                    return str(identity)
+            return "ip:" + client_ip(scope)
+
+        middleware.append(Middleware(
+            RateLimitMiddleware, limiter=FixedWindowLimiter(config.rate_limit, config.rate_limit_window),
+            identify=identify, applies=is_api_path))
+    if authenticator is not None:
+        middleware.append(Middleware(AuthMiddleware, authenticator=authenticator,
+                                     protect_metrics=config.metrics_require_auth))
+    middleware.append(Middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes))
+
+    app = Starlette(
+        routes=routes, middleware=middleware, lifespan=lifespan,
+        # EngineError (every typed engine error) is handled like ApiError, as an answer, not
+        # as a crash; only unexpected exceptions reach Exception (logged with traceback).
+        exception_handlers={errors.ApiError: errors.handle, HTTPException: errors.handle,
+                            EngineError: errors.handle, ClientGone: _client_gone,
+                            Exception: errors.handle})
+    app.state.llamaserve = ctx
+    return app

@@ -1,0 +1,105 @@
+"""The one API error type, and the one place that renders the spec's error JSON:
+{"error": {"code": ..., "message": ..., "details": ...}}."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
+
+from llamaserve.errors import ContextLengthExceeded, InvalidRequest, QueueFull
+
+log = logging.getLogger("llamaserve.server")
+
+# Codes for statuses that reach us as plain HTTP errors (routing, Starlette itself).
+_STATUS_CODES = {
+    400: "INVALID_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "REQUEST_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    429: "RATE_LIMITED",
+    500: "INTERNAL_ERROR",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+
+class ApiError(Exception):
+    """An error the API reports to its client: HTTP status, stable code, message, details."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+    def response(self) -> JSONResponse:
+        return ErrorResponse(self)
+
+
+class ErrorResponse(JSONResponse):
+    """The spec's error JSON, except under /v1, where it is rendered in OpenAI's shape when
+    sent (server/openai_errors.py); so middleware errors (401, 429, 413) get it too."""
+
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(error.body(), status_code=error.status, headers=error.headers)
+        self.error = error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from llamaserve.server import openai_errors  # imports this module
+
+        if openai_errors.is_openai_path(scope.get("path", "")):
+            await openai_errors.openai_response(self.error)(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
+def invalid(message: str, details: Any = None) -> ApiError:
+    """400 INVALID_REQUEST; the message starts with the bad field's name."""
+    return ApiError(400, "INVALID_REQUEST", message, details)
+
+
+def overloaded(message: str, retry_after: int = 1) -> ApiError:
+    return ApiError(503, "OVERLOADED", message, "retry after the time in Retry-After",
+                    {"Retry-After": str(retry_after)})
+
+
+def to_api_error(exc: BaseException) -> ApiError:
+    """Map any exception to what the client may see; unexpected ones say nothing inside."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, HTTPException):
+        status = exc.status_code
+        message = {404: "no such endpoint", 405: "method not allowed for this endpoint",
+                   413: "request body too large"}.get(status, str(exc.detail or status))
+        return ApiError(status, _STATUS_CODES.get(status, "HTTP_ERROR"), message, None, dict(exc.headers or {}))
+    if isinstance(exc, ContextLengthExceeded):
+        message = str(exc) if str(exc).startswith("prompt") else f"prompt: {exc}"
+        return ApiError(400, "CONTEXT_LENGTH_EXCEEDED", message, "shorten the prompt or lower max_tokens")
+    if isinstance(exc, InvalidRequest):
+        return invalid(str(exc))
+    if isinstance(exc, QueueFull):
+        return overloaded(f"server overloaded: {exc}")
+    log.error("internal error", exc_info=exc)
+    return ApiError(500, "INTERNAL_ERROR", "internal server error", "the server log has the cause")
+
+
+def render(exc: BaseException) -> JSONResponse:
+    return to_api_error(exc).response()
+
+
+async def handle(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette exception handler for every exception type."""
+    return render(exc)

@@ -1,0 +1,60 @@
+"""GET /health: is a model loaded, memory, connections, slots."""
+from __future__ import annotations
+
+import os
+import resource
+import sys
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from llamaserve.server.metrics import ServerMetrics
+from llamaserve.server.runtime import ModelHost
+
+
+def process_memory() -> int:
+    """Resident set size of this process in bytes."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # peak, not current
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+def machine_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (OSError, ValueError):
+        return 0
+
+
+def memory_usage() -> str:
+    return f"{process_memory() / 2**30:.1f}GB/{machine_memory() / 2**30:.1f}GB"
+
+
+def health_endpoint(host: ModelHost, metrics: ServerMetrics):  # noqa: ANN201 - a Starlette endpoint
+    async def health(request: Request) -> JSONResponse:
+        model = host.current
+        body = {
+            "status": "healthy" if model else ("loading" if host.state == "loading" else "unhealthy"),
+            "model_loaded": model is not None,
+            "memory_usage": memory_usage(),
+            "active_connections": metrics.active,
+            "models": [model.name, *(n for n in host.loaded if n != model.name)] if model else [],
+            "slots": {"total": 0, "busy": 0, "free": 0},
+            "queue_depth": 0,
+        }
+        if model is not None:
+            total, busy = model.engine.n_parallel, model.engine.busy_slots
+            body["slots"] = {"total": total, "busy": busy, "free": total - busy}
+            body["queue_depth"] = model.engine.queue_depth
+            return JSONResponse(body)
+        if host.state == "idle":  # every model was unloaded (--idle-unload, unload): still serving
+            body["status"] = "idle"
+            return JSONResponse(body)
+        if host.error:
+            body["error"] = host.error
+        headers = {"Retry-After": "1"} if host.state == "loading" else None
+        return JSONResponse(body, status_code=503, headers=headers)
+    return health

@@ -1,0 +1,22 @@
+"""`llamaserve serve`: run the app under uvicorn. Ctrl-C / SIGTERM stop accepting
+connections, let in-flight requests finish (up to drain_timeout), then close the engine."""
+from __future__ import annotations
+
+import logging
+import math
+
+import uvicorn
+
+from llamaserve.config import ServerConfig
+from llamaserve.server.app import create_app
+
+
+def run(config: ServerConfig) -> None:
+    """Build the app (a bad setting raises ValueError before anything starts), then serve."""
+    app = create_app(config)
+    level = "DEBUG" if config.log_level == "trace" else config.log_level.upper()
+    logging.basicConfig(level=level, format="%(levelname)s:     %(name)s: %(message)s")
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=config.host, port=config.port, log_level=config.log_level, lifespan="on",
+        ws="none", timeout_graceful_shutdown=math.ceil(config.drain_timeout)))
+    server.run()

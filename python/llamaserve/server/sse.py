@@ -1,0 +1,80 @@
+"""Server-sent events, and watching for a client that goes away.
+
+A generation must stop as soon as its client disconnects, even before the first token (a
+long prefill sends nothing). So the ASGI receive channel is watched while the work runs, and
+the work is cancelled when `http.disconnect` arrives; its cleanup cancels the engine stream.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
+
+from starlette.types import Receive, Scope, Send
+
+T = TypeVar("T")
+
+
+class ClientGone(Exception):
+    """The client disconnected before the work finished."""
+
+
+def event(data: Any) -> bytes:
+    """One SSE event; never NaN on the wire (allow_nan=False)."""
+    return b"data: " + json.dumps(data, ensure_ascii=False, allow_nan=False).encode() + b"\n\n"
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def until_disconnect(work: Awaitable[T], receive: Receive) -> T:
+    """Run `work`; if the client disconnects first, cancel it and raise ClientGone."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # we were cancelled ourselves (shutdown): take the work down too
+        watcher.cancel()
+        task.cancel()
+        await asyncio.gather(task, watcher, return_exceptions=True)
+        raise
+    watcher.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    raise ClientGone
+
+
+class EventStreamResponse:
+    """An ASGI response that sends each chunk of `events` as soon as it is produced, and
+    cancels the producer when the client disconnects."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, events: AsyncIterator[bytes], status_code: int = 200,
+                 headers: dict[str, str] | None = None) -> None:
+        self.events = events
+        self.status_code = status_code
+        self.headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})}
+
+    async def _send_all(self, send: Send) -> None:
+        async for chunk in self.events:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"text/event-stream; charset=utf-8")]
+        headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
+            await until_disconnect(self._send_all(send), receive)
+        except (ClientGone, OSError):
+            pass  # the producer was cancelled; its cleanup released the engine stream
+        finally:
+            aclose = getattr(self.events, "aclose", None)
+            if aclose is not None:
+                await aclose()

@@ -1,0 +1,118 @@
+"""Server settings (defaults, LLAMASERVE_* variables, options) and `llamaserve serve` as a
+real process: it serves the default model, and SIGTERM drains in-flight requests."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from llamaserve.cli import build_parser
+from llamaserve.config import ServerConfig, env_name, from_arguments
+from serverutil import sse_events
+
+
+def test_defaults_are_local_and_open():
+    config = ServerConfig()
+    assert (config.host, config.port) == ("127.0.0.1", 8000)
+    assert config.model is None  # the default model
+    assert not config.auth_enabled and config.rate_limit == 0 and not config.metrics_require_auth
+
+
+def test_environment_then_options():
+    env = {"LLAMASERVE_PORT": "9001", "LLAMASERVE_API_KEYS": "k1, k2", "LLAMASERVE_PARALLEL": "2",
+           "LLAMASERVE_METRICS_REQUIRE_AUTH": "true", "LLAMASERVE_RATE_LIMIT": "100",
+           "LLAMASERVE_CORS_ORIGINS": "http://a.example,http://b.example", "LLAMASERVE_CTX": "1024"}
+    config = ServerConfig.from_env(env, port=9002)
+    assert config.port == 9002  # the option wins
+    assert config.api_keys == ("k1", "k2") and config.auth_enabled
+    assert config.n_parallel == 2 and config.n_ctx == 1024 and config.rate_limit == 100
+    assert config.metrics_require_auth is True
+    assert config.cors_origins == ("http://a.example", "http://b.example")
+    assert "k1" not in repr(config)
+
+
+def test_every_setting_has_an_option_and_a_variable():
+    parser = build_parser()
+    for field in dataclasses.fields(ServerConfig):
+        assert env_name(field.name).startswith("LLAMASERVE_")
+    args = parser.parse_args(["serve", "--port", "7000", "--parallel", "3", "--api-keys", "x",
+                              "--no-metrics-require-auth", "--max-body-bytes", "1000"])
+    config = from_arguments(args, {"LLAMASERVE_PORT": "1", "LLAMASERVE_METRICS_REQUIRE_AUTH": "1",
+                                   "LLAMASERVE_MODELS_DIR": "/srv/models"})
+    assert config.port == 7000 and config.n_parallel == 3 and config.api_keys == ("x",)
+    assert config.metrics_require_auth is False and config.max_body_bytes == 1000
+    assert config.models_dir == "/srv/models"
+
+
+@pytest.mark.parametrize("env, field", [
+    ({"LLAMASERVE_PORT": "eighty"}, "LLAMASERVE_PORT"),
+    ({"LLAMASERVE_PORT": "70000"}, "port"),
+    ({"LLAMASERVE_METRICS_REQUIRE_AUTH": "maybe"}, "LLAMASERVE_METRICS_REQUIRE_AUTH"),
+    ({"LLAMASERVE_LOG_LEVEL": "loud"}, "log_level"),
+    ({"LLAMASERVE_PARALLEL": "0"}, "n_parallel"),
+])
+def test_bad_settings_name_themselves(env, field):
+    with pytest.raises(ValueError, match=f"^{field}"):
+        ServerConfig.from_env(env)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_bad_setting_stops_serve_before_it_starts():
+    done = subprocess.run([sys.executable, "-m", "llamaserve", "serve", "--jwt-secret", "short"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "jwt_secret" in done.stderr
+
+
+def test_serve_answers_curl_and_drains_on_sigterm(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "LLAMASERVE_PORT": str(port), "LLAMASERVE_CTX": "512",
+           "LLAMASERVE_PARALLEL": "2", "LLAMASERVE_DEFAULT_MAX_TOKENS": "8"}
+    with open(tmp_path / "serve.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "llamaserve", "serve", "--log-level", "warning"],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                if httpx.get(url + "/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not get ready"
+            time.sleep(0.1)
+        # The README's curl: `curl localhost:8000/api/v1/generate -d '{"prompt":"Hi"}'`
+        # (curl -d sends a form content type).
+        r = httpx.post(url + "/api/v1/generate", content=b'{"prompt":"Hi"}',
+                       headers={"content-type": "application/x-www-form-urlencoded"}, timeout=60)
+        assert r.status_code == 200 and r.json()["text"]
+        assert r.json()["usage"]["completion_tokens"] <= 8  # LLAMASERVE_DEFAULT_MAX_TOKENS
+
+        with httpx.stream("POST", url + "/api/v1/generate/stream", timeout=60,
+                          json={"prompt": "Tell a story", "max_tokens": 24, "ignore_eos": True}) as running:
+            events = sse_events(running.iter_lines())
+            assert next(events)["finished"] is False
+            proc.send_signal(signal.SIGTERM)
+            rest = list(events)  # the in-flight request runs to its end
+        assert rest[-1]["finished"] is True
+        assert rest[-1]["finish_reason"] == "length" and rest[-1]["usage"]["completion_tokens"] == 24
+        assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(url + "/health")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
