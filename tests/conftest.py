@@ -80,3 +80,39 @@ def one_slot_url(model_path):
     config = ServerConfig(model=str(model_path), n_parallel=1, max_queue=0, n_ctx=2048)
     with LiveServer(create_app(config)) as server:
         yield server.url
+
+
+@pytest.fixture
+def serve_app(engine):
+    """Start more servers in a test: serve_app(config, engine=<shared engine>, **create_app
+    options) -> a started LiveServer; all are stopped when the test ends."""
+    from llamaserve.server.app import create_app
+    from serverutil import LiveServer
+
+    servers = []
+
+    def start(config, eng=engine, **options):
+        server = LiveServer(create_app(config, eng, **options))
+        servers.append(server)
+        return server.start(ready=options.get("loader") is None)
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def client_for():
+    """client_for(url, api_key) -> an OpenAI SDK client (no retries) for that server's /v1,
+    closed when the test ends."""
+    import openai
+
+    clients = []
+
+    def make(url, api_key="unused"):
+        clients.append(openai.OpenAI(base_url=url + "/v1", api_key=api_key, max_retries=0))
+        return clients[-1]
+
+    yield make
+    for client in clients:
+        client.close()

@@ -181,9 +181,25 @@ def test_annotations_are_ignored():
     assert Grammar(schema_to_grammar(schema)).accepts('{"a": 2}')
 
 
-@pytest.mark.parametrize("schema", [PERSON, TREE, UNION, COMBINED, TUPLE, BOUNDED, FORMATS, OPEN, {}, True],
+EDGES = [{"type": "array", "items": {"type": "integer"}, "maxItems": 1},
+         {"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": 1},
+         {"type": "string", "maxLength": 0}, {"type": "object", "properties": {}}, {"type": "array", "items": False}]
+
+
+def test_edge_bounds():
+    one = Grammar(schema_to_grammar(EDGES[0]))
+    assert one.accepts("[]") and one.accepts("[7]") and not one.accepts("[1,2]")
+    exactly_one = Grammar(schema_to_grammar(EDGES[1]))
+    assert exactly_one.accepts("[7]") and not exactly_one.accepts("[]")
+    assert Grammar(schema_to_grammar(EDGES[2])).accepts('""')
+    assert Grammar(schema_to_grammar(EDGES[3])).accepts("{}")
+    assert not Grammar(schema_to_grammar(EDGES[3])).accepts('{"a": 1}')
+    assert Grammar(schema_to_grammar(EDGES[4])).accepts("[]")
+
+
+@pytest.mark.parametrize("schema", [PERSON, TREE, UNION, COMBINED, TUPLE, BOUNDED, FORMATS, OPEN, {}, True, *EDGES],
                          ids=["person", "tree", "union", "allof", "tuple", "bounded", "formats", "open",
-                              "empty", "true"])
+                              "empty", "true", "max1", "exactly1", "maxlen0", "no-properties", "no-items"])
 def test_llama_cpp_parses_every_grammar(engine, schema):
     # The grammar is parsed when the request is submitted; a bad one raises right there.
     stream = engine.stream("x", max_tokens=1, grammar=schema_to_grammar(schema))

@@ -1,6 +1,5 @@
 """Errors under /v1: OpenAI's JSON shape and the statuses the SDK turns into its exception
-classes; auth, rate limits, a model still loading, and GGUFs whose chat templates refuse a
-conversation or try to escape the sandbox (tiny random-weight models, tests/tiny_models.py)."""
+classes (400, 401, 404, 429, 500/503), with auth, rate limits and a model still loading."""
 from __future__ import annotations
 
 import threading
@@ -8,11 +7,9 @@ import threading
 import httpx
 import openai
 import pytest
-from serverutil import LiveServer
 
-from llamaserve import Engine, ModelLoadError
+from llamaserve import ModelLoadError
 from llamaserve.config import ServerConfig
-from llamaserve.server.app import create_app
 
 MESSAGES = [{"role": "user", "content": "Hi"}]
 
@@ -21,25 +18,6 @@ def _error_shape(response: httpx.Response) -> dict:
     body = response.json()
     assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
     return body["error"]
-
-
-@pytest.fixture(scope="module")
-def serve(engine):
-    """Start extra servers over the shared engine (or another); all stopped at the end."""
-    servers: list[LiveServer] = []
-
-    def start(config: ServerConfig, eng: Engine | None = engine, **kwargs) -> LiveServer:
-        server = LiveServer(create_app(config, eng, **kwargs))
-        servers.append(server)
-        return server.start(ready=kwargs.get("loader") is None)
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
-def _client(server: LiveServer, key: str = "unused") -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0)
 
 
 @pytest.mark.parametrize(("extra", "param", "fragment"), [
@@ -61,6 +39,8 @@ def _client(server: LiveServer, key: str = "unused") -> openai.OpenAI:
     ({"response_format": {"type": "xml"}}, "response_format.type", "json_schema"),
     ({"logit_bias": {"not-a-token": 1}}, "logit_bias", "token id"),
     ({"stop": 5}, "stop", "string"),
+    ({"stop": [str(i) for i in range(13)]}, "stop", "at most"),
+    ({"stop": ["x" * 600]}, "stop", "characters"),  # the engine's own check, same shape
 ])
 def test_bad_requests_name_the_parameter(openai_client, base_url, served_model, extra, param, fragment):
     body = {"model": served_model, "messages": MESSAGES, "max_tokens": 2, **extra}
@@ -115,23 +95,23 @@ def test_native_api_keeps_its_own_error_shape(base_url):
     assert response.status_code == 400 and set(response.json()["error"]) == {"code", "message", "details"}
 
 
-def test_authentication(serve, served_model):
-    server = serve(ServerConfig(api_keys=("sk-right",), default_max_tokens=4))
+def test_authentication(serve_app, client_for, served_model):
+    server = serve_app(ServerConfig(api_keys=("sk-right",), default_max_tokens=4))
     with pytest.raises(openai.AuthenticationError) as info:
-        _client(server, "sk-wrong").models.list()
+        client_for(server.url, "sk-wrong").models.list()
     assert info.value.status_code == 401 and info.value.code == "invalid_api_key"
     assert info.value.body["type"] == "invalid_request_error"
     response = httpx.post(server.url + "/v1/chat/completions", json={"messages": MESSAGES})  # no key at all
     assert response.status_code == 401 and _error_shape(response)["code"] == "invalid_api_key"
-    client = _client(server, "sk-right")
+    client = client_for(server.url, "sk-right")
     assert served_model in [m.id for m in client.models.list().data]
     r = client.chat.completions.create(model=served_model, messages=MESSAGES, max_tokens=2, temperature=0)
     assert r.choices[0].message.content is not None
 
 
-def test_rate_limit(serve, served_model):
-    server = serve(ServerConfig(rate_limit=2, rate_limit_window=3600))
-    client = _client(server)
+def test_rate_limit(serve_app, client_for, served_model):
+    server = serve_app(ServerConfig(rate_limit=2, rate_limit_window=3600))
+    client = client_for(server.url)
     client.models.list()
     client.models.list()
     with pytest.raises(openai.RateLimitError) as info:
@@ -141,75 +121,19 @@ def test_rate_limit(serve, served_model):
     assert error.response.headers["X-RateLimit-Remaining"] == "0" and int(error.response.headers["Retry-After"]) > 0
 
 
-def test_model_still_loading_is_503(serve):
+def test_model_still_loading_is_503(serve_app, client_for):
     release = threading.Event()
 
     def slow_loader(path, **options):  # never finishes loading (and never owns the shared engine)
         release.wait(30)
         raise ModelLoadError("test: this model never loads")
 
-    server = serve(ServerConfig(), None, loader=slow_loader)
+    server = serve_app(ServerConfig(), None, loader=slow_loader)
     try:
         with pytest.raises(openai.InternalServerError) as info:
-            _client(server).chat.completions.create(model="default", messages=MESSAGES, max_tokens=2)
+            client_for(server.url).chat.completions.create(model="default", messages=MESSAGES, max_tokens=2)
         assert info.value.status_code == 503 and info.value.code == "model_loading"
         assert info.value.body["type"] == "server_error"
         assert info.value.response.headers["Retry-After"] == "1"
     finally:
         release.set()
-
-
-# -- chat templates from the GGUF -------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def tiny_engine(tmp_path_factory):
-    """Load a tiny random-weight GGUF of a family, with a chosen chat template."""
-    tiny_models = pytest.importorskip("tiny_models", reason="tests/tiny_models.py writes the tiny GGUFs")
-    engines: list[Engine] = []
-
-    def load(family: str, template: str | None = "") -> Engine:
-        path = tmp_path_factory.mktemp("gguf") / f"tiny-{family}.gguf"
-        tiny_models.write_tiny_model(path, family, chat_template=template)
-        eng = Engine.load(path, n_ctx=256, n_parallel=2)
-        engines.append(eng)
-        return eng
-
-    yield load
-    for eng in engines:
-        eng.close()
-
-
-ESCAPING_TEMPLATE = ("{% for m in messages %}{{ m.content }}{% endfor %}"
-                     "{{ cycler.__init__.__globals__.os.popen('id').read() }}")
-
-
-def test_gguf_template_escaping_the_sandbox_is_refused_and_the_server_keeps_serving(serve, tiny_engine):
-    eng = tiny_engine("qwen", ESCAPING_TEMPLATE)
-    assert eng.metadata["chat_template"] == ESCAPING_TEMPLATE  # really in the GGUF
-    server = serve(ServerConfig(default_max_tokens=4), eng)
-    client = _client(server)
-    for _ in range(2):  # compiled once, refused every time, never crashes
-        with pytest.raises(openai.InternalServerError) as info:
-            client.chat.completions.create(model="default", messages=MESSAGES, max_tokens=2)
-        assert info.value.status_code == 500 and info.value.code == "chat_template_error"
-        assert "unsafe" in info.value.message and "uid=" not in info.value.message
-    assert client.completions.create(model="default", prompt="Hello", max_tokens=2).choices[0].text is not None
-    assert httpx.get(server.url + "/health").json()["status"] == "healthy"
-
-
-def test_gguf_template_reading_internals_renders_harmlessly(serve, tiny_engine):
-    template = "{{ messages.__class__ }}{{ messages[0].content.__globals__ }}<|im_start|>{{ messages[0].content }}"
-    server = serve(ServerConfig(default_max_tokens=2), tiny_engine("qwen", template))
-    r = _client(server).chat.completions.create(model="default", messages=MESSAGES, max_tokens=2, temperature=0)
-    assert r.usage.prompt_tokens == 2  # "<|im_start|>" and "Hi": nothing else reached the prompt
-
-
-def test_gguf_template_refusing_a_conversation_is_a_bad_request(serve, tiny_engine):
-    server = serve(ServerConfig(default_max_tokens=2), tiny_engine("gemma"))  # Gemma's template: no system role
-    client = _client(server)
-    with pytest.raises(openai.BadRequestError) as info:
-        client.chat.completions.create(model="default", max_tokens=2,
-                                       messages=[{"role": "system", "content": "x"}, *MESSAGES])
-    assert info.value.param == "messages" and "System role not supported" in info.value.message
-    r = client.chat.completions.create(model="default", messages=MESSAGES, max_tokens=2)
-    assert r.choices[0].finish_reason in ("stop", "length")

@@ -72,8 +72,11 @@ def test_forcing_grammar_accepts_only_valid_calls():
     assert not required.accepts('{"name": "get_weather", "arguments": {"city": "P", "unit": "K"}}')
     assert not required.accepts('{"name": "nope", "arguments": {}}')
     named = Grammar(call_grammar(TOOLS, ToolChoice("function", "get_time")))
-    assert named.accepts('{"name": "get_time", "arguments": {"any": [1]}}')  # no schema: any object
+    assert named.accepts('{"name": "get_time", "arguments": {}}')
+    assert not named.accepts('{"name": "get_time", "arguments": {"any": [1]}}')  # no parameters: no arguments
     assert not named.accepts('{"name": "get_weather", "arguments": {"city": "Paris"}}')
+    anything = Grammar(call_grammar([Tool("f", None, {"type": "object"})], ToolChoice("required")))
+    assert anything.accepts('{"name": "f", "arguments": {"any": [1]}}')  # an open object schema
 
 
 def test_call_schema_keeps_each_tools_definitions_apart():

@@ -363,7 +363,7 @@ def _arguments_as_text(messages: Sequence[Message]) -> list[Message]:
 
 # Special-token spellings by family; the engine tells which of them are single tokens.
 _BOS_CANDIDATES = ("<bos>", "<s>", "<|begin_of_text|>", "<|startoftext|>", "<|endoftext|>", "[gMASK]")
-_EOS_CANDIDATES = ("<eos>", "</s>", "<|eot_id|>", "<|end_of_text|>", "<|im_end|>", "<|endoftext|>", "<|end|>")
+_EOS_CANDIDATES = ("<eos>", "<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<|end_of_text|>", "<|end|>", "</s>")
 
 
 def special_tokens(engine: Any) -> tuple[str, str, bool]:
@@ -371,7 +371,7 @@ def special_tokens(engine: Any) -> tuple[str, str, bool]:
 
     The engine does not expose the special tokens' spellings, so the usual ones are tried:
     BOS is the candidate that tokenizes to the id the tokenizer prepends; EOS is the first
-    candidate that is one token of the vocabulary."""
+    candidate that is one end-of-generation token (or, without that list, one token)."""
     def single(text: str) -> int | None:
         try:
             ids = engine.tokenize(text, add_special=False, parse_special=True)
@@ -385,7 +385,8 @@ def special_tokens(engine: Any) -> tuple[str, str, bool]:
         prefix = []
     bos_id = prefix[0] if prefix else None
     bos = next((c for c in _BOS_CANDIDATES if bos_id is not None and single(c) == bos_id), "")
-    eos = next((c for c in _EOS_CANDIDATES if single(c) is not None), "")
+    eog = set(engine.metadata.get("eog_tokens") or ())  # end-of-generation ids, when known
+    eos = next((c for c in _EOS_CANDIDATES if (single(c) in eog if eog else single(c) is not None)), "")
     return bos, eos, bos_id is not None
 
 

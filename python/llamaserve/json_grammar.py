@@ -96,6 +96,8 @@ def _repeat(item: str, low: int, high: int | None) -> str:
     """`item` low..high times (high None: unbounded), in GBNF."""
     if high is None:
         return f"({item}){{{low},}}" if low else f"({item})*"
+    if high == 0:
+        return ""
     if low == high:
         return f"({item}){{{low}}}" if low != 1 else f"({item})"
     return f"({item}){{{low},{high}}}"
@@ -283,7 +285,8 @@ class _Converter:
     def object(self, schema: dict[str, Any], hint: str, path: str, depth: int) -> str:
         properties = schema.get("properties", {})
         required = schema.get("required", [])
-        extra = schema.get("additionalProperties", None if properties else True)
+        # Listed properties (even none) and no word on others: only those (stricter, still valid).
+        extra = schema.get("additionalProperties", None if "properties" in schema else True)
         if not isinstance(properties, dict):
             raise SchemaError(f"properties at {path or '/'} must be an object")
         if not isinstance(required, list) or not all(isinstance(r, str) for r in required):

@@ -84,9 +84,10 @@ def call_schema(tools: Sequence[Tool]) -> dict[str, Any]:
     options = []
     for i, tool in enumerate(tools):
         key = f"tool-{i}"
+        # No parameters: a function without arguments (as OpenAI defines it).
         parameters = tool.parameters if tool.parameters is not None else {"type": "object", "properties": {}}
-        if not parameters or parameters == {"type": "object"}:
-            parameters = {"type": "object", "additionalProperties": True}
+        if not parameters:  # {}: any arguments, but still an object
+            parameters = {"type": "object"}
         defs[key] = _prefix_refs(parameters, f"/$defs/{key}")
         options.append({"type": "object",
                         "properties": {"name": {"const": tool.name}, "arguments": {"$ref": f"#/$defs/{key}"}},

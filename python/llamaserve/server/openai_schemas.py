@@ -19,6 +19,7 @@ from llamaserve.tool_calls import Tool, ToolChoice
 MAX_N = 16
 MAX_PROMPTS = 64
 MAX_TOP_LOGPROBS = 20
+MAX_STOP = 12  # the engine takes 16 stop strings; chat templates add their own
 MAX_NAME = 256
 SEED_RANGE = 2**32 - 1  # the engine's seeds are 0 .. 2**32 - 2
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,64}$")
@@ -111,6 +112,8 @@ def _stop(value: Any) -> list[str]:
         return [value] if value else []
     if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
         raise invalid("stop: must be a string or an array of strings")
+    if len(value) > MAX_STOP:
+        raise invalid(f"stop: at most {MAX_STOP} strings")
     return [s for s in value if s]
 
 
