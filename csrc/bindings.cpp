@@ -176,5 +176,17 @@ PYBIND11_MODULE(_native, m) {
         .def_property_readonly("n_threads", [](const Engine & e) { return e.options().n_threads; })
         .def_property_readonly("queue_depth", &Engine::queue_depth)
         .def_property_readonly("busy_slots", &Engine::busy_slots)
+        .def_property_readonly("memory_use", [](const Engine & e) {
+            py::list out;
+            for (const auto & m : e.memory_use()) {
+                py::dict d;
+                d["buffer"] = m.buffer;
+                d["model"] = m.model;
+                d["context"] = m.context;
+                d["compute"] = m.compute;
+                out.append(d);
+            }
+            return out;
+        }, "Bytes per buffer type (device or host): weights, context (KV), compute.")
         .def("close", &Engine::close, py::call_guard<py::gil_scoped_release>());
 }

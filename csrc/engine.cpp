@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "errors.h"
+#include "llama-ext.h"
 
 namespace llamaserve {
 
@@ -28,6 +29,9 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
     params.n_batch = options_.n_batch;
     params.n_ubatch = std::min(options_.n_batch, 512);
     params.n_seq_max = options_.n_parallel;
+    // A step asks for at most one row of logits per slot: reserving rows for a whole
+    // batch would cost n_batch x n_vocab floats (half a gigabyte for Gemma's vocabulary).
+    params.n_outputs_max = options_.n_parallel;
     params.n_threads = options_.n_threads;
     params.n_threads_batch = options_.n_threads;
     params.kv_unified = options_.kv_unified;
@@ -36,6 +40,9 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
     if (!ctx_) throw ModelLoadError("cannot create a context for " + model_path);
 
     n_swa_ = llama_model_n_swa(model_->get());
+    for (const auto & [buft, use] : llama_get_memory_breakdown(ctx_)) {
+        memory_use_.push_back({ggml_backend_buft_name(buft), use.model, use.context, use.compute});
+    }
     batch_ = llama_batch_init(options_.n_batch, 0, 1);
     slots_.reserve(options_.n_parallel);
     for (int32_t i = 0; i < options_.n_parallel; ++i) slots_.emplace_back(i);

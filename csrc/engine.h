@@ -31,6 +31,14 @@ struct EngineOptions {
     bool kv_unified = false;
 };
 
+// Bytes one engine holds on one buffer type (a device, or host memory).
+struct MemoryUse {
+    std::string buffer;
+    uint64_t model = 0;    // weights
+    uint64_t context = 0;  // KV cache and other per-context state
+    uint64_t compute = 0;  // compute scratch buffers
+};
+
 struct GenerationOptions {
     int32_t max_tokens = -1;  // -1 = until the context is full
     std::vector<std::string> stop;
@@ -61,6 +69,7 @@ public:
     int32_t n_ctx_per_request() const { return options_.n_ctx; }
     size_t queue_depth() const;
     int32_t busy_slots() const { return busy_slots_.load(); }
+    const std::vector<MemoryUse> & memory_use() const { return memory_use_; }
 
     // Stops the scheduler; unfinished requests end as "cancelled". Idempotent.
     void close();
@@ -74,7 +83,8 @@ private:
     EngineOptions options_;
     std::unique_ptr<Model> model_;
     llama_context * ctx_ = nullptr;
-    int32_t n_swa_ = 0;  // the model's attention window (0: none)
+    int32_t n_swa_ = 0;
+    std::vector<MemoryUse> memory_use_;  // fixed once the context exists  // the model's attention window (0: none)
     std::vector<Slot> slots_;
     llama_batch batch_{};
 

@@ -137,3 +137,12 @@ def test_model_still_loading_is_503(serve_app, client_for):
         assert info.value.response.headers["Retry-After"] == "1"
     finally:
         release.set()
+
+
+def test_body_too_large_in_openai_shape(serve_app, client_for, served_model):
+    server = serve_app(ServerConfig(max_body_bytes=200))  # refused by middleware, before any handler
+    with pytest.raises(openai.APIStatusError) as info:
+        client_for(server.url).chat.completions.create(model=served_model, max_tokens=2,
+                                                       messages=[{"role": "user", "content": "x" * 500}])
+    assert info.value.status_code == 413 and info.value.code == "request_too_large"
+    assert info.value.body["type"] == "invalid_request_error"

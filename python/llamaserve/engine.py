@@ -262,6 +262,11 @@ class Engine:
         return self._native.n_parallel
 
     @property
+    def memory_use(self) -> list[dict[str, Any]]:
+        """What llama.cpp allocated, per buffer type: model, context (KV) and compute bytes."""
+        return self._native.memory_use
+
+    @property
     def busy_slots(self) -> int:
         return self._native.busy_slots
 

@@ -450,13 +450,15 @@ class MemoryEstimate:
 def estimate_memory(info: GGUFInfo, n_ctx: int, n_parallel: int, n_batch: int = 512) -> MemoryEstimate:
     """What loading costs: the weights, an F16 KV cache of n_ctx tokens for each of the
     n_parallel slots (the engine gives every slot its whole window), and llama.cpp's compute
-    buffers (worst-case ubatch with every row an output, plus activations)."""
+    buffers (activations of a full ubatch, plus one row of logits per slot: the engine
+    reserves no more outputs than that)."""
     n_ubatch = min(n_batch, 512)
-    kv = info.kv_bytes_per_token() * n_ctx * n_parallel
+    cells = -(-n_ctx // 256) * 256  # llama.cpp rounds each slot's cache up to 256 cells
+    kv = info.kv_bytes_per_token() * cells * n_parallel
     n_embd = int(info.arch_key("embedding_length", 0) or 0)
     ff = info.arch_key("feed_forward_length", 0)
     n_ff = max(ff) if isinstance(ff, list) and ff else int(ff or 0)
-    compute = 4 * n_ubatch * (info.n_vocab + 4 * n_embd + 3 * n_ff) + 4 * n_parallel * info.n_vocab
+    compute = 4 * n_ubatch * (4 * n_embd + 3 * n_ff) + 4 * n_parallel * info.n_vocab
     return MemoryEstimate(info.weights_size, kv, compute)
 
 

@@ -257,11 +257,10 @@ class ModelHost:
             info = entry.info if entry is not None and entry.info is not None else registry_models.read_gguf_info(path)
         except registry_models.GGUFFormatError:
             info = None
-        memory = None
-        if info is not None:
-            estimate = registry_models.estimate_memory(info, engine.n_ctx, engine.n_parallel)
-            memory = MemoryEstimate(int(meta.get("weights_size") or estimate.weights), estimate.kv_cache,
-                                    estimate.compute)
+        # What llama.cpp actually allocated, summed over devices and host.
+        use = engine.memory_use
+        memory = MemoryEstimate(sum(b["model"] for b in use), sum(b["context"] for b in use),
+                                sum(b["compute"] for b in use))
         name = name or (entry.id if entry is not None else path.stem)
         names = {name, path.stem, meta.get("name") or "", *also}
         if entry is not None:
