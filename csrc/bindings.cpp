@@ -55,6 +55,10 @@ py::dict metadata_dict(const Model & model) {
     d["n_ctx_train"] = m.n_ctx_train;
     d["n_vocab"] = m.n_vocab;
     d["eog_tokens"] = model.eog_tokens();
+    d["bos_token_id"] = m.bos_token_id;
+    d["eos_token_id"] = m.eos_token_id;
+    d["bos_token"] = m.bos_token;
+    d["eos_token"] = m.eos_token;
     return d;
 }
 

@@ -3,9 +3,34 @@
 #include <algorithm>
 
 #include "errors.h"
+#include "ggml-backend.h"
+#include "ggml-cpu.h"
 #include "llama-ext.h"
 
 namespace llamaserve {
+
+namespace {
+
+// Without a threadpool of its own, ggml starts and joins its worker threads for every
+// decode step; a persistent pool (as llama.cpp's tools use) keeps them, polling briefly.
+ggml_threadpool_t new_cpu_threadpool(int32_t n_threads) {
+    ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+    if (!cpu) return nullptr;
+    auto * make = reinterpret_cast<decltype(ggml_threadpool_new) *>(
+        ggml_backend_reg_get_proc_address(ggml_backend_dev_backend_reg(cpu), "ggml_threadpool_new"));
+    if (!make) return nullptr;
+    auto params = ggml_threadpool_params_default(n_threads);
+    return make(&params);
+}
+
+void free_cpu_threadpool(ggml_threadpool_t pool) {
+    ggml_backend_dev_t cpu = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+    auto * release = reinterpret_cast<decltype(ggml_threadpool_free) *>(
+        ggml_backend_reg_get_proc_address(ggml_backend_dev_backend_reg(cpu), "ggml_threadpool_free"));
+    if (release) release(pool);
+}
+
+}  // namespace
 
 Engine::Engine(const std::string & model_path, const EngineOptions & options)
     : options_(options) {
@@ -38,6 +63,8 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
     params.no_perf = true;
     ctx_ = llama_init_from_model(model_->get(), params);
     if (!ctx_) throw ModelLoadError("cannot create a context for " + model_path);
+    threadpool_ = new_cpu_threadpool(options_.n_threads);
+    if (threadpool_) llama_attach_threadpool(ctx_, threadpool_, threadpool_);
 
     n_swa_ = llama_model_n_swa(model_->get());
     for (const auto & [buft, use] : llama_get_memory_breakdown(ctx_)) {
@@ -49,10 +76,12 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
     scheduler_ = std::thread([this] { run(); });
 }
 
+
 Engine::~Engine() {
     close();
     llama_batch_free(batch_);
     if (ctx_) llama_free(ctx_);
+    if (threadpool_) free_cpu_threadpool(threadpool_);
 }
 
 void Engine::close() {

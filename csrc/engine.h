@@ -83,6 +83,7 @@ private:
     EngineOptions options_;
     std::unique_ptr<Model> model_;
     llama_context * ctx_ = nullptr;
+    ggml_threadpool_t threadpool_ = nullptr;
     int32_t n_swa_ = 0;
     std::vector<MemoryUse> memory_use_;  // fixed once the context exists  // the model's attention window (0: none)
     std::vector<Slot> slots_;

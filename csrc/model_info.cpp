@@ -68,6 +68,10 @@ Model::Model(const std::string & path, const ModelLoadOptions & options) {
     metadata_.n_ctx_train = llama_model_n_ctx_train(model_);
     metadata_.n_vocab = llama_vocab_n_tokens(vocab_);
 
+    metadata_.bos_token_id = llama_vocab_bos(vocab_);
+    metadata_.eos_token_id = llama_vocab_eos(vocab_);
+    if (valid_token(metadata_.bos_token_id)) metadata_.bos_token = token_text(metadata_.bos_token_id);
+    if (valid_token(metadata_.eos_token_id)) metadata_.eos_token = token_text(metadata_.eos_token_id);
     for (llama_token t = 0; t < metadata_.n_vocab; ++t) {
         if (llama_vocab_is_eog(vocab_, t)) eog_tokens_.push_back(t);
     }
@@ -121,15 +125,23 @@ std::vector<llama_token> Model::tokenize(const std::string & text, bool add_spec
     return tokens;
 }
 
-std::string Model::token_bytes(llama_token token) const {
+namespace {
+
+std::string piece(const llama_vocab * vocab, llama_token token, bool special) {
     char buf[128];
-    int32_t n = llama_token_to_piece(vocab_, token, buf, sizeof buf, 0, false);
+    int32_t n = llama_token_to_piece(vocab, token, buf, sizeof buf, 0, special);
     if (n >= 0) return std::string(buf, n);
     std::string big(-n, '\0');
-    n = llama_token_to_piece(vocab_, token, big.data(), static_cast<int32_t>(big.size()), 0, false);
+    n = llama_token_to_piece(vocab, token, big.data(), static_cast<int32_t>(big.size()), 0, special);
     big.resize(n < 0 ? 0 : n);
     return big;
 }
+
+}  // namespace
+
+std::string Model::token_bytes(llama_token token) const { return piece(vocab_, token, false); }
+
+std::string Model::token_text(llama_token token) const { return piece(vocab_, token, true); }
 
 std::string Model::detokenize(const std::vector<llama_token> & tokens) const {
     for (llama_token t : tokens) {

@@ -20,6 +20,10 @@ struct ModelMetadata {
     uint64_t weights_size = 0;
     int32_t n_ctx_train = 0;
     int32_t n_vocab = 0;
+    int32_t bos_token_id = -1;  // -1: the vocabulary has none
+    int32_t eos_token_id = -1;
+    std::string bos_token;  // their spellings, for chat templates
+    std::string eos_token;
 };
 
 struct ModelLoadOptions {
@@ -41,6 +45,7 @@ public:
     std::vector<llama_token> tokenize(const std::string & text, bool add_special,
                                       bool parse_special) const;
     std::string token_bytes(llama_token token) const;
+    std::string token_text(llama_token token) const;  // control tokens spelled out too
     std::string detokenize(const std::vector<llama_token> & tokens) const;
     bool valid_token(llama_token token) const {
         return token >= 0 && token < metadata_.n_vocab;

@@ -50,13 +50,11 @@ Sampler::Sampler(const Model & model, const SamplingParams & p, bool ignore_eos)
                                             p.frequency_penalty, p.presence_penalty));
     }
     if (!p.grammar.empty()) {
-        llama_sampler * grammar =
-            llama_sampler_init_grammar(model.vocab(), p.grammar.c_str(), p.grammar_root.c_str());
-        if (!grammar) {
+        grammar_ = llama_sampler_init_grammar(model.vocab(), p.grammar.c_str(), p.grammar_root.c_str());
+        if (!grammar_) {
             llama_sampler_free(chain_);
             throw InvalidRequest("grammar: could not be parsed");
         }
-        llama_sampler_chain_add(chain_, grammar);
     }
     if (p.temperature <= 0.0f) {
         llama_sampler_chain_add(chain_, llama_sampler_init_greedy());
@@ -70,10 +68,40 @@ Sampler::Sampler(const Model & model, const SamplingParams & p, bool ignore_eos)
 }
 
 Sampler::~Sampler() {
+    if (grammar_) llama_sampler_free(grammar_);
     if (chain_) llama_sampler_free(chain_);
 }
 
+llama_token_data_array Sampler::candidates(const float * logits) {
+    candidates_.resize(n_vocab_);
+    for (llama_token t = 0; t < n_vocab_; ++t) candidates_[t] = {t, logits[t], 0.0f};
+    return {candidates_.data(), candidates_.size(), -1, false};
+}
+
+llama_token Sampler::sample_with_grammar(llama_context * ctx, int32_t batch_index) {
+    // Checking the grammar against the whole vocabulary is slow, so sample freely first
+    // and check only that token; the full check runs only when the grammar refuses it.
+    const float * logits = llama_get_logits_ith(ctx, batch_index);
+    auto cur = candidates(logits);
+    llama_sampler_apply(chain_, &cur);
+    llama_token token = cur.data[cur.selected].id;
+
+    llama_token_data single = {token, 1.0f, 0.0f};
+    llama_token_data_array one = {&single, 1, -1, false};
+    llama_sampler_apply(grammar_, &one);
+    if (std::isinf(single.logit)) {
+        cur = candidates(logits);
+        llama_sampler_apply(grammar_, &cur);
+        llama_sampler_apply(chain_, &cur);
+        token = cur.data[cur.selected].id;
+    }
+    llama_sampler_accept(grammar_, token);
+    llama_sampler_accept(chain_, token);
+    return token;
+}
+
 llama_token Sampler::sample(llama_context * ctx, int32_t batch_index) {
+    if (grammar_) return sample_with_grammar(ctx, batch_index);
     if (chain_) return llama_sampler_sample(chain_, ctx, batch_index);
     const float * logits = llama_get_logits_ith(ctx, batch_index);
     llama_token best = 0;

@@ -38,7 +38,12 @@ public:
     llama_token sample(llama_context * ctx, int32_t batch_index);
 
 private:
+    llama_token sample_with_grammar(llama_context * ctx, int32_t batch_index);
+    llama_token_data_array candidates(const float * logits);
+
     llama_sampler * chain_ = nullptr;
+    llama_sampler * grammar_ = nullptr;  // kept out of the chain: see sample_with_grammar
+    std::vector<llama_token_data> candidates_;
     const std::vector<llama_token> * banned_ = nullptr;  // EOG tokens under ignore_eos
     int32_t n_vocab_ = 0;
 };

@@ -361,33 +361,12 @@ def _arguments_as_text(messages: Sequence[Message]) -> list[Message]:
     return out
 
 
-# Special-token spellings by family; the engine tells which of them are single tokens.
-_BOS_CANDIDATES = ("<bos>", "<s>", "<|begin_of_text|>", "<|startoftext|>", "<|endoftext|>", "[gMASK]")
-_EOS_CANDIDATES = ("<eos>", "<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<|end_of_text|>", "<|end|>", "</s>")
-
-
 def special_tokens(engine: Any) -> tuple[str, str, bool]:
-    """(bos text, eos text, whether tokenizing adds BOS) for an engine.
-
-    The engine does not expose the special tokens' spellings, so the usual ones are tried:
-    BOS is the candidate that tokenizes to the id the tokenizer prepends; EOS is the first
-    candidate that is one end-of-generation token (or, without that list, one token)."""
-    def single(text: str) -> int | None:
-        try:
-            ids = engine.tokenize(text, add_special=False, parse_special=True)
-        except Exception:  # noqa: BLE001 - an odd vocabulary just has no such token
-            return None
-        return ids[0] if len(ids) == 1 else None
-
-    try:
-        prefix = engine.tokenize("", add_special=True, parse_special=True)
-    except Exception:  # noqa: BLE001
-        prefix = []
-    bos_id = prefix[0] if prefix else None
-    bos = next((c for c in _BOS_CANDIDATES if bos_id is not None and single(c) == bos_id), "")
-    eog = set(engine.metadata.get("eog_tokens") or ())  # end-of-generation ids, when known
-    eos = next((c for c in _EOS_CANDIDATES if (single(c) in eog if eog else single(c) is not None)), "")
-    return bos, eos, bos_id is not None
+    """(bos text, eos text, whether tokenizing adds BOS) for an engine."""
+    meta = engine.metadata
+    bos_id = meta["bos_token_id"]
+    adds_bos = bos_id >= 0 and engine.tokenize("x", add_special=True)[:1] == [bos_id]
+    return meta["bos_token"], meta["eos_token"], adds_bos
 
 
 def template_for_engine(engine: Any, override: str | None = None) -> ChatTemplate:

@@ -72,6 +72,7 @@ def request_body(spec: LoadSpec) -> dict:
         "stream": True,
         "stream_options": {"include_usage": True},
         "logit_bias": {str(t): -100 for t in spec.banned_tokens},
+        "cache_prompt": True,  # llama-server's default; asked of every server alike
     }
 
 

@@ -30,7 +30,7 @@ IGNORED = frozenset({"user", "store", "metadata", "service_tier", "parallel_tool
 _SAMPLING = frozenset({"max_tokens", "temperature", "top_p", "n", "stop", "seed", "presence_penalty",
                        "frequency_penalty", "logit_bias", "stream",
                        # llama.cpp-style extensions
-                       "top_k", "min_p", "repeat_penalty"})
+                       "top_k", "min_p", "repeat_penalty", "cache_prompt"})
 CHAT_PARAMETERS = _SAMPLING | {"model", "messages", "max_completion_tokens", "logprobs", "top_logprobs",
                                "response_format", "tools", "tool_choice"}
 COMPLETION_PARAMETERS = _SAMPLING | {"model", "prompt", "logprobs", "echo", "best_of", "suffix"}
@@ -158,6 +158,8 @@ def _sampling(values: dict[str, Any], body: dict[str, Any]) -> Sampling:
         args["min_p"] = _number("min_p", values["min_p"], 0, 1)
     if "repeat_penalty" in values:
         args["repeat_penalty"] = _number("repeat_penalty", values["repeat_penalty"], 0.01, 10)
+    if "cache_prompt" in values:
+        args["cache_prompt"] = _bool("cache_prompt", values["cache_prompt"])
     n = _int("n", values.get("n", 1), 1, MAX_N)
     stream = _bool("stream", values.get("stream", False))
     include_usage = False

@@ -31,6 +31,7 @@ _GENERATION_FIELDS: dict[str, str] = {
     "ignore_eos": "bool",
     "logit_bias": "object",
     "grammar": "str",
+    "cache_prompt": "bool",
 }
 _GENERATE_FIELDS = {"prompt": "prompt", "model": "str", "stream": "bool", **_GENERATION_FIELDS}
 _LOAD_FIELDS = {"quantization": "str", "prefer_gpu": "bool", "allow_requantize": "bool"}
