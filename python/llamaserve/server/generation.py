@@ -3,8 +3,6 @@ metrics, and always cancel the engine stream and release the lease at the end.""
 from __future__ import annotations
 
 import asyncio
-import math
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,9 +13,6 @@ from llamaserve.server import schemas, sse
 from llamaserve.server.errors import invalid, to_api_error
 from llamaserve.server.metrics import ServerMetrics
 from llamaserve.server.runtime import LoadedModel, ModelHost
-
-
-SLOT_RELEASE_GRACE = 5.0  # seconds a batch item retries a full queue after a sibling ended
 
 
 class Generation:
@@ -108,7 +103,6 @@ class GenerationService:
         gets its own error object. An item that finds the engine queue full waits for one
         of its siblings to finish, then tries again (like Engine.generate_batch)."""
         running = 0
-        last_finish = -math.inf  # when a sibling last finished (its slot frees a step later)
         waiters: list[asyncio.Future[None]] = []
 
         def wake() -> None:
@@ -118,7 +112,7 @@ class GenerationService:
             waiters.clear()
 
         async def one(item: Any) -> dict[str, Any]:
-            nonlocal running, last_finish
+            nonlocal running
             try:
                 request = schemas.parse_generate(item)
                 if request.stream:
@@ -128,22 +122,16 @@ class GenerationService:
                         generation = self.submit(request)
                         break
                     except QueueFull:
-                        if running:
-                            waiter = asyncio.get_running_loop().create_future()
-                            waiters.append(waiter)
-                            await waiter
-                        elif time.monotonic() - last_finish < SLOT_RELEASE_GRACE:
-                            # A sibling's stream has ended but the engine frees its slot
-                            # at its next step: try again shortly.
-                            await asyncio.sleep(0.01)
-                        else:  # the slots are other clients'
+                        if not running:  # the slots are other clients'
                             raise
+                        waiter = asyncio.get_running_loop().create_future()
+                        waiters.append(waiter)
+                        await waiter
                 running += 1
                 try:
                     return await generation.result()
                 finally:
                     running -= 1
-                    last_finish = time.monotonic()
                     wake()
             except Exception as exc:  # noqa: BLE001 - each item reports its own error
                 return to_api_error(exc).body()

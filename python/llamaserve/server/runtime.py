@@ -196,7 +196,8 @@ class ModelHost:
         loading = {job.name for job in self._jobs.values()}
         still_loading = ApiError(503, "MODEL_LOADING", f"model: {name[:64]!r} is still loading",
                                  "retry shortly", {"Retry-After": "1"})
-        if name.strip().lower() in loading:  # e.g. a quantized copy not yet in the cache
+        if name.strip().lower() in loading or self.state == "loading":
+            # a quantized copy not yet in the cache, or the server's start-up model
             raise still_loading
         entry = self._resolve(name)
         if entry.id in loading:
