@@ -84,6 +84,10 @@ class Run:
         """(choice, new text pieces, new logprob records, stats once finished else None),
         across all choices as they come. Engine failures raise EngineError."""
         streams = [g.stream for g in self.generations]
+        if len(streams) == 1:  # the usual n=1: no task and no asyncio.wait per token
+            async for event in self._single_events(streams[0]):
+                yield event
+            return
         pending: dict[asyncio.Future[list[str]], int] = {
             asyncio.ensure_future(s.next_pieces()): i for i, s in enumerate(streams)}
         try:
@@ -103,6 +107,17 @@ class Run:
             for future in pending:
                 future.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+            self.close()
+
+    async def _single_events(self, stream: Any) -> AsyncIterator[
+            tuple[int, list[str], list[TokenLogprob], dict[str, Any] | None]]:
+        try:
+            while pieces := await stream.next_pieces():
+                yield 0, pieces, stream.take_token_logprobs() if self.logprobs else [], None
+            records = stream.take_token_logprobs() if self.logprobs else []
+            self.generations[0].close()
+            yield 0, [], records, stream.stats
+        finally:
             self.close()
 
     async def collect(self) -> list[Output]:
