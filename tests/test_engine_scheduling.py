@@ -146,3 +146,16 @@ def test_a_finished_stream_has_already_freed_its_slot(one_slot):
         second = one_slot.stream("Hi", max_tokens=2, ignore_eos=True)
         assert first.completion().usage.completion_tokens == 2
         assert second.completion().usage.completion_tokens == 2
+
+
+async def test_astream_pieces_that_pile_up_are_each_delivered_once(engine):
+    expected = engine.generate("The mountain village", max_tokens=24, temperature=0, ignore_eos=True)
+    stream = engine.astream("The mountain village", max_tokens=24, temperature=0, ignore_eos=True)
+    while not stream.stats["finish_reason"]:  # let every piece pile up before reading
+        await asyncio.sleep(0.05)
+    pieces = [p async for p in stream]
+    assert "".join(pieces) == expected.text
+    piled = engine.astream("The mountain village", max_tokens=24, temperature=0, ignore_eos=True)
+    while not piled.stats["finish_reason"]:
+        await asyncio.sleep(0.05)
+    assert (await piled.completion()).text == expected.text

@@ -166,32 +166,32 @@ class AsyncTextStream:
     def __aiter__(self) -> AsyncTextStream:
         return self
 
-    async def next_pieces(self) -> list[str]:
-        """Everything generated since the last call (at least one piece); [] at the end."""
+    async def _fill(self) -> bool:
+        """Wait until some pieces are buffered; False once the stream is over."""
         while not self._pieces:
             if self._finished:
                 self._release()
                 _raise_if_failed(self._native)
-                return []
+                return False
             pieces, self._finished = self._native.drain()
             self._pieces.extend(pieces)
+            self._text.extend(pieces)
             if not pieces and not self._finished:
                 await self._waiter.wait()
+        return True
+
+    async def next_pieces(self) -> list[str]:
+        """Everything generated since the last call (at least one piece); [] at the end."""
+        if not await self._fill():
+            return []
         out = list(self._pieces)
         self._pieces.clear()
-        self._text.extend(out)
         return out
 
     async def __anext__(self) -> str:
-        if not self._pieces:
-            pieces = await self.next_pieces()
-            if not pieces:
-                raise StopAsyncIteration
-            self._pieces.extend(pieces[1:])
-            return pieces[0]
-        piece = self._pieces.popleft()
-        self._text.append(piece)
-        return piece
+        if not await self._fill():
+            raise StopAsyncIteration
+        return self._pieces.popleft()
 
     def _release(self) -> None:
         self._pump.waiters.pop(self._native.id, None)
