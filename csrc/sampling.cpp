@@ -10,36 +10,36 @@ namespace llamaserve {
 
 namespace {
 
+// Greedy with nothing but additive biases needs no chain: see GreedyPicker.
 bool needs_chain(const SamplingParams & p) {
     return p.temperature > 0.0f || p.repeat_penalty != 1.0f || p.presence_penalty != 0.0f ||
-           p.frequency_penalty != 0.0f || !p.logit_bias.empty() || !p.grammar.empty();
+           p.frequency_penalty != 0.0f || !p.grammar.empty();
 }
 
 }  // namespace
 
 Sampler::Sampler(const Model & model, const SamplingParams & p, bool ignore_eos)
     : n_vocab_(model.metadata().n_vocab) {
+    for (const auto & [token, value] : p.logit_bias) {
+        if (!model.valid_token(token)) {
+            throw InvalidRequest("logit_bias: unknown token id " + std::to_string(token));
+        }
+    }
+    std::vector<llama_logit_bias> bias;
+    for (const auto & [token, value] : p.logit_bias) bias.push_back({token, value});
+    if (ignore_eos) {
+        for (llama_token t : model.eog_tokens()) {
+            bias.push_back({t, -std::numeric_limits<float>::infinity()});
+        }
+    }
     if (!needs_chain(p)) {
-        if (ignore_eos) banned_ = &model.eog_tokens();
+        greedy_ = std::make_unique<GreedyPicker>(n_vocab_, bias);
         return;
     }
     auto chain_params = llama_sampler_chain_default_params();
     chain_params.no_perf = true;
     chain_ = llama_sampler_chain_init(chain_params);
 
-    std::vector<llama_logit_bias> bias;
-    for (const auto & [token, value] : p.logit_bias) {
-        if (!model.valid_token(token)) {
-            llama_sampler_free(chain_);
-            throw InvalidRequest("logit_bias: unknown token id " + std::to_string(token));
-        }
-        bias.push_back({token, value});
-    }
-    if (ignore_eos) {
-        for (llama_token t : model.eog_tokens()) {
-            bias.push_back({t, -std::numeric_limits<float>::infinity()});
-        }
-    }
     if (!bias.empty()) {
         llama_sampler_chain_add(chain_, llama_sampler_init_logit_bias(
                                             n_vocab_, static_cast<int32_t>(bias.size()), bias.data()));
@@ -103,33 +103,7 @@ llama_token Sampler::sample_with_grammar(llama_context * ctx, int32_t batch_inde
 llama_token Sampler::sample(llama_context * ctx, int32_t batch_index) {
     if (grammar_) return sample_with_grammar(ctx, batch_index);
     if (chain_) return llama_sampler_sample(chain_, ctx, batch_index);
-    const float * logits = llama_get_logits_ith(ctx, batch_index);
-    llama_token best = 0;
-    float best_logit = -std::numeric_limits<float>::infinity();
-    for (llama_token t = 0; t < n_vocab_; ++t) {
-        if (logits[t] > best_logit) {
-            best_logit = logits[t];
-            best = t;
-        }
-    }
-    if (banned_) {
-        for (llama_token t : *banned_) {
-            if (t == best) {
-                // Rare: rescan without the end-of-generation tokens.
-                best_logit = -std::numeric_limits<float>::infinity();
-                for (llama_token u = 0; u < n_vocab_; ++u) {
-                    bool is_banned = false;
-                    for (llama_token b : *banned_) is_banned |= (b == u);
-                    if (!is_banned && logits[u] > best_logit) {
-                        best_logit = logits[u];
-                        best = u;
-                    }
-                }
-                break;
-            }
-        }
-    }
-    return best;
+    return greedy_->pick(llama_get_logits_ith(ctx, batch_index));
 }
 
 }  // namespace llamaserve

@@ -1,10 +1,12 @@
 // Per-request sampling settings and the llama_sampler chain built from them.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "greedy.h"
 #include "llama.h"
 
 namespace llamaserve {
@@ -26,7 +28,7 @@ struct SamplingParams {
     std::string grammar_root = "root";
 };
 
-// Owns the chain; a greedy request without penalties, bias or grammar takes a plain
+// Owns the chain; a greedy request without penalties or grammar takes GreedyPicker's
 // argmax over the logits instead (the chain's full-vocabulary copy costs more than that).
 class Sampler {
 public:
@@ -44,7 +46,7 @@ private:
     llama_sampler * chain_ = nullptr;
     llama_sampler * grammar_ = nullptr;  // kept out of the chain: see sample_with_grammar
     std::vector<llama_token_data> candidates_;
-    const std::vector<llama_token> * banned_ = nullptr;  // EOG tokens under ignore_eos
+    std::unique_ptr<GreedyPicker> greedy_;  // set exactly when chain_ is not
     int32_t n_vocab_ = 0;
 };
 

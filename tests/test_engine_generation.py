@@ -149,3 +149,36 @@ def test_logprobs_describe_the_sampled_tokens(engine):
     rendered = b"".join(engine.token_bytes(t) for t, _, _ in records).decode("utf-8", "replace")
     assert rendered == text
     assert stream.take_token_logprobs() == []
+
+
+def _first_choices(engine, **arguments):
+    """The first sampled token and its top-5 alternatives (greedy)."""
+    stream = engine.stream(PROMPT, max_tokens=1, temperature=0, logprobs=5, **arguments)
+    stream.completion()
+    [(token, _, top)] = stream.take_token_logprobs()
+    return token, top
+
+
+def test_greedy_logit_bias_banning_the_best_token_picks_the_runner_up(engine):
+    best, top = _first_choices(engine)
+    assert best == top[0][0]
+    token, _ = _first_choices(engine, logit_bias={best: -100})
+    assert token == top[1][0]
+    # Banning the first two leaves the third; biases on one token add up.
+    token, _ = _first_choices(engine, logit_bias={best: -100, top[1][0]: -100})
+    assert token == top[2][0]
+
+
+def test_greedy_logit_bias_lifts_a_lower_token_only_past_the_best(engine):
+    _, top = _first_choices(engine)
+    (best, best_lp), (_, _), (third, third_lp) = top[:3]
+    gap = best_lp - third_lp  # log-probabilities differ by exactly the logit gap
+    assert _first_choices(engine, logit_bias={third: gap + 0.5})[0] == third
+    assert _first_choices(engine, logit_bias={third: gap - 0.5})[0] == best
+
+
+def test_greedy_ignore_eos_with_other_biases_never_ends_early(engine):
+    done = engine.generate(PROMPT, max_tokens=12, temperature=0, ignore_eos=True,
+                           logit_bias={1: 50, 106: 50, 7: -100})
+    assert done.finish_reason == "length"
+    assert done.usage.completion_tokens == 12

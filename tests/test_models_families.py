@@ -52,6 +52,18 @@ def test_loads_and_generates(family_engine):
     assert [c.usage.completion_tokens for c in sampled] == [5, 5, 5]
 
 
+def test_greedy_picks_the_most_likely_token_over_the_whole_vocabulary(family_engine):
+    # The vocabularies here (32000 to 151k tokens, not all multiples of 16) exercise the
+    # vectorized argmax's tail; the log-probability ranking is computed separately.
+    _, eng = family_engine
+    stream = eng.stream("The weather today is", max_tokens=8, temperature=0, ignore_eos=True, logprobs=1)
+    stream.completion()
+    records = stream.take_token_logprobs()
+    assert len(records) == 8
+    for token, logprob, [(top_token, top_logprob)] in records:
+        assert token == top_token or logprob == top_logprob
+
+
 def test_real_vocabulary(family_engine):
     family, eng = family_engine
     text = "Hello world, 你好"
