@@ -10,57 +10,63 @@ namespace llamaserve {
 
 namespace {
 
-// Greedy with nothing but additive biases needs no chain: see GreedyPicker.
-bool needs_chain(const SamplingParams & p) {
-    return p.temperature > 0.0f || p.repeat_penalty != 1.0f || p.presence_penalty != 0.0f ||
-           p.frequency_penalty != 0.0f || !p.grammar.empty();
+bool has_penalties(const SamplingParams & p) {
+    return p.repeat_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
 }
 
 }  // namespace
 
 Sampler::Sampler(const Model & model, const SamplingParams & p, bool ignore_eos)
     : n_vocab_(model.metadata().n_vocab) {
+    std::vector<llama_logit_bias> bias;
     for (const auto & [token, value] : p.logit_bias) {
         if (!model.valid_token(token)) {
             throw InvalidRequest("logit_bias: unknown token id " + std::to_string(token));
         }
+        bias.push_back({token, value});
     }
-    std::vector<llama_logit_bias> bias;
-    for (const auto & [token, value] : p.logit_bias) bias.push_back({token, value});
     if (ignore_eos) {
         for (llama_token t : model.eog_tokens()) {
             bias.push_back({t, -std::numeric_limits<float>::infinity()});
         }
     }
-    if (!needs_chain(p)) {
-        greedy_ = std::make_unique<GreedyPicker>(n_vocab_, bias);
-        return;
+    if (!has_penalties(p) && p.grammar.empty()) {
+        if (p.temperature <= 0.0f) {
+            mode_ = Mode::Greedy;
+        } else if (p.top_k > 0 && p.top_k <= LogitSelector::kMaxTopK) {
+            mode_ = Mode::TopK;
+            top_k_ = p.top_k;
+        }
     }
+    if (mode_ != Mode::Chain) selector_ = std::make_unique<LogitSelector>(n_vocab_, bias);
+    if (mode_ == Mode::Greedy) return;
+
     auto chain_params = llama_sampler_chain_default_params();
     chain_params.no_perf = true;
     chain_ = llama_sampler_chain_init(chain_params);
-
-    if (!bias.empty()) {
-        llama_sampler_chain_add(chain_, llama_sampler_init_logit_bias(
-                                            n_vocab_, static_cast<int32_t>(bias.size()), bias.data()));
-    }
-    if (p.repeat_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
-        llama_sampler_chain_add(chain_, llama_sampler_init_penalties(
-                                            n_vocab_, p.penalty_last_n, p.repeat_penalty,
-                                            p.frequency_penalty, p.presence_penalty));
-    }
-    if (!p.grammar.empty()) {
-        grammar_ = llama_sampler_init_grammar(model.vocab(), p.grammar.c_str(), p.grammar_root.c_str());
-        if (!grammar_) {
-            llama_sampler_free(chain_);
-            throw InvalidRequest("grammar: could not be parsed");
+    if (mode_ == Mode::Chain) {
+        if (!bias.empty()) {
+            llama_sampler_chain_add(chain_, llama_sampler_init_logit_bias(
+                                                n_vocab_, static_cast<int32_t>(bias.size()), bias.data()));
         }
+        if (has_penalties(p)) {
+            llama_sampler_chain_add(chain_, llama_sampler_init_penalties(
+                                                n_vocab_, p.penalty_last_n, p.repeat_penalty,
+                                                p.frequency_penalty, p.presence_penalty));
+        }
+        if (!p.grammar.empty()) {
+            grammar_ = llama_sampler_init_grammar(model.vocab(), p.grammar.c_str(), p.grammar_root.c_str());
+            if (!grammar_) {
+                llama_sampler_free(chain_);
+                throw InvalidRequest("grammar: could not be parsed");
+            }
+        }
+        if (p.temperature <= 0.0f) {
+            llama_sampler_chain_add(chain_, llama_sampler_init_greedy());
+            return;
+        }
+        if (p.top_k > 0) llama_sampler_chain_add(chain_, llama_sampler_init_top_k(p.top_k));
     }
-    if (p.temperature <= 0.0f) {
-        llama_sampler_chain_add(chain_, llama_sampler_init_greedy());
-        return;
-    }
-    if (p.top_k > 0) llama_sampler_chain_add(chain_, llama_sampler_init_top_k(p.top_k));
     if (p.top_p < 1.0f) llama_sampler_chain_add(chain_, llama_sampler_init_top_p(p.top_p, 1));
     if (p.min_p > 0.0f) llama_sampler_chain_add(chain_, llama_sampler_init_min_p(p.min_p, 1));
     llama_sampler_chain_add(chain_, llama_sampler_init_temp(p.temperature));
@@ -100,10 +106,24 @@ llama_token Sampler::sample_with_grammar(llama_context * ctx, int32_t batch_inde
     return token;
 }
 
+llama_token Sampler::sample_top_k(const float * logits) {
+    selector_->top_k(logits, top_k_, candidates_);
+    if (candidates_.empty()) return selector_->argmax(logits);  // no finite logit at all
+    llama_token_data_array cur = {candidates_.data(), candidates_.size(), -1, true};
+    llama_sampler_apply(chain_, &cur);
+    const llama_token token = cur.data[cur.selected].id;
+    llama_sampler_accept(chain_, token);
+    return token;
+}
+
 llama_token Sampler::sample(llama_context * ctx, int32_t batch_index) {
+    switch (mode_) {
+        case Mode::Greedy: return selector_->argmax(llama_get_logits_ith(ctx, batch_index));
+        case Mode::TopK: return sample_top_k(llama_get_logits_ith(ctx, batch_index));
+        case Mode::Chain: break;
+    }
     if (grammar_) return sample_with_grammar(ctx, batch_index);
-    if (chain_) return llama_sampler_sample(chain_, ctx, batch_index);
-    return greedy_->pick(llama_get_logits_ith(ctx, batch_index));
+    return llama_sampler_sample(chain_, ctx, batch_index);
 }
 
 }  // namespace llamaserve

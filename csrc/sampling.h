@@ -6,8 +6,8 @@
 #include <utility>
 #include <vector>
 
-#include "greedy.h"
 #include "llama.h"
+#include "logit_select.h"
 
 namespace llamaserve {
 
@@ -28,8 +28,10 @@ struct SamplingParams {
     std::string grammar_root = "root";
 };
 
-// Owns the chain; a greedy request without penalties or grammar takes GreedyPicker's
-// argmax over the logits instead (the chain's full-vocabulary copy costs more than that).
+// Chooses each token of one request. Without penalties or a grammar, the first steps of
+// llama.cpp's chain (logit bias, then greedy or top-k) run in LogitSelector over the
+// logits themselves, and only the rest of the chain sees the k candidates left: the same
+// choices, without copying the whole vocabulary for every token.
 class Sampler {
 public:
     Sampler(const Model & model, const SamplingParams & params, bool ignore_eos);
@@ -40,13 +42,18 @@ public:
     llama_token sample(llama_context * ctx, int32_t batch_index);
 
 private:
+    enum class Mode { Greedy, TopK, Chain };
+
+    llama_token sample_top_k(const float * logits);
     llama_token sample_with_grammar(llama_context * ctx, int32_t batch_index);
     llama_token_data_array candidates(const float * logits);
 
-    llama_sampler * chain_ = nullptr;
+    Mode mode_ = Mode::Chain;
+    int32_t top_k_ = 0;
+    std::unique_ptr<LogitSelector> selector_;  // Greedy and TopK
+    llama_sampler * chain_ = nullptr;          // TopK: what follows top-k; Chain: all of it
     llama_sampler * grammar_ = nullptr;  // kept out of the chain: see sample_with_grammar
     std::vector<llama_token_data> candidates_;
-    std::unique_ptr<GreedyPicker> greedy_;  // set exactly when chain_ is not
     int32_t n_vocab_ = 0;
 };
 

@@ -182,3 +182,26 @@ def test_greedy_ignore_eos_with_other_biases_never_ends_early(engine):
                            logit_bias={1: 50, 106: 50, 7: -100})
     assert done.finish_reason == "length"
     assert done.usage.completion_tokens == 12
+
+
+# A disabled penalty (penalty_last_n=0 changes nothing) sends a request through llama.cpp's
+# whole sampler chain instead of the top-k shortcut: the reference to compare with.
+THROUGH_THE_CHAIN = dict(repeat_penalty=1.5, penalty_last_n=0)
+
+
+def test_top_k_shortcut_samples_exactly_as_the_sampler_chain(engine):
+    cases = [dict(top_k=40), dict(top_k=5, top_p=0.8, min_p=0.0, temperature=1.3),
+             dict(top_k=128, top_p=1.0, min_p=0.1), dict(top_k=1, temperature=1.0),
+             dict(top_k=40, logit_bias={1: -100, 106: -100, 236761: 3.0})]
+    for i, case in enumerate(cases):
+        args = dict(max_tokens=24, seed=7 + i, ignore_eos=True, **case)
+        shortcut = engine.generate(PROMPT, **args).text
+        assert shortcut == engine.generate(PROMPT, **args, **THROUGH_THE_CHAIN).text, case
+
+
+def test_top_k_sampling_stays_within_the_k_most_likely(engine):
+    stream = engine.stream(PROMPT, max_tokens=16, temperature=1.5, top_k=3, top_p=1.0, min_p=0.0,
+                           seed=11, ignore_eos=True, logprobs=3)
+    stream.completion()
+    for token, _, top in stream.take_token_logprobs():
+        assert token in [t for t, _ in top]
