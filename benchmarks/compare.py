@@ -2,13 +2,16 @@
 """llamaserve against llama-server (and llama-cpp-python's server when installed), side by
 side: same machine, model, threads, slots and context, the same HTTP load, in one run.
 
-    python benchmarks/compare.py [--levels 1 8 16] [--threads 2] [--tokens 64]
+    python benchmarks/compare.py [--levels 1 8 16] [--threads 2] [--tokens 64] [--rounds 3]
 
 Each server is started on loopback with as many slots as the concurrency level, loaded
 with the same streaming /v1/completions requests (equal output lengths: end-of-sequence
-tokens banned), then stopped. Writes results.json, results.md and results.png into
-benchmarks/out/ (never committed) and prints the table with the ratios the benchmark issue
-targets.
+tokens banned), then stopped. Shared machines drift, so the run is repeated in rounds, each
+round running every server at every level back to back: a ratio is the median of the
+per-round ratios (both sides measured minutes apart at most), with their range.
+llama-cpp-python's server serializes requests, so it runs in the first round only.
+Writes results.json, results.md and results.png into benchmarks/out/ (never committed) and
+prints the table with the ratios the benchmark issue targets.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import importlib.util
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -27,7 +31,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import llama_tools  # noqa: E402
-from engine import batched_bench_s_tg  # noqa: E402
+from engine import batched_bench_s_tg, llama_bench_tg  # noqa: E402
 
 import llamaserve  # noqa: E402
 from llamaserve.bench import loadgen  # noqa: E402
@@ -108,32 +112,67 @@ TARGETS = [  # (label, level, reference server, minimum ratio)
     ("aggregate tok/s at 8 / llama-cpp-python", 8, "llama-cpp-python", 2.7),
 ]
 
+Runs = dict[str, dict[int, list[dict]]]  # server -> level -> one result per round
 
-def table(results: dict[str, dict[int, dict]], s_tg: dict[int, float]) -> str:
+
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median throughput (the lower middle one for an even count)."""
+    ordered = sorted(runs, key=lambda r: r["output_tok_s"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def paired(ours: list[float], refs: list[float], combine: Callable[[float, float], float]) -> list[float]:
+    """combine(ours, ref) for each round that measured both."""
+    return [combine(o, r) for o, r in zip(ours, refs)]
+
+
+def spread(values: list[float], fmt: str) -> str:
+    text = format(statistics.median(values), fmt)
+    if len(values) > 1:
+        text += f" ({format(min(values), fmt)} to {format(max(values), fmt)}, {len(values)} rounds)"
+    return text
+
+
+def ratio_rows(runs: Runs, s_tg: list[dict[int, float]], tg: list[float]) -> list[tuple[str, str, str]]:
+    """(figure, median of the per-round values with their range, target)."""
+    rows = []
+    ours = runs.get("llamaserve", {})
+    tok_s = {name: {level: [r["output_tok_s"] for r in rs] for level, rs in levels.items()}
+             for name, levels in runs.items()}
+    for label, level, ref_name, target in TARGETS:
+        refs = tok_s.get(ref_name, {}).get(level)
+        if refs and level in ours:
+            values = paired(tok_s["llamaserve"][level], refs, lambda o, r: o / r)
+            rows.append((label, spread(values, ".3f"), f">= {target}"))
+    if 1 in ours and tg:
+        values = paired(tok_s["llamaserve"][1], tg, lambda o, r: o / r)
+        rows.append((f"HTTP single stream / llama-bench tg ({statistics.median(tg):.1f} tok/s, "
+                     "no HTTP, no prompt)", spread(values, ".3f"), "reference"))
+    for level in sorted(ours):
+        refs = [round_s_tg[level] for round_s_tg in s_tg if level in round_s_tg]
+        if refs:
+            values = paired(tok_s["llamaserve"][level], refs, lambda o, r: o / r)
+            rows.append((f"HTTP aggregate at {level} / llama-batched-bench S_TG at B={level} "
+                         f"({statistics.median(refs):.1f} tok/s)", spread(values, ".3f"), ">= 0.95"))
+    if 1 in ours and 1 in runs.get("llama-server", {}):
+        values = paired([r["ttft_p50_ms"] for r in ours[1]],
+                        [r["ttft_p50_ms"] for r in runs["llama-server"][1]], lambda o, r: o - r)
+        rows.append(("TTFT p50 single stream minus llama-server's (ms)", spread(values, "+.1f"), "<= +5"))
+    return rows
+
+
+def table(results: dict[str, dict[int, dict]], ratios: list[tuple[str, str, str]]) -> str:
     lines = ["| server | concurrency | output tok/s | req/s | TTFT p50 ms | TTFT p99 ms "
-             "| ITL p50 ms | ITL p99 ms | errors | client CPU % |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| ITL p50 ms | ITL p99 ms | errors | retried | client CPU % |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, levels in results.items():
         for level, r in sorted(levels.items()):
             lines.append(
                 f"| {name} | {level} | {r['output_tok_s']:.1f} | {r['request_s']:.2f} "
                 f"| {r['ttft_p50_ms']:.1f} | {r['ttft_p99_ms']:.1f} | {r['itl_p50_ms']:.1f} "
-                f"| {r['itl_p99_ms']:.1f} | {r['errors']} | {r['client_cpu_pct']:.0f} |")
+                f"| {r['itl_p99_ms']:.1f} | {r['errors']} | {r['retried']} | {r['client_cpu_pct']:.0f} |")
     lines += ["", "| figure | ratio | target |", "|---|---|---|"]
-    ours = results.get("llamaserve", {})
-    for label, level, ref_name, target in TARGETS:
-        ref = results.get(ref_name, {}).get(level)
-        if ref and level in ours:
-            ratio = ours[level]["output_tok_s"] / ref["output_tok_s"]
-            lines.append(f"| {label} | {ratio:.3f} | >= {target} |")
-    for level, ref in sorted(s_tg.items()):
-        if level in ours:
-            ratio = ours[level]["output_tok_s"] / ref
-            lines.append(f"| HTTP aggregate at {level} / llama-batched-bench S_TG at B={level} "
-                         f"({ref:.1f} tok/s) | {ratio:.3f} | >= 0.95 |")
-    if 1 in ours and 1 in results.get("llama-server", {}):
-        delta = ours[1]["ttft_p50_ms"] - results["llama-server"][1]["ttft_p50_ms"]
-        lines.append(f"| TTFT p50 single stream minus llama-server's | {delta:+.1f} ms | <= +5 ms |")
+    lines += [f"| {label} | {value} | {target} |" for label, value, target in ratios]
     return "\n".join(lines)
 
 
@@ -166,28 +205,45 @@ def main() -> int:
     parser.add_argument("--ctx", type=int, default=512, help="context per slot")
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 8, 16])
     parser.add_argument("--requests-per-client", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="repeats of the whole run, interleaved")
+    parser.add_argument("--servers", nargs="+", help="only these (default: every one found)")
     args = parser.parse_args()
     model = args.model or llamaserve.default_model_path()
 
-    bin_dir = llama_tools.build(["llama-server", "llama-batched-bench"])
+    bin_dir = llama_tools.build(["llama-server", "llama-bench", "llama-batched-bench"])
     with llamaserve.Engine.load(model, n_ctx=64, n_parallel=1) as engine:
         banned = tuple(engine.metadata["eog_tokens"])
     spec = loadgen.LoadSpec(url="", model=model.stem, max_tokens=args.tokens, banned_tokens=banned)
 
-    results: dict[str, dict[int, dict]] = {}
-    for name, command in servers(bin_dir, model, args.threads, args.ctx).items():
-        for level in args.levels:
-            r = run_server(name, command, spec, level, args.requests_per_client)
-            results.setdefault(name, {})[level] = r.as_dict()
-
     widths = [level for level in args.levels if level > 1]
-    s_tg = batched_bench_s_tg(bin_dir, model, args.threads, args.tokens, widths) if widths else {}
+    runs: Runs = {}
+    s_tg: list[dict[int, float]] = []
+    tg: list[float] = []
+    for round_index in range(args.rounds):
+        print(f"round {round_index + 1} of {args.rounds}", file=sys.stderr, flush=True)
+        for name, command in servers(bin_dir, model, args.threads, args.ctx).items():
+            if args.servers and name not in args.servers:
+                continue
+            if name == "llama-cpp-python" and round_index > 0:
+                continue
+            for level in args.levels:
+                r = run_server(name, command, spec, level, args.requests_per_client)
+                runs.setdefault(name, {}).setdefault(level, []).append(r.as_dict())
+        if 1 in args.levels:
+            tg.append(llama_bench_tg(bin_dir, model, args.threads, args.tokens))
+        if widths:
+            s_tg.append(batched_bench_s_tg(bin_dir, model, args.threads, args.tokens, widths))
 
+    results = {name: {level: median_run(rs) for level, rs in levels.items()}
+               for name, levels in runs.items()}
+    ratios = ratio_rows(runs, s_tg, tg)
     out = llama_tools.SCRATCH
     machine = f"{os.cpu_count()} CPUs, {args.threads} threads, {model.name}, {args.tokens} output tokens"
     (out / "results.json").write_text(json.dumps(
-        {"machine": machine, "results": results, "batched_bench_s_tg": s_tg}, indent=2))
-    text = f"Measured on {machine}.\n\n" + table(results, s_tg)
+        {"machine": machine, "rounds": args.rounds, "results": results, "runs": runs,
+         "llama_bench_tg": tg, "batched_bench_s_tg": s_tg, "ratios": ratios}, indent=2))
+    text = (f"Measured on {machine}; each row is the median of {args.rounds} rounds "
+            f"(llama-cpp-python: one).\n\n" + table(results, ratios))
     (out / "results.md").write_text(text + "\n")
     plot(results, out / "results.png", machine)
     print(text)

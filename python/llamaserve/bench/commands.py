@@ -15,12 +15,15 @@ def _serve(args: argparse.Namespace) -> int:
                             api_key=args.api_key)
     results = loadgen.run(spec, args.levels, args.requests_per_client)
     print("| concurrency | output tok/s | req/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms "
-          "| ITL p99 ms | errors | client CPU % |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| ITL p99 ms | errors | retried | client CPU % |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r.concurrency} | {r.output_tok_s:.1f} | {r.request_s:.2f} | {r.ttft_p50_ms:.1f} "
               f"| {r.ttft_p99_ms:.1f} | {r.itl_p50_ms:.1f} | {r.itl_p99_ms:.1f} | {r.errors} "
-              f"| {r.client_cpu_pct:.0f} |")
+              f"| {r.retried} | {r.client_cpu_pct:.0f} |")
+    for r in results:
+        if r.first_error:
+            print(f"concurrency {r.concurrency}: {r.errors} failed; the first: {r.first_error}")
     if args.json:
         Path(args.json).write_text(json.dumps([r.as_dict() for r in results], indent=2))
     return 1 if any(r.errors for r in results) else 0

@@ -35,6 +35,7 @@ class RequestResult:
     ttft: float = 0.0
     gaps: list[float] = field(default_factory=list)
     error: str = ""
+    retried: bool = False
 
 
 @dataclass
@@ -42,6 +43,7 @@ class LevelResult:
     concurrency: int
     requests: int
     errors: int
+    retried: int  # requests sent twice: the server had closed their keep-alive connection
     wall_s: float
     output_tok_s: float
     request_s: float
@@ -50,6 +52,7 @@ class LevelResult:
     itl_p50_ms: float
     itl_p99_ms: float
     client_cpu_pct: float
+    first_error: str = ""  # what went wrong with the first failed request, if any
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -76,6 +79,17 @@ def request_body(spec: LoadSpec) -> dict:
     }
 
 
+async def _send(client: httpx.AsyncClient, spec: LoadSpec, result: RequestResult) -> httpx.Response:
+    """Send once more if the server had closed the idle keep-alive connection the request
+    went out on: it never saw the request (the OpenAI SDK retries these too)."""
+    request = client.build_request("POST", "/v1/completions", json=request_body(spec))
+    try:
+        return await client.send(request, stream=True)
+    except httpx.RemoteProtocolError:
+        result.retried = True
+        return await client.send(request, stream=True)
+
+
 async def one_request(client: httpx.AsyncClient, spec: LoadSpec) -> RequestResult:
     started = time.perf_counter()
     last = None
@@ -83,10 +97,12 @@ async def one_request(client: httpx.AsyncClient, spec: LoadSpec) -> RequestResul
     chunks = 0
     usage_tokens = None
     try:
-        async with client.stream("POST", "/v1/completions", json=request_body(spec)) as response:
+        response = await _send(client, spec, result)
+        try:
             if response.status_code != 200:
                 body = (await response.aread())[:200].decode("utf-8", "replace")
-                return RequestResult(ok=False, error=f"HTTP {response.status_code}: {body}")
+                return RequestResult(ok=False, error=f"HTTP {response.status_code}: {body}",
+                                     retried=result.retried)
             async for line in response.aiter_lines():
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
@@ -103,8 +119,10 @@ async def one_request(client: httpx.AsyncClient, spec: LoadSpec) -> RequestResul
                     result.gaps.append(now - last)
                 last = now
                 chunks += 1
+        finally:
+            await response.aclose()
     except (httpx.HTTPError, json.JSONDecodeError) as exc:
-        return RequestResult(ok=False, error=f"{type(exc).__name__}: {exc}")
+        return RequestResult(ok=False, error=f"{type(exc).__name__}: {exc}", retried=result.retried)
     result.ok = chunks > 0
     result.tokens = usage_tokens if usage_tokens is not None else chunks
     if not result.ok:
@@ -141,6 +159,7 @@ async def run_level(spec: LoadSpec, concurrency: int, requests_per_client: int,
         concurrency=concurrency,
         requests=len(results),
         errors=len(results) - len(good),
+        retried=sum(r.retried for r in results),
         wall_s=wall,
         output_tok_s=sum(r.tokens for r in good) / wall,
         request_s=len(good) / wall,
@@ -149,6 +168,7 @@ async def run_level(spec: LoadSpec, concurrency: int, requests_per_client: int,
         itl_p50_ms=1000 * percentile(gaps, 50),
         itl_p99_ms=1000 * percentile(gaps, 99),
         client_cpu_pct=100 * cpu / wall,
+        first_error=next((r.error for r in results if not r.ok), ""),
     )
 
 

@@ -1,0 +1,93 @@
+"""`llamaserve bench serve|engine` and the load generator behind them, against the real
+engine and server."""
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+
+from llamaserve.bench import loadgen
+
+GEMMA_END_TOKENS = (1, 106)
+
+
+def test_bench_serve_reports_every_level_with_equal_output_lengths(base_url, served_model, tmp_path):
+    out = tmp_path / "levels.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "llamaserve", "bench", "serve", "--url", base_url,
+         "--model", served_model, "--levels", "1", "3", "--tokens", "6",
+         "--requests-per-client", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "concurrency 3: 6/6 requests" in run.stderr  # progress while it runs
+    assert "| concurrency | output tok/s |" in run.stdout
+    levels = json.loads(out.read_text())
+    assert [level["concurrency"] for level in levels] == [1, 3]
+    for level in levels:
+        assert level["errors"] == 0 and level["requests"] == 2 * level["concurrency"]
+        # End-of-sequence banned: every request produced exactly --tokens tokens.
+        produced = level["output_tok_s"] * level["wall_s"]
+        assert abs(produced - 6 * level["requests"]) < 1e-6 * produced
+        assert 0 < level["ttft_p50_ms"] <= level["ttft_p99_ms"]
+        assert 0 < level["itl_p50_ms"] <= level["itl_p99_ms"]
+        assert level["client_cpu_pct"] >= 0
+
+
+def test_loadgen_counts_a_failing_server_as_errors(base_url):
+    spec = loadgen.LoadSpec(url=base_url, model="no-such-model", max_tokens=4)
+    level = asyncio.run(loadgen.run_level(spec, 2, 1, progress=False))
+    assert level.errors == level.requests == 2
+    assert level.first_error.startswith("HTTP 404")
+
+
+class OneResponsePerConnection:
+    """Serves an SSE completion, then closes the connection without saying so (as a server
+    with a short keep-alive does): the client's next request on it finds it gone."""
+
+    def __init__(self) -> None:
+        self.handlers: list[asyncio.Task] = []
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.handlers.append(asyncio.current_task())
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length"))
+        await reader.readexactly(length)
+        events = [{"choices": [{"index": 0, "text": "hi"}]},
+                  {"choices": [], "usage": {"completion_tokens": 1}}]
+        body = b"".join(b"data: " + json.dumps(e).encode() + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: "
+                     + str(len(body)).encode() + b"\r\n\r\n" + body)
+        await writer.drain()
+        await asyncio.sleep(0.05)  # let the client pool the connection first
+        writer.close()
+        await writer.wait_closed()
+
+
+def test_loadgen_resends_a_request_whose_keep_alive_connection_was_closed():
+    async def main() -> loadgen.LevelResult:
+        peer = OneResponsePerConnection()
+        server = await asyncio.start_server(peer.handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            spec = loadgen.LoadSpec(url=f"http://127.0.0.1:{port}", max_tokens=1)
+            level = await loadgen.run_level(spec, 1, 3, progress=False)
+            await asyncio.gather(*peer.handlers)
+        return level
+
+    level = asyncio.run(main())
+    assert level.errors == 0 and level.requests == 3
+    assert level.retried >= 1
+
+
+def test_bench_engine_prints_in_process_figures():
+    run = subprocess.run(
+        [sys.executable, "-m", "llamaserve", "bench", "engine", "--threads", "2", "--tokens", "4",
+         "--widths", "2"],
+        capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    for label in ("single-stream decode:", "batched decode, 2 streams:", "prompt processing (512 tokens):"):
+        [line] = [x for x in lines if x.startswith(label)]
+        assert float(line.split(":")[1].split()[0]) > 0
