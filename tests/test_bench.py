@@ -91,3 +91,18 @@ def test_bench_engine_prints_in_process_figures():
     for label in ("single-stream decode:", "batched decode, 2 streams:", "prompt processing (512 tokens):"):
         [line] = [x for x in lines if x.startswith(label)]
         assert float(line.split(":")[1].split()[0]) > 0
+
+
+def test_sse_client_reassembles_events_however_the_body_is_split():
+    from llamaserve.bench.sse_client import _events
+
+    body = b'data: {"a": 1}\r\n\r\n: comment\n\ndata:{"b": 2}\n\nevent: x\ndata: [DONE]\n\n'
+
+    async def split(size: int) -> list[bytes]:
+        async def pieces():
+            for i in range(0, len(body), size):
+                yield body[i:i + size]
+        return [data async for data in _events(pieces())]
+
+    for size in (1, 2, 3, 7, len(body)):
+        assert asyncio.run(split(size)) == [b'{"a": 1}', b'{"b": 2}', b"[DONE]"], size

@@ -137,3 +137,17 @@ def test_disconnect_during_prefill_cancels_before_the_first_token(one_slot_url):
         count(before, "time_to_first_token_seconds", "time_to_first_token_seconds_count")
     assert count(after, "generations", "generations_total", finish_reason="cancelled") == \
         count(before, "generations", "generations_total", finish_reason="cancelled") + 1
+
+
+def test_text_events_match_encoding_the_whole_event():
+    import json
+
+    from llamaserve.server import sse
+
+    shape = {"id": "x", "choices": [{"index": 3, "delta": {"content": sse.TEXT_HOLE}, "logprobs": None}]}
+    events = sse.TextEvents(shape)
+    for text in ["plain", 'quo"te\\', "line\nbreak\t", "ünïcødé 你好 🙂", "\x00\x1f", ""]:
+        raw = events(text)
+        assert raw.startswith(b"data: ") and raw.endswith(b"\n\n")
+        expected = {"id": "x", "choices": [{"index": 3, "delta": {"content": text}, "logprobs": None}]}
+        assert json.loads(raw[6:]) == expected

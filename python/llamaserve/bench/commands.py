@@ -10,7 +10,8 @@ from pathlib import Path
 def _serve(args: argparse.Namespace) -> int:
     from llamaserve.bench import loadgen
 
-    spec = loadgen.LoadSpec(url=args.url.rstrip("/"), model=args.model, prompt=args.prompt,
+    spec = loadgen.LoadSpec(url=args.url.rstrip("/"), model=args.model,
+                            prompts=tuple(args.prompt or loadgen.PROMPTS),
                             max_tokens=args.tokens, banned_tokens=tuple(args.ban),
                             api_key=args.api_key)
     results = loadgen.run(spec, args.levels, args.requests_per_client)
@@ -59,7 +60,9 @@ def add_bench_commands(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--levels", type=int, nargs="+", default=[1, 4, 8])
     serve.add_argument("--tokens", type=int, default=64, help="output tokens per request")
     serve.add_argument("--requests-per-client", type=int, default=3)
-    serve.add_argument("--prompt", default=loadgen.LoadSpec.prompt)
+    serve.add_argument("--prompt", action="append",
+                       help="a prompt to send (repeat for several, used in turn; default: 16 "
+                            "different story prompts)")
     serve.add_argument("--ban", type=_token_ids, default=[1, 106],
                        help="end-of-sequence token ids to ban so every output has --tokens tokens "
                             "(default: Gemma's 1,106)")

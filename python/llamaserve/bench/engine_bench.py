@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import statistics
 import time
 from pathlib import Path
@@ -11,9 +12,13 @@ from llamaserve.engine import Engine
 PROMPT_TOKENS = 16
 
 
-def _token_prompt(engine: Engine, n: int) -> list[int]:
-    """Exactly n tokens (with the model's BOS), like llama.cpp's tools use."""
-    return engine.tokenize("once upon a time " * n)[:n]
+def _token_prompt(engine: Engine, n: int, variant: int = 0) -> list[int]:
+    """Exactly n tokens: the model's BOS, then random ones, as llama.cpp's tools use. Streams
+    decoded together get different prompts (variants), so that they generate different
+    tokens, as llama-batched-bench's do: identical rows in a batch decode measurably faster."""
+    bos = engine.tokenize("")
+    words = random.Random(variant).sample(range(1000, engine.metadata["n_vocab"]), n - len(bos))
+    return bos + words
 
 
 def single_stream_decode(model: Path, threads: int, tokens: int, repeats: int = 5) -> float:
@@ -36,8 +41,8 @@ def batched_decode(model: Path, threads: int, tokens: int, width: int, repeats: 
     """Aggregate decode tok/s of `width` concurrent astreams once all have a first token."""
 
     async def one_round(engine: Engine) -> float:
-        streams = [engine.astream(_token_prompt(engine, PROMPT_TOKENS), max_tokens=tokens, temperature=0,
-                                  ignore_eos=True) for _ in range(width)]
+        streams = [engine.astream(_token_prompt(engine, PROMPT_TOKENS, i), max_tokens=tokens, temperature=0,
+                                  ignore_eos=True) for i in range(width)]
         arrivals: list[list[float]] = [[] for _ in streams]
 
         async def consume(i: int) -> None:

@@ -1,9 +1,10 @@
 """An asyncio HTTP load generator for OpenAI-compatible (/v1/completions) endpoints.
 
-One task per concurrent client on one event loop (no thread per request). Every request
-streams, so time to first token and inter-token latency are measured on the wire, and
-asks for the same number of tokens with end-of-sequence tokens banned through
-`logit_bias`, so every server produces equal output lengths.
+One task per concurrent client on one event loop (no thread per request), each with one
+keep-alive connection of the lean client in sse_client. Every request streams, so time to
+first token and inter-token latency are measured on the wire, and asks for the same number
+of tokens with end-of-sequence tokens banned through `logit_bias`, so every server
+produces equal output lengths.
 """
 from __future__ import annotations
 
@@ -14,14 +15,25 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
-import httpx
+from llamaserve.bench import sse_client
+
+
+SUBJECTS = ("lighthouse keeper who finds a map", "baker who can taste colours",
+            "robot learning to garden", "sailor lost in fog", "girl who talks to owls",
+            "clockmaker's last clock", "city under the ice", "detective afraid of the dark",
+            "dragon that collects stamps", "village with no music", "astronaut's letter home",
+            "river that flows uphill", "painter who paints the future", "train that never stops",
+            "fox and the winter market", "library that rearranges itself")
+# Clients send different prompts, so their outputs differ as real traffic does: a batch of
+# identical sequences decodes measurably faster than one of different sequences.
+PROMPTS = tuple(f"Write a long story about a {subject}." for subject in SUBJECTS)
 
 
 @dataclass
 class LoadSpec:
     url: str  # server root, e.g. http://127.0.0.1:8000
     model: str = "default"
-    prompt: str = "Write a long story about a lighthouse keeper who finds a map."
+    prompts: tuple[str, ...] = PROMPTS  # request i sends prompts[i % len(prompts)]
     max_tokens: int = 64
     banned_tokens: tuple[int, ...] = ()  # end-of-sequence ids, banned so lengths are equal
     api_key: str | None = None
@@ -66,10 +78,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def request_body(spec: LoadSpec) -> dict:
+def request_body(spec: LoadSpec, index: int) -> dict:
     return {
         "model": spec.model,
-        "prompt": spec.prompt,
+        "prompt": spec.prompts[index % len(spec.prompts)],
         "max_tokens": spec.max_tokens,
         "temperature": 0,
         "stream": True,
@@ -79,77 +91,70 @@ def request_body(spec: LoadSpec) -> dict:
     }
 
 
-async def _send(client: httpx.AsyncClient, spec: LoadSpec, result: RequestResult) -> httpx.Response:
-    """Send once more if the server had closed the idle keep-alive connection the request
-    went out on: it never saw the request (the OpenAI SDK retries these too)."""
-    request = client.build_request("POST", "/v1/completions", json=request_body(spec))
-    try:
-        return await client.send(request, stream=True)
-    except httpx.RemoteProtocolError:
-        result.retried = True
-        return await client.send(request, stream=True)
-
-
-async def one_request(client: httpx.AsyncClient, spec: LoadSpec) -> RequestResult:
+async def _stream(conn: sse_client.Connection, spec: LoadSpec, index: int, result: RequestResult) -> None:
     started = time.perf_counter()
     last = None
-    result = RequestResult(ok=False)
     chunks = 0
-    usage_tokens = None
-    try:
-        response = await _send(client, spec, result)
-        try:
-            if response.status_code != 200:
-                body = (await response.aread())[:200].decode("utf-8", "replace")
-                return RequestResult(ok=False, error=f"HTTP {response.status_code}: {body}",
-                                     retried=result.retried)
-            async for line in response.aiter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                event = json.loads(line[6:])
-                if event.get("usage"):
-                    usage_tokens = event["usage"].get("completion_tokens")
-                choices = event.get("choices") or []
-                if not choices or not choices[0].get("text"):
-                    continue
-                now = time.perf_counter()
-                if last is None:
-                    result.ttft = now - started
-                else:
-                    result.gaps.append(now - last)
-                last = now
-                chunks += 1
-        finally:
-            await response.aclose()
-    except (httpx.HTTPError, json.JSONDecodeError) as exc:
-        return RequestResult(ok=False, error=f"{type(exc).__name__}: {exc}", retried=result.retried)
+    body = json.dumps(request_body(spec, index)).encode()
+    async for data in conn.post_events("/v1/completions", body):
+        if data == b"[DONE]":
+            continue
+        event = json.loads(data)
+        if event.get("usage"):
+            result.tokens = event["usage"].get("completion_tokens") or 0
+        choices = event.get("choices") or []
+        if not choices or not choices[0].get("text"):
+            continue
+        now = time.perf_counter()
+        if last is None:
+            result.ttft = now - started
+        else:
+            result.gaps.append(now - last)
+        last = now
+        chunks += 1
     result.ok = chunks > 0
-    result.tokens = usage_tokens if usage_tokens is not None else chunks
+    result.tokens = result.tokens or chunks
     if not result.ok:
         result.error = "no tokens received"
+
+
+async def one_request(conn: sse_client.Connection, spec: LoadSpec, index: int = 0) -> RequestResult:
+    result = RequestResult(ok=False)
+    try:
+        await asyncio.wait_for(_stream(conn, spec, index, result), spec.timeout)
+    except (sse_client.HTTPError, OSError, asyncio.TimeoutError, json.JSONDecodeError) as exc:
+        await conn.close()
+        result.ok = False
+        result.error = str(exc) if isinstance(exc, sse_client.StatusError) else f"{type(exc).__name__}: {exc}"
+    result.retried = conn.resent
     return result
+
+
+def _connection(spec: LoadSpec) -> sse_client.Connection:
+    return sse_client.Connection(spec.url, {"Authorization": f"Bearer {spec.api_key}"} if spec.api_key else {})
 
 
 async def run_level(spec: LoadSpec, concurrency: int, requests_per_client: int,
                     progress: bool = True) -> LevelResult:
-    headers = {"Authorization": f"Bearer {spec.api_key}"} if spec.api_key else {}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     results: list[RequestResult] = []
     total = concurrency * requests_per_client
-    async with httpx.AsyncClient(base_url=spec.url, headers=headers, limits=limits,
-                                 timeout=spec.timeout) as client:
-        async def worker() -> None:
-            for _ in range(requests_per_client):
-                results.append(await one_request(client, spec))
+
+    async def worker(client_index: int) -> None:
+        conn = _connection(spec)  # one keep-alive connection per client
+        try:
+            for k in range(requests_per_client):
+                results.append(await one_request(conn, spec, client_index + k * concurrency))
                 if progress:
                     print(f"\r  concurrency {concurrency}: {len(results)}/{total} requests",
                           end="", file=sys.stderr, flush=True)
+        finally:
+            await conn.close()
 
-        cpu_before = resource.getrusage(resource.RUSAGE_SELF)
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - started
-        cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    wall = time.perf_counter() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     if progress:
         print(file=sys.stderr)
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
@@ -173,10 +178,13 @@ async def run_level(spec: LoadSpec, concurrency: int, requests_per_client: int,
 
 
 async def warm_up(spec: LoadSpec) -> None:
-    async with httpx.AsyncClient(base_url=spec.url, timeout=spec.timeout) as client:
-        result = await one_request(client, LoadSpec(**{**asdict(spec), "max_tokens": 4}))
-        if not result.ok:
-            raise RuntimeError(f"warm-up request failed: {result.error}")
+    conn = _connection(spec)
+    try:
+        result = await one_request(conn, LoadSpec(**{**asdict(spec), "max_tokens": 4}))
+    finally:
+        await conn.close()
+    if not result.ok:
+        raise RuntimeError(f"warm-up request failed: {result.error}")
 
 
 def run(spec: LoadSpec, levels: list[int], requests_per_client: int = 4,

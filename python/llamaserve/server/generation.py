@@ -58,10 +58,11 @@ class _Events:
 
     async def _iterate(self) -> AsyncIterator[bytes]:
         stream = self.generation.stream
+        token_event = sse.TextEvents(schemas.token_event(sse.TEXT_HOLE))
         try:
             while pieces := await stream.next_pieces():
                 for piece in pieces:  # one write per event: naive clients read one per chunk
-                    yield sse.event(schemas.token_event(piece))
+                    yield token_event(piece)
             event = schemas.final_event(stream.stats, self.generation.model.name)
         except EngineError as exc:  # failed mid-stream: the status line is long sent
             event = {"token": "", "finished": True, "finish_reason": "error", **to_api_error(exc).body()}

@@ -144,10 +144,20 @@ class ChatEvents:
         self.include_usage = include_usage
         self.text_of = text_of
         self._iterator: AsyncIterator[bytes] | None = None
+        self._content_events: dict[int, sse.TextEvents] = {}  # per choice
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         self._iterator = self._iterate()
         return self._iterator
+
+    def _content_chunk(self, i: int, text: str, records: list[Any]) -> bytes:
+        if self.chat.top_logprobs is not None:
+            return self._chunk(i, {"content": text}, records=records)
+        events = self._content_events.get(i)
+        if events is None:
+            events = self._content_events[i] = sse.TextEvents(
+                self.env.chat_chunk([chat_delta(i, {"content": sse.TEXT_HOLE})]))
+        return events(text)
 
     def _chunk(self, i: int, delta: dict[str, Any], reason: str | None = None,
                records: list[Any] | None = None) -> bytes:
@@ -180,7 +190,7 @@ class ChatEvents:
                     holding[i] = False  # plain content after all: let it out
                     text, records = so_far, held_records[i]
                 if text or records:
-                    yield self._chunk(i, {"content": text}, records=records)
+                    yield self._content_chunk(i, text, records)
                 if stats is not None:
                     yield self._chunk(i, {}, finish_reason(stats))
             if self.include_usage:

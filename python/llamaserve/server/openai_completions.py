@@ -72,6 +72,14 @@ class CompletionEvents:
         self.text_of = text_of
         self.n = n
         self._iterator: AsyncIterator[bytes] | None = None
+        self._text_events: dict[int, sse.TextEvents] = {}  # per choice
+
+    def _text_event(self, i: int, text: str) -> bytes:
+        events = self._text_events.get(i)
+        if events is None:
+            events = self._text_events[i] = sse.TextEvents(
+                self.env.completion([completion_choice(i, sse.TEXT_HOLE, None)], None))
+        return events(text)
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         self._iterator = self._iterate()
@@ -87,12 +95,12 @@ class CompletionEvents:
             async for i, pieces, records, stats in self.run.events():
                 outputs[i].stats = stats
                 text = "".join(pieces)
-                if text or records:
-                    logprobs = None
-                    if self.comp.top_logprobs is not None:
-                        logprobs = completion_logprobs(records, self.text_of, self.comp.top_logprobs, offsets[i])
+                if self.comp.top_logprobs is not None and (text or records):
+                    logprobs = completion_logprobs(records, self.text_of, self.comp.top_logprobs, offsets[i])
                     offsets[i] += len(text)
                     yield sse.event(self.env.completion([completion_choice(i, text, None, logprobs)], None))
+                elif text:
+                    yield self._text_event(i, text)
                 if stats is not None:
                     yield sse.event(self.env.completion([completion_choice(i, "", finish_reason(stats))], None))
             if self.include_usage:

@@ -25,6 +25,21 @@ def event(data: Any) -> bytes:
     return b"data: " + json.dumps(data, ensure_ascii=False, allow_nan=False).encode() + b"\n\n"
 
 
+TEXT_HOLE = "\ue000text\ue000"  # marks where TextEvents puts each chunk's text
+
+
+class TextEvents:
+    """Events of one shape in which only a text field changes from chunk to chunk (a
+    streamed token): the JSON around it is encoded once, each chunk encodes its text."""
+
+    def __init__(self, shape: Any) -> None:
+        """`shape`: the event's JSON value, holding TEXT_HOLE exactly once."""
+        self.head, self.tail = event(shape).split(json.dumps(TEXT_HOLE, ensure_ascii=False).encode())
+
+    def __call__(self, text: str) -> bytes:
+        return self.head + json.dumps(text, ensure_ascii=False).encode() + self.tail
+
+
 async def _wait_for_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
