@@ -80,6 +80,10 @@ class Connection:
         self._served += 1
 
     async def _send(self, request: bytes) -> bytes:
+        if self._reader is not None:
+            await asyncio.sleep(0)  # let the loop take in a close that has already arrived
+            if self._reader.at_eof():  # e.g. llama-server closes after each streamed response
+                await self.close()
         if self._writer is None:
             context = ssl.create_default_context() if self.tls else None
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port, ssl=context)
