@@ -207,15 +207,23 @@ void Engine::run() {
             if (slot.busy() && slot.stream().cancelled()) finish_slot(slot, "cancelled");
         }
 
-        // Decoding slots first (one token each), then prompt chunks in what is left,
-        // so a long prompt never stalls the streams already running.
-        batch_.n_tokens = 0;
+        // Every decoding slot gets its one token, then prompt chunks share what is left,
+        // so a long prompt never stalls the streams already running. The tokens go into
+        // the batch in slot order: llama.cpp splits a batch over per-sequence caches into
+        // passes of consecutive sequences, and slots out of order cost extra passes.
         int32_t budget = options_.n_batch;
         for (auto & slot : slots_) {
-            if (slot.busy() && !slot.prefilling()) budget -= slot.add_to_batch(batch_, budget);
+            if (slot.busy() && !slot.prefilling()) --budget;
         }
+        batch_.n_tokens = 0;
         for (auto & slot : slots_) {
-            if (slot.busy() && slot.prefilling()) budget -= slot.add_to_batch(batch_, budget);
+            if (!slot.busy()) continue;
+            int32_t n = 1;
+            if (slot.prefilling()) {
+                n = std::min(slot.prompt_left(), budget);
+                budget -= n;
+            }
+            slot.add_to_batch(batch_, n);
         }
         if (batch_.n_tokens == 0) continue;
 

@@ -149,4 +149,11 @@ void LogitSelector::top_k(const float * logits, int32_t k, std::vector<llama_tok
     heap.sort_descending();
 }
 
+llama_token_data_array LogitSelector::all(const float * logits, std::vector<llama_token_data> & out) const {
+    out.resize(n_vocab_);
+    for (llama_token t = 0; t < n_vocab_; ++t) out[t] = {t, logits[t], 0.0f};
+    for (const auto & [token, value] : bias_) out[token].logit += value;
+    return {out.data(), out.size(), -1, false};
+}
+
 }  // namespace llamaserve

@@ -28,6 +28,9 @@ public:
     // sampler leaves them (p = 0); k in [1, kMaxTopK].
     void top_k(const float * logits, int32_t k, std::vector<llama_token_data> & out);
 
+    // Every token with its biased logit, in token order (for a grammar to filter).
+    llama_token_data_array all(const float * logits, std::vector<llama_token_data> & out) const;
+
 private:
     bool biased(llama_token token) const;
 

@@ -30,12 +30,17 @@ Sampler::Sampler(const Model & model, const SamplingParams & p, bool ignore_eos)
             bias.push_back({t, -std::numeric_limits<float>::infinity()});
         }
     }
-    if (!has_penalties(p) && p.grammar.empty()) {
+    if (!p.grammar.empty()) {
+        grammar_ = llama_sampler_init_grammar(model.vocab(), p.grammar.c_str(), p.grammar_root.c_str());
+        if (!grammar_) throw InvalidRequest("grammar: could not be parsed");
+    }
+    if (!has_penalties(p)) {
         if (p.temperature <= 0.0f) {
             mode_ = Mode::Greedy;
         } else if (p.top_k > 0 && p.top_k <= LogitSelector::kMaxTopK) {
             mode_ = Mode::TopK;
             top_k_ = p.top_k;
+            if (grammar_) top_k_sampler_ = llama_sampler_init_top_k(p.top_k);
         }
     }
     if (mode_ != Mode::Chain) selector_ = std::make_unique<LogitSelector>(n_vocab_, bias);
@@ -54,13 +59,6 @@ Sampler::Sampler(const Model & model, const SamplingParams & p, bool ignore_eos)
                                                 n_vocab_, p.penalty_last_n, p.repeat_penalty,
                                                 p.frequency_penalty, p.presence_penalty));
         }
-        if (!p.grammar.empty()) {
-            grammar_ = llama_sampler_init_grammar(model.vocab(), p.grammar.c_str(), p.grammar_root.c_str());
-            if (!grammar_) {
-                llama_sampler_free(chain_);
-                throw InvalidRequest("grammar: could not be parsed");
-            }
-        }
         if (p.temperature <= 0.0f) {
             llama_sampler_chain_add(chain_, llama_sampler_init_greedy());
             return;
@@ -74,56 +72,67 @@ Sampler::Sampler(const Model & model, const SamplingParams & p, bool ignore_eos)
 }
 
 Sampler::~Sampler() {
+    if (top_k_sampler_) llama_sampler_free(top_k_sampler_);
     if (grammar_) llama_sampler_free(grammar_);
     if (chain_) llama_sampler_free(chain_);
 }
 
-llama_token_data_array Sampler::candidates(const float * logits) {
+llama_token Sampler::sample(llama_context * ctx, int32_t batch_index) {
+    const float * logits = llama_get_logits_ith(ctx, batch_index);
+    llama_token token = free_choice(logits);
+    if (grammar_) {
+        // Checking the grammar against the whole vocabulary is slow, so the free choice
+        // is checked alone; only a refused one costs the full check.
+        llama_token_data single = {token, 1.0f, 0.0f};
+        llama_token_data_array one = {&single, 1, -1, false};
+        llama_sampler_apply(grammar_, &one);
+        if (std::isinf(single.logit)) token = choice_within_grammar(logits);
+        llama_sampler_accept(grammar_, token);
+    }
+    if (chain_) llama_sampler_accept(chain_, token);
+    return token;
+}
+
+llama_token Sampler::free_choice(const float * logits) {
+    switch (mode_) {
+        case Mode::Greedy:
+            return selector_->argmax(logits);
+        case Mode::TopK:
+            selector_->top_k(logits, top_k_, candidates_);
+            if (candidates_.empty()) return selector_->argmax(logits);  // no finite logit at all
+            return apply_chain({candidates_.data(), candidates_.size(), -1, true});
+        case Mode::Chain:
+            break;
+    }
+    return apply_chain(all_candidates(logits, false));
+}
+
+llama_token Sampler::choice_within_grammar(const float * logits) {
+    // The chain's own steps before top-k (the biases) are additive, so applying the
+    // grammar first changes nothing but which tokens are left.
+    auto cur = all_candidates(logits, mode_ != Mode::Chain);
+    llama_sampler_apply(grammar_, &cur);
+    if (mode_ == Mode::Greedy) {
+        size_t best = 0;
+        for (size_t i = 1; i < cur.size; ++i) {
+            if (cur.data[i].logit > cur.data[best].logit) best = i;
+        }
+        return cur.data[best].id;
+    }
+    if (top_k_sampler_) llama_sampler_apply(top_k_sampler_, &cur);
+    return apply_chain(cur);
+}
+
+llama_token_data_array Sampler::all_candidates(const float * logits, bool biased) {
+    if (biased) return selector_->all(logits, candidates_);
     candidates_.resize(n_vocab_);
     for (llama_token t = 0; t < n_vocab_; ++t) candidates_[t] = {t, logits[t], 0.0f};
     return {candidates_.data(), candidates_.size(), -1, false};
 }
 
-llama_token Sampler::sample_with_grammar(llama_context * ctx, int32_t batch_index) {
-    // Checking the grammar against the whole vocabulary is slow, so sample freely first
-    // and check only that token; the full check runs only when the grammar refuses it.
-    const float * logits = llama_get_logits_ith(ctx, batch_index);
-    auto cur = candidates(logits);
+llama_token Sampler::apply_chain(llama_token_data_array cur) {
     llama_sampler_apply(chain_, &cur);
-    llama_token token = cur.data[cur.selected].id;
-
-    llama_token_data single = {token, 1.0f, 0.0f};
-    llama_token_data_array one = {&single, 1, -1, false};
-    llama_sampler_apply(grammar_, &one);
-    if (std::isinf(single.logit)) {
-        cur = candidates(logits);
-        llama_sampler_apply(grammar_, &cur);
-        llama_sampler_apply(chain_, &cur);
-        token = cur.data[cur.selected].id;
-    }
-    llama_sampler_accept(grammar_, token);
-    llama_sampler_accept(chain_, token);
-    return token;
-}
-
-llama_token Sampler::sample_top_k(const float * logits) {
-    selector_->top_k(logits, top_k_, candidates_);
-    if (candidates_.empty()) return selector_->argmax(logits);  // no finite logit at all
-    llama_token_data_array cur = {candidates_.data(), candidates_.size(), -1, true};
-    llama_sampler_apply(chain_, &cur);
-    const llama_token token = cur.data[cur.selected].id;
-    llama_sampler_accept(chain_, token);
-    return token;
-}
-
-llama_token Sampler::sample(llama_context * ctx, int32_t batch_index) {
-    switch (mode_) {
-        case Mode::Greedy: return selector_->argmax(llama_get_logits_ith(ctx, batch_index));
-        case Mode::TopK: return sample_top_k(llama_get_logits_ith(ctx, batch_index));
-        case Mode::Chain: break;
-    }
-    if (grammar_) return sample_with_grammar(ctx, batch_index);
-    return llama_sampler_sample(chain_, ctx, batch_index);
+    return cur.data[cur.selected].id;
 }
 
 }  // namespace llamaserve

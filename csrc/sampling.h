@@ -28,10 +28,11 @@ struct SamplingParams {
     std::string grammar_root = "root";
 };
 
-// Chooses each token of one request. Without penalties or a grammar, the first steps of
-// llama.cpp's chain (logit bias, then greedy or top-k) run in LogitSelector over the
-// logits themselves, and only the rest of the chain sees the k candidates left: the same
-// choices, without copying the whole vocabulary for every token.
+// Chooses each token of one request. Without penalties, the first steps of llama.cpp's
+// chain (logit bias, then greedy or top-k) run in LogitSelector over the logits themselves,
+// and only the rest of the chain sees the k candidates left: the same choices, without
+// copying the whole vocabulary for every token. A grammar checks the free choice alone,
+// and filters the whole vocabulary only when it refuses that token.
 class Sampler {
 public:
     Sampler(const Model & model, const SamplingParams & params, bool ignore_eos);
@@ -44,15 +45,17 @@ public:
 private:
     enum class Mode { Greedy, TopK, Chain };
 
-    llama_token sample_top_k(const float * logits);
-    llama_token sample_with_grammar(llama_context * ctx, int32_t batch_index);
-    llama_token_data_array candidates(const float * logits);
+    llama_token free_choice(const float * logits);
+    llama_token choice_within_grammar(const float * logits);
+    llama_token_data_array all_candidates(const float * logits, bool biased);
+    llama_token apply_chain(llama_token_data_array cur);
 
     Mode mode_ = Mode::Chain;
     int32_t top_k_ = 0;
     std::unique_ptr<LogitSelector> selector_;  // Greedy and TopK
     llama_sampler * chain_ = nullptr;          // TopK: what follows top-k; Chain: all of it
-    llama_sampler * grammar_ = nullptr;  // kept out of the chain: see sample_with_grammar
+    llama_sampler * grammar_ = nullptr;        // kept out of the chain: see sample()
+    llama_sampler * top_k_sampler_ = nullptr;  // TopK with a grammar: for refused tokens
     std::vector<llama_token_data> candidates_;
     int32_t n_vocab_ = 0;
 };

@@ -54,14 +54,14 @@ void Slot::start(std::unique_ptr<Request> request, llama_context * ctx, int32_t 
     batch_index_ = -1;
 }
 
-int32_t Slot::add_to_batch(llama_batch & batch, int32_t budget) {
+void Slot::add_to_batch(llama_batch & batch, int32_t budget) {
     batch_index_ = -1;
-    if (budget <= 0) return 0;
+    if (budget <= 0) return;
     if (!prefilling()) {
         batch_index_ = batch.n_tokens;
         batch_add(batch, pending_token_, n_past_++, seq_, true);
         cache_.push_back(pending_token_);
-        return 1;
+        return;
     }
     const auto & prompt = request_->prompt;
     const size_t n = std::min<size_t>(budget, prompt.size() - n_prompt_fed_);
@@ -71,7 +71,6 @@ int32_t Slot::add_to_batch(llama_batch & batch, int32_t budget) {
         cache_.push_back(prompt[n_prompt_fed_]);
         batch_add(batch, prompt[n_prompt_fed_++], n_past_++, seq_, last);
     }
-    return static_cast<int32_t>(n);
 }
 
 llama_token Slot::sample(llama_context * ctx, int32_t n_vocab) {

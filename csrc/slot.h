@@ -33,6 +33,7 @@ public:
     llama_seq_id seq() const { return seq_; }
     bool busy() const { return request_ != nullptr; }
     bool prefilling() const { return n_prompt_fed_ < request_->prompt.size(); }
+    int32_t prompt_left() const { return static_cast<int32_t>(request_->prompt.size() - n_prompt_fed_); }
     TokenStream & stream() { return *request_->stream; }
 
     // How many leading prompt tokens this slot's cached KV could serve (never all of
@@ -44,8 +45,8 @@ public:
     void start(std::unique_ptr<Request> request, llama_context * ctx, int32_t n_swa);
 
     // Adds this slot's next tokens to the batch: the pending sampled token, or up to
-    // `budget` prompt tokens. Returns how many it added.
-    int32_t add_to_batch(llama_batch & batch, int32_t budget);
+    // `budget` prompt tokens (none when the budget is 0).
+    void add_to_batch(llama_batch & batch, int32_t budget);
     int32_t batch_index() const { return batch_index_; }
 
     // Handles a freshly sampled token: emits its text and returns the finish reason

@@ -205,3 +205,16 @@ def test_top_k_sampling_stays_within_the_k_most_likely(engine):
     stream.completion()
     for token, _, top in stream.take_token_logprobs():
         assert token in [t for t, _ in top]
+
+
+def test_grammar_constrained_sampling_matches_the_sampler_chain(engine):
+    import re
+
+    grammar = 'root ::= "The answer is " [0-9]+ (" or " [a-z]+)* "."'
+    cases = [dict(temperature=0), dict(temperature=0, logit_bias={236761: 5.0}),
+             dict(temperature=0.9, top_k=40, seed=3), dict(temperature=1.5, top_k=10, top_p=0.9, seed=4)]
+    for case in cases:
+        args = dict(max_tokens=20, grammar=grammar, **case)
+        shortcut = engine.generate("Pick a number.", **args)
+        assert re.fullmatch(r"The answer is [0-9]+( or [a-z]+)*\.?", shortcut.text), (case, shortcut.text)
+        assert shortcut.text == engine.generate("Pick a number.", **args, **THROUGH_THE_CHAIN).text, case

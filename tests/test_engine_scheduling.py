@@ -159,3 +159,18 @@ async def test_astream_pieces_that_pile_up_are_each_delivered_once(engine):
     while not piled.stats["finish_reason"]:
         await asyncio.sleep(0.05)
     assert (await piled.completion()).text == expected.text
+
+
+def test_a_long_prompt_is_fed_in_chunks_beside_running_streams(model_path):
+    # A step holds n_batch tokens: each decoding stream's next token comes first, prompt
+    # chunks take what is left. So a 300-token prompt fed 15 tokens a step cannot hold
+    # back a stream already decoding: that one finishes its 8 tokens first.
+    with llamaserve.Engine.load(model_path, n_ctx=400, n_parallel=3, n_batch=16) as eng:
+        running = eng.stream("Count with me: one, two,", max_tokens=9, temperature=0, ignore_eos=True)
+        next(running)
+        long_prompt = eng.tokenize("word " * 300)[:300]
+        waiting = eng.stream(long_prompt, max_tokens=2, temperature=0, ignore_eos=True)
+        done = running.completion()
+        assert done.usage.completion_tokens == 9
+        assert not waiting.finished
+        assert waiting.completion().usage.prompt_tokens == 300
