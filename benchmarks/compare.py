@@ -188,7 +188,8 @@ def plot(results: dict[str, dict[int, dict]], path: Path, title: str) -> None:
         tps.plot(xs, [levels[x]["output_tok_s"] for x in xs], marker="o", label=name)
         ttft.plot(xs, [levels[x]["ttft_p50_ms"] for x in xs], marker="o", label=name)
     tps.set(xlabel="concurrent clients", ylabel="output tok/s (aggregate)", title="Throughput")
-    ttft.set(xlabel="concurrent clients", ylabel="TTFT p50 (ms)", title="Time to first token")
+    ttft.set(xlabel="concurrent clients", ylabel="TTFT p50 (ms, log scale)", title="Time to first token",
+             yscale="log")
     for ax in (tps, ttft):
         ax.grid(alpha=0.3)
         ax.legend()
