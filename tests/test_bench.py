@@ -34,6 +34,18 @@ def test_bench_serve_reports_every_level_with_equal_output_lengths(base_url, ser
         assert level["client_cpu_pct"] >= 0
 
 
+def test_loadgen_sends_the_api_key(serve_app, served_model):
+    from llamaserve.config import ServerConfig
+
+    server = serve_app(ServerConfig(api_keys=("bench-key",)))
+    spec = loadgen.LoadSpec(url=server.url, model=served_model, max_tokens=3, api_key="bench-key")
+    [level] = loadgen.run(spec, [2], 1, progress=False)
+    assert level.errors == 0 and level.output_tok_s > 0
+    without = asyncio.run(loadgen.run_level(loadgen.LoadSpec(url=server.url, max_tokens=3), 1, 1,
+                                            progress=False))
+    assert without.errors == 1 and without.first_error.startswith("HTTP 401")
+
+
 def test_loadgen_counts_a_failing_server_as_errors(base_url):
     spec = loadgen.LoadSpec(url=base_url, model="no-such-model", max_tokens=4)
     level = asyncio.run(loadgen.run_level(spec, 2, 1, progress=False))
