@@ -118,3 +118,22 @@ def test_sse_client_reassembles_events_however_the_body_is_split():
 
     for size in (1, 2, 3, 7, len(body)):
         assert asyncio.run(split(size)) == [b'{"a": 1}', b'{"b": 2}', b"[DONE]"], size
+
+
+def test_loadgen_reports_a_peer_that_does_not_speak_http_as_an_error():
+    async def not_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n")
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    async def main() -> loadgen.LevelResult:
+        server = await asyncio.start_server(not_http, "127.0.0.1", 0)
+        async with server:
+            spec = loadgen.LoadSpec(url=f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+            return await loadgen.run_level(spec, 1, 2, progress=False)
+
+    level = asyncio.run(main())
+    assert level.errors == level.requests == 2
+    assert "not an HTTP response" in level.first_error

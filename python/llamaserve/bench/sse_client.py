@@ -68,7 +68,7 @@ class Connection:
             await self.close()
             raise HTTPError("the server closed the connection without responding")
         try:
-            status = int(status_line.split()[1])
+            status = _status(status_line)
             headers = await self._read_headers()
             if status != 200:
                 raise StatusError(status, b"".join([piece async for piece in self._body(headers)]))
@@ -126,6 +126,13 @@ class Connection:
             raise HTTPError(f"broken response body: {exc!r}") from exc
         if headers.get(b"connection", b"").lower() == b"close":
             await self.close()
+
+
+def _status(status_line: bytes) -> int:
+    parts = status_line.split()
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+        raise HTTPError(f"not an HTTP response: {status_line[:80]!r}")
+    return int(parts[1])
 
 
 async def _events(pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
