@@ -144,7 +144,8 @@ class ChatEvents:
         self.include_usage = include_usage
         self.text_of = text_of
         self._iterator: AsyncIterator[bytes] | None = None
-        self._content_events: dict[int, sse.TextEvents] = {}  # per choice
+        self._content_event = sse.ChoiceTextEvents(
+            lambda i: env.chat_chunk([chat_delta(i, {"content": sse.TEXT_HOLE})]))
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         self._iterator = self._iterate()
@@ -153,11 +154,7 @@ class ChatEvents:
     def _content_chunk(self, i: int, text: str, records: list[Any]) -> bytes:
         if self.chat.top_logprobs is not None:
             return self._chunk(i, {"content": text}, records=records)
-        events = self._content_events.get(i)
-        if events is None:
-            events = self._content_events[i] = sse.TextEvents(
-                self.env.chat_chunk([chat_delta(i, {"content": sse.TEXT_HOLE})]))
-        return events(text)
+        return self._content_event(i, text)
 
     def _chunk(self, i: int, delta: dict[str, Any], reason: str | None = None,
                records: list[Any] | None = None) -> bytes:

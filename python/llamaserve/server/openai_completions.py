@@ -72,14 +72,8 @@ class CompletionEvents:
         self.text_of = text_of
         self.n = n
         self._iterator: AsyncIterator[bytes] | None = None
-        self._text_events: dict[int, sse.TextEvents] = {}  # per choice
-
-    def _text_event(self, i: int, text: str) -> bytes:
-        events = self._text_events.get(i)
-        if events is None:
-            events = self._text_events[i] = sse.TextEvents(
-                self.env.completion([completion_choice(i, sse.TEXT_HOLE, None)], None))
-        return events(text)
+        self._text_event = sse.ChoiceTextEvents(
+            lambda i: env.completion([completion_choice(i, sse.TEXT_HOLE, None)], None))
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         self._iterator = self._iterate()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from starlette.types import Receive, Scope, Send
@@ -38,6 +38,21 @@ class TextEvents:
 
     def __call__(self, text: str) -> bytes:
         return self.head + json.dumps(text, ensure_ascii=False).encode() + self.tail
+
+
+class ChoiceTextEvents:
+    """TextEvents for each choice of one response, each made on its first use from
+    `shape_of(choice index)`."""
+
+    def __init__(self, shape_of: Callable[[int], Any]) -> None:
+        self.shape_of = shape_of
+        self.by_choice: dict[int, TextEvents] = {}
+
+    def __call__(self, choice: int, text: str) -> bytes:
+        events = self.by_choice.get(choice)
+        if events is None:
+            events = self.by_choice[choice] = TextEvents(self.shape_of(choice))
+        return events(text)
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:
