@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_commands(commands)
 
-    from llamaserve.models_cli import add_model_commands  # models, quantize
+    from llamaserve.models.cli import add_model_commands  # models, quantize
 
     add_model_commands(commands)
     return parser

@@ -94,7 +94,7 @@ class ServerConfig:
         need(self.idle_unload >= 0, "idle_unload", "must not be negative")
         need(self.load_wait >= 0, "load_wait", "must not be negative")
         if self.max_memory is not None:
-            from llamaserve.models import parse_size
+            from llamaserve.models.memory import parse_size
 
             try:
                 need(parse_size(self.max_memory) > 0, "max_memory", "must be positive")
@@ -105,7 +105,7 @@ class ServerConfig:
     def max_memory_bytes(self) -> int | None:
         if self.max_memory is None:
             return None
-        from llamaserve.models import parse_size
+        from llamaserve.models.memory import parse_size
 
         return parse_size(self.max_memory)
 
