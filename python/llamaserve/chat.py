@@ -7,7 +7,7 @@ ImmutableSandboxedEnvironment, with the globals and filters Hugging Face templat
 without a template gets a built-in one chosen by its architecture: Gemma, Llama 2 chat,
 ChatML (Qwen) or ChatGLM3.
 
-Messages reach this module already checked and normalized (see server/openai_schemas.py):
+Messages reach this module already checked and normalized (see server/openai/chat_protocol.py):
 dicts with `role`, `content` (a string), and optionally `name`, `tool_calls` (arguments
 as objects) and `tool_call_id`.
 """

@@ -1,5 +1,5 @@
-"""The engine's typed errors. They are defined natively; this module is their public home."""
-from llamaserve._native import (
+"""The engine's typed errors. They are defined natively (llamaserve.native); this module is their public home."""
+from llamaserve.native import (
     ContextLengthExceeded,
     EngineError,
     InvalidRequest,

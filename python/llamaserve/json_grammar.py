@@ -20,6 +20,8 @@ import math
 import re
 from typing import Any
 
+from llamaserve.gbnf import FORMATS, PRIMITIVE_DEPS, PRIMITIVES, int_range_literals, json_literal, literal, repeat
+
 MAX_RULES = 4000
 MAX_DEPTH = 64
 MAX_REPEAT = 1000  # largest minItems/maxItems/minLength/maxLength spelled out
@@ -37,74 +39,8 @@ SUPPORTED = frozenset({
 })
 TYPES = ("object", "array", "string", "number", "integer", "boolean", "null")
 
-# Shared terminals. `ws` allows nothing, one space, or a newline and a bounded indent.
-PRIMITIVES: dict[str, str] = {
-    "ws": '| " " | "\\n" [ \\t]{0,20}',
-    "char": '[^"\\\\\\x7F\\x00-\\x1F] | "\\\\" (["\\\\/bfnrt] | "u" [0-9a-fA-F]{4})',
-    "string": '"\\"" char* "\\""',
-    "integer": '"-"? ("0" | [1-9] [0-9]{0,15})',
-    "number": '"-"? ("0" | [1-9] [0-9]{0,15}) ("." [0-9]{1,16})? ([eE] [-+]? [0-9]{1,3})?',
-    "boolean": '"true" | "false"',
-    "null": '"null"',
-    "value": "object | array | string | number | boolean | null",
-    "object": '"{" ws (member ("," ws member)*)? "}"',
-    "member": 'string ws ":" ws value ws',
-    "array": '"[" ws (value ws ("," ws value ws)*)? "]"',
-}
-_PRIMITIVE_DEPS: dict[str, tuple[str, ...]] = {
-    "string": ("char",), "value": ("object", "array", "string", "number", "boolean", "null"),
-    "object": ("ws", "member"), "member": ("string", "ws", "value"), "array": ("ws", "value"),
-}
-FORMATS: dict[str, str] = {
-    "date": '[0-9]{4} "-" ("0" [1-9] | "1" [0-2]) "-" ("0" [1-9] | [12] [0-9] | "3" [01])',
-    "time": '([01] [0-9] | "2" [0-3]) ":" [0-5] [0-9] ":" [0-5] [0-9] ("." [0-9]{1,6})? '
-            '("Z" | [+-] ([01] [0-9] | "2" [0-3]) ":" [0-5] [0-9])',
-    "uuid": '[0-9a-f]{8} "-" [0-9a-f]{4} "-" [0-9a-f]{4} "-" [0-9a-f]{4} "-" [0-9a-f]{12}',
-}
-FORMATS["date-time"] = FORMATS["date"] + ' "T" ' + FORMATS["time"]
-
-
 class SchemaError(ValueError):
     """The schema cannot be turned into a grammar; the message names the keyword and where."""
-
-
-def literal(text: str) -> str:
-    """A GBNF string literal matching exactly `text`."""
-    out = []
-    for ch in text:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02X}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def json_literal(value: Any) -> str:
-    """A GBNF literal for one JSON value written compactly."""
-    return literal(json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False))
-
-
-def _repeat(item: str, low: int, high: int | None) -> str:
-    """`item` low..high times (high None: unbounded), in GBNF."""
-    if high is None:
-        return f"({item}){{{low},}}" if low else f"({item})*"
-    if high == 0:
-        return ""
-    if low == high:
-        return f"({item}){{{low}}}" if low != 1 else f"({item})"
-    return f"({item}){{{low},{high}}}"
-
-
-def _int_range_literals(low: int, high: int) -> str:
-    return " | ".join(literal(str(n)) for n in range(low, high + 1))
 
 
 class _Converter:
@@ -119,7 +55,7 @@ class _Converter:
         """Reference a shared primitive rule (adding it and what it needs)."""
         if name not in self.rules:
             self.rules[name] = PRIMITIVES[name]
-            for dep in _PRIMITIVE_DEPS.get(name, ()):
+            for dep in PRIMITIVE_DEPS.get(name, ()):
                 self.use(dep)
         return name
 
@@ -366,7 +302,7 @@ class _Converter:
                 more_low = max(0, low - len(fixed))
                 more_high = None if high is None else high - len(fixed)
                 if more_high != 0:
-                    body += " " + _repeat(f'"," {ws} {item} {ws}', more_low, more_high)
+                    body += " " + repeat(f'"," {ws} {item} {ws}', more_low, more_high)
             return self.rule(hint or "array", f'"[" {ws} {body} {ws} "]"')
         if item is None:
             if low > 0:
@@ -374,7 +310,7 @@ class _Converter:
             return self.rule(hint or "array", f'"[" {ws} "]"')
         if high == 0:
             return self.rule(hint or "array", f'"[" {ws} "]"')
-        tail = _repeat(f'"," {ws} {item} {ws}', max(0, low - 1), None if high is None else high - 1)
+        tail = repeat(f'"," {ws} {item} {ws}', max(0, low - 1), None if high is None else high - 1)
         elements = f"{item} {ws} {tail}"
         if low == 0:
             elements = f"({elements})?"
@@ -393,7 +329,7 @@ class _Converter:
         if high is not None and high < low:
             raise SchemaError(f"maxLength at {path or '/'} is below minLength")
         char = self.use("char")
-        return self.rule(hint or "string", f'"\\"" {_repeat(char, low, high)} "\\""')
+        return self.rule(hint or "string", f'"\\"" {repeat(char, low, high)} "\\""')
 
     def count(self, schema: dict[str, Any], key: str, path: str, default: int | None) -> Any:
         value = schema.get(key, default)
@@ -433,7 +369,7 @@ class _Converter:
             if high < low:
                 raise SchemaError(f"maximum at {path or '/'} is below minimum")
             if high - low < MAX_ENUM_RANGE:
-                return self.rule(f"{hint}-range", _int_range_literals(int(low), int(high)))
+                return self.rule(f"{hint}-range", int_range_literals(int(low), int(high)))
         if high is None and low in (0, 1):
             first = "[0-9]" if low == 0 else "[1-9]"
             return self.rule("natural" if low == 0 else "positive", f'{first} | [1-9] [0-9]{{1,15}}')

@@ -18,14 +18,17 @@ from starlette.types import Scope
 from llamaserve.config import ServerConfig
 from llamaserve.engine import Engine
 from llamaserve.errors import EngineError
-from llamaserve.server import errors, native, openai
+from llamaserve.hosting.host import ModelHost
+from llamaserve.hosting.opening import Loader
+from llamaserve.server import errors
 from llamaserve.server.auth import Authenticator, AuthMiddleware, client_ip, is_api_path
 from llamaserve.server.body import BodyLimitMiddleware
 from llamaserve.server.generation import GenerationService
 from llamaserve.server.health import health_endpoint
 from llamaserve.server.metrics import MetricsMiddleware, ServerMetrics, metrics_endpoint
+from llamaserve.server.native import api_router as native_api
+from llamaserve.server.openai import api_router as openai_api
 from llamaserve.server.ratelimit import FixedWindowLimiter, RateLimitMiddleware
-from llamaserve.server.runtime import Loader, ModelHost
 from llamaserve.server.sse import ClientGone
 
 
@@ -64,8 +67,8 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None,
     routes = [
         Route("/health", health_endpoint(host, metrics), methods=["GET"]),
         Route("/metrics", metrics_endpoint(metrics), methods=["GET"]),
-        *native.routes(ctx.service),
-        *openai.routes(ctx.service),  # /v1 (OpenAI-compatible)
+        *native_api.routes(ctx.service),
+        *openai_api.routes(ctx.service),  # /v1 (OpenAI-compatible)
     ]
 
     middleware = [Middleware(MetricsMiddleware, metrics=metrics)]
@@ -93,10 +96,12 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None,
 
     app = Starlette(
         routes=routes, middleware=middleware, lifespan=lifespan,
-        # EngineError (every typed engine error) is handled like ApiError, as an answer, not
-        # as a crash; only unexpected exceptions reach Exception (logged with traceback).
+        # EngineError (every typed engine error) and the domain errors of model hosting are
+        # handled like ApiError, as answers, not as crashes; only unexpected exceptions reach
+        # Exception (logged with traceback).
         exception_handlers={errors.ApiError: errors.handle, HTTPException: errors.handle,
                             EngineError: errors.handle, ClientGone: _client_gone,
+                            **{kind: errors.handle for kind in errors.DOMAIN_ERRORS},
                             Exception: errors.handle})
     app.state.llamaserve = ctx
     return app

@@ -11,6 +11,10 @@ from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from llamaserve.errors import ContextLengthExceeded, InvalidRequest, QueueFull
+from llamaserve.hosting.errors import (
+    HostingError, InsufficientMemory, ModelLoadFailed, ModelLoading, ModelNotLoaded, NoModelLoaded, ShuttingDown)
+from llamaserve.models import (
+    InvalidModelName, ModelFileError, ModelNotFound, RegistryError, RequantizeRefused, UnknownQuantization)
 
 log = logging.getLogger("llamaserve.server")
 
@@ -28,6 +32,31 @@ _STATUS_CODES = {
     500: "INTERNAL_ERROR",
     503: "SERVICE_UNAVAILABLE",
 }
+
+
+# Domain errors (model registry, model hosting) -> (status, code); the closest class wins.
+_DOMAIN: dict[type[Exception], tuple[int, str]] = {
+    RegistryError: (400, "INVALID_REQUEST"),
+    InvalidModelName: (400, "INVALID_REQUEST"),
+    UnknownQuantization: (400, "INVALID_REQUEST"),
+    RequantizeRefused: (400, "INVALID_REQUEST"),
+    ModelNotFound: (404, "MODEL_NOT_FOUND"),
+    ModelFileError: (422, "MODEL_FILE_INVALID"),
+    ModelLoading: (503, "MODEL_LOADING"),
+    NoModelLoaded: (503, "MODEL_NOT_LOADED"),
+    ModelNotLoaded: (409, "MODEL_NOT_LOADED"),
+    InsufficientMemory: (503, "INSUFFICIENT_MEMORY"),
+    ModelLoadFailed: (500, "MODEL_LOAD_FAILED"),
+    ShuttingDown: (503, "SHUTTING_DOWN"),
+}
+DOMAIN_ERRORS = (HostingError, RegistryError)
+
+
+def _domain_error(exc: HostingError | RegistryError) -> ApiError:
+    status, code = next(_DOMAIN[t] for t in type(exc).__mro__ if t in _DOMAIN)
+    retry_after = getattr(exc, "retry_after", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return ApiError(status, code, exc.message, exc.details, headers)
 
 
 class ApiError(Exception):
@@ -51,14 +80,14 @@ class ApiError(Exception):
 
 class ErrorResponse(JSONResponse):
     """The spec's error JSON, except under /v1, where it is rendered in OpenAI's shape when
-    sent (server/openai_errors.py); so middleware errors (401, 429, 413) get it too."""
+    sent (server/openai/errors.py); so middleware errors (401, 429, 413) get it too."""
 
     def __init__(self, error: ApiError) -> None:
         super().__init__(error.body(), status_code=error.status, headers=error.headers)
         self.error = error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        from llamaserve.server import openai_errors  # imports this module
+        from llamaserve.server.openai import errors as openai_errors  # imports this module
 
         if openai_errors.is_openai_path(scope.get("path", "")):
             await openai_errors.openai_response(self.error)(scope, receive, send)
@@ -85,6 +114,8 @@ def to_api_error(exc: BaseException) -> ApiError:
         message = {404: "no such endpoint", 405: "method not allowed for this endpoint",
                    413: "request body too large"}.get(status, str(exc.detail or status))
         return ApiError(status, _STATUS_CODES.get(status, "HTTP_ERROR"), message, None, dict(exc.headers or {}))
+    if isinstance(exc, DOMAIN_ERRORS):
+        return _domain_error(exc)
     if isinstance(exc, ContextLengthExceeded):
         message = str(exc) if str(exc).startswith("prompt") else f"prompt: {exc}"
         return ApiError(400, "CONTEXT_LENGTH_EXCEEDED", message, "shorten the prompt or lower max_tokens")

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from llamaserve.server.metrics import ServerMetrics
-from llamaserve.server.runtime import ModelHost
+from llamaserve.hosting.host import ModelHost
 
 
 def process_memory() -> int:

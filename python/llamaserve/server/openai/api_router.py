@@ -1,7 +1,7 @@
-"""The OpenAI-compatible API under /v1: chat completions, completions, models.
+"""The routes of the OpenAI-compatible API under /v1: chat completions, completions, models.
 
 Errors here are ApiErrors like everywhere else; under /v1 they are rendered in OpenAI's
-shape (server/openai_errors.py)."""
+shape (server/openai/errors.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,12 +10,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from llamaserve.server import openai_chat, openai_completions
 from llamaserve.server.body import read_json
 from llamaserve.server.errors import ApiError
 from llamaserve.server.generation import GenerationService
-from llamaserve.server.openai_generation import Run, envelope
-from llamaserve.server.openai_schemas import model_object, parse_chat, parse_completion
+from llamaserve.server.openai import serving_chat, serving_completions
+from llamaserve.server.openai.chat_protocol import parse_chat
+from llamaserve.server.openai.choices import Run, envelope
+from llamaserve.server.openai.protocol import parse_completion
+from llamaserve.server.openai.responses import model_object
 from llamaserve.server.sse import EventStreamResponse, until_disconnect
 
 
@@ -34,37 +36,37 @@ def routes(service: GenerationService) -> list[Route]:
         await host.ensure(req.model)  # --auto-load
         model = host.acquire(req.model)
         try:
-            chat = await openai_chat.plan(req, model, config.default_max_tokens)
+            chat = await serving_chat.plan(req, model, config.default_max_tokens)
         finally:
             host.release(model)
         run = Run(service, req.model, [chat.prompt] * req.sampling.n, chat.arguments)
-        env, text_of = envelope("chatcmpl", model), openai_chat.token_text(model)
+        env, text_of = envelope("chatcmpl", model), serving_chat.token_text(model)
         if req.sampling.stream:
-            return EventStreamResponse(openai_chat.ChatEvents(run, env, chat, req.sampling.include_usage, text_of))
+            return EventStreamResponse(serving_chat.ChatEvents(run, env, chat, req.sampling.include_usage, text_of))
         try:
             outputs = await until_disconnect(run.collect(), request.receive)
         finally:
             run.close()
-        return JSONResponse(openai_chat.body(env, chat, outputs, text_of))
+        return JSONResponse(serving_chat.body(env, chat, outputs, text_of))
 
     async def completions(request: Request) -> Response:
         req = parse_completion(await read_json(request))
         await host.ensure(req.model)  # --auto-load
         model = host.acquire(req.model)
         try:
-            comp = openai_completions.plan(req, model, config.default_max_tokens)
+            comp = serving_completions.plan(req, model, config.default_max_tokens)
         finally:
             host.release(model)
         run = Run(service, req.model, comp.prompts, comp.arguments)
-        env, text_of, n = envelope("cmpl", model), openai_chat.token_text(model), req.sampling.n
+        env, text_of, n = envelope("cmpl", model), serving_chat.token_text(model), req.sampling.n
         if req.sampling.stream:
-            return EventStreamResponse(openai_completions.CompletionEvents(
+            return EventStreamResponse(serving_completions.CompletionEvents(
                 run, env, comp, req.sampling.include_usage, text_of, n))
         try:
             outputs = await until_disconnect(run.collect(), request.receive)
         finally:
             run.close()
-        return JSONResponse(openai_completions.body(env, comp, outputs, text_of, n))
+        return JSONResponse(serving_completions.body(env, comp, outputs, text_of, n))
 
     def models() -> list[dict]:
         found = []

@@ -1,11 +1,9 @@
 """Running the choices of one /v1 request: n engine streams (each its own lease and
-helper Generation), read together as one sequence of events; token log-probabilities in
-OpenAI's two shapes; ids and fingerprints."""
+Generation), read together as one sequence of events; response ids and fingerprints."""
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -14,11 +12,10 @@ from typing import Any
 
 import llamaserve
 from llamaserve.engine import Prompt, TokenLogprob
+from llamaserve.generation_params import SEED_MAX
+from llamaserve.hosting.loaded import LoadedModel
 from llamaserve.server.generation import Generation, GenerationService
-from llamaserve.server.openai_schemas import SEED_RANGE, Envelope
-from llamaserve.server.runtime import LoadedModel
-
-LOGPROB_FLOOR = -9999.0  # what OpenAI reports for a probability of (about) zero; never -inf
+from llamaserve.server.openai.responses import Envelope
 
 
 def envelope(prefix: str, model: LoadedModel) -> Envelope:
@@ -40,7 +37,7 @@ def choice_arguments(arguments: dict[str, Any], n: int) -> list[dict[str, Any]]:
     """Per-choice engine arguments: with a seed, choice i gets seed + i."""
     if "seed" not in arguments:
         return [dict(arguments) for _ in range(n)]
-    return [{**arguments, "seed": (arguments["seed"] + i) % SEED_RANGE} for i in range(n)]
+    return [{**arguments, "seed": (arguments["seed"] + i) % (SEED_MAX + 1)} for i in range(n)]
 
 
 @dataclass
@@ -65,13 +62,7 @@ class Run:
         self.logprobs = any(a.get("logprobs") is not None for a in arguments)
         try:
             for prompt, args in zip(prompts, arguments, strict=True):
-                model = service.host.acquire(model_name)
-                try:
-                    stream = model.engine.astream(prompt, **args)
-                except BaseException:
-                    service.host.release(model)
-                    raise
-                self.generations.append(Generation(service, model, stream))
+                self.generations.append(service.submit(model_name, prompt, args))
         except BaseException:  # QueueFull, ContextLengthExceeded, a bad argument...
             self.close()
             raise
@@ -128,51 +119,3 @@ class Run:
             if stats is not None:
                 outputs[i].stats = stats
         return outputs
-
-
-# -- log-probabilities ---------------------------------------------------------------------------
-
-def _finite(value: float) -> float:
-    return value if math.isfinite(value) else LOGPROB_FLOOR
-
-
-class TokenText:
-    """Token id -> its bytes and text (cached; invalid UTF-8 pieces written as \\x escapes)."""
-
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
-        self.cache: dict[int, tuple[bytes, str]] = {}
-
-    def __call__(self, token: int) -> tuple[bytes, str]:
-        hit = self.cache.get(token)
-        if hit is None:
-            raw = self.engine.token_bytes(token)
-            hit = self.cache[token] = (raw, raw.decode("utf-8", errors="backslashreplace"))
-        return hit
-
-
-def chat_logprobs(records: Sequence[TokenLogprob], text_of: TokenText, top: int) -> list[dict[str, Any]]:
-    """OpenAI chat shape: [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}]."""
-    out = []
-    for token, logprob, alternatives in records:
-        raw, text = text_of(token)
-        entries = []
-        for alt, alt_logprob in alternatives[:top]:
-            alt_raw, alt_text = text_of(alt)
-            entries.append({"token": alt_text, "logprob": _finite(alt_logprob), "bytes": list(alt_raw)})
-        out.append({"token": text, "logprob": _finite(logprob), "bytes": list(raw), "top_logprobs": entries})
-    return out
-
-
-def completion_logprobs(records: Sequence[TokenLogprob], text_of: TokenText, top: int,
-                        offset: int = 0) -> dict[str, Any]:
-    """OpenAI completions shape: tokens, token_logprobs, top_logprobs, text_offset."""
-    tokens, logprobs, tops, offsets = [], [], [], []
-    for token, logprob, alternatives in records:
-        _, text = text_of(token)
-        tokens.append(text)
-        logprobs.append(_finite(logprob))
-        tops.append({text_of(alt)[1]: _finite(lp) for alt, lp in alternatives[:top]} if top else None)
-        offsets.append(offset)
-        offset += len(text)
-    return {"tokens": tokens, "token_logprobs": logprobs, "top_logprobs": tops, "text_offset": offsets}

@@ -12,14 +12,15 @@ from typing import Any
 from llamaserve.chat import ChatTemplate, TemplateFailed, TemplateRaised, template_for_engine
 from llamaserve.errors import EngineError
 from llamaserve.json_grammar import SchemaError, json_object_grammar, schema_to_grammar
-from llamaserve.sampling import MAX_STOP_STRINGS
 from llamaserve.server import sse
 from llamaserve.server.errors import ApiError, invalid, to_api_error
-from llamaserve.server.openai_errors import openai_body
-from llamaserve.server.openai_generation import (
-    Output, Run, TokenText, chat_logprobs, choice_arguments, finish_reason)
-from llamaserve.server.openai_schemas import ChatRequest, Envelope, chat_choice, chat_delta, usage
-from llamaserve.server.runtime import LoadedModel
+from llamaserve.server.openai.errors import openai_body
+from llamaserve.hosting.loaded import LoadedModel
+from llamaserve.server.openai.chat_protocol import ChatRequest
+from llamaserve.server.openai.choices import Output, Run, choice_arguments, finish_reason
+from llamaserve.server.openai.logprobs import TokenText, chat_logprobs
+from llamaserve.server.openai.responses import Envelope, chat_choice, chat_delta
+from llamaserve.server.usage import usage
 from llamaserve.tool_calls import Tool, call_grammar, may_become_call, parse_tool_calls, tools_system_prompt
 
 _TEMPLATES: weakref.WeakKeyDictionary[LoadedModel, ChatTemplate | TemplateFailed] = weakref.WeakKeyDictionary()
@@ -103,8 +104,7 @@ async def plan(req: ChatRequest, model: LoadedModel, default_max_tokens: int) ->
     grammar = _grammar(req)
     prompt = await render(template, req)
     arguments = {"max_tokens": default_max_tokens, **req.sampling.arguments}
-    stops = list(dict.fromkeys([*arguments.get("stop", []), *template.stop]))[:MAX_STOP_STRINGS]
-    arguments["stop"] = stops
+    arguments["stop"] = list(dict.fromkeys([*arguments.get("stop", []), *template.stop]))
     if grammar is not None:
         arguments["grammar"] = grammar
     if req.logprobs:

@@ -10,11 +10,13 @@ from llamaserve.engine import Prompt
 from llamaserve.errors import EngineError
 from llamaserve.server import sse
 from llamaserve.server.errors import invalid, to_api_error
-from llamaserve.server.openai_errors import openai_body
-from llamaserve.server.openai_generation import (
-    Output, Run, TokenText, choice_arguments, completion_logprobs, finish_reason)
-from llamaserve.server.openai_schemas import CompletionRequest, Envelope, completion_choice, usage
-from llamaserve.server.runtime import LoadedModel
+from llamaserve.server.openai.errors import openai_body
+from llamaserve.hosting.loaded import LoadedModel
+from llamaserve.server.openai.choices import Output, Run, choice_arguments, finish_reason
+from llamaserve.server.openai.logprobs import TokenText, completion_logprobs
+from llamaserve.server.openai.protocol import CompletionRequest
+from llamaserve.server.openai.responses import Envelope, completion_choice
+from llamaserve.server.usage import usage
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,62 @@
+"""Opening one model file as a LoadedModel: the engine options the server and the models
+config give it, the load itself (in a thread), and what llama.cpp really allocated."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from llamaserve.config import ServerConfig
+from llamaserve.engine import Engine
+from llamaserve.hosting.loaded import LoadedModel
+from llamaserve.models import GGUFFormatError, MemoryEstimate, ModelEntry, ModelRegistry, read_gguf_info
+
+log = logging.getLogger("llamaserve.hosting")
+
+Loader = Callable[..., Engine]  # loader(path, **engine options) -> Engine
+
+
+def engine_options(config: ServerConfig, registry: ModelRegistry, n_gpu_layers: int,
+                   entry: ModelEntry | None = None) -> dict[str, Any]:
+    settings = registry.settings_for(entry) if entry is not None else registry.defaults
+    return {"n_ctx": settings.n_ctx or config.n_ctx, "n_parallel": settings.n_parallel or config.n_parallel,
+            "n_threads": config.n_threads, "n_gpu_layers": n_gpu_layers, "max_queue": config.max_queue}
+
+
+def wrap(engine: Engine, path: Path, registry: ModelRegistry, *, owned: bool, n_gpu_layers: int,
+         load_time: float = 0.0, entry: ModelEntry | None = None, name: str | None = None,
+         also: tuple[str, ...] = ()) -> LoadedModel:
+    """The LoadedModel of an open engine: its names, quantization and real memory use."""
+    meta = engine.metadata
+    try:
+        info = entry.info if entry is not None and entry.info is not None else read_gguf_info(path)
+    except GGUFFormatError:
+        info = None
+    # What llama.cpp actually allocated, summed over devices and host.
+    use = engine.memory_use
+    memory = MemoryEstimate(sum(b["model"] for b in use), sum(b["context"] for b in use),
+                            sum(b["compute"] for b in use))
+    name = name or (entry.id if entry is not None else path.stem)
+    names = {name, path.stem, meta.get("name") or "", *also}
+    if entry is not None:
+        names.update(entry.names())
+    settings = registry.settings_for(entry) if entry is not None else None
+    return LoadedModel(name=name, path=path, engine=engine, owned=owned, n_gpu_layers=n_gpu_layers,
+                       load_time=load_time, aliases=frozenset(a.lower() for a in names if a),
+                       quantization=info.quantization if info is not None else None, memory=memory,
+                       chat_template=settings.chat_template if settings else None)
+
+
+async def open_model(loader: Loader, config: ServerConfig, registry: ModelRegistry, path: Path,
+                     n_gpu_layers: int, entry: ModelEntry | None = None, *, name: str | None = None,
+                     also: tuple[str, ...] = ()) -> LoadedModel:
+    started = time.perf_counter()
+    options = engine_options(config, registry, n_gpu_layers, entry)
+    engine = await asyncio.to_thread(loader, path, **options)
+    elapsed = time.perf_counter() - started
+    log.info("loaded %s in %.1fs", path.name, elapsed)
+    return wrap(engine, path, registry, owned=True, n_gpu_layers=n_gpu_layers, load_time=elapsed,
+                entry=entry, name=name, also=also)

@@ -1,0 +1,10 @@
+"""The OpenAI-compatible API under /v1, used unchanged by the OpenAI SDK and LangChain.
+
+- protocol.py: what every request shares (generation parameters mapped onto the one request
+  model), and the completions request; chat_protocol.py: the chat request
+- responses.py: response and chunk shapes; logprobs.py: OpenAI's two log-probability shapes
+- choices.py: running a request's n choices as one sequence of events
+- serving_chat.py, serving_completions.py: a request as engine work, results as responses
+- errors.py: the one API error type rendered in OpenAI's shape
+- api_router.py: the routes
+"""

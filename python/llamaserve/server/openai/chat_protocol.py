@@ -1,0 +1,189 @@
+"""The chat completions request of the OpenAI-compatible /v1 API: messages (text content,
+tool calls and results), tools and tool_choice, response_format, log-probabilities."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from llamaserve.generation_params import MAX_TOP_LOGPROBS, check_bool, check_integer
+from llamaserve.server.errors import invalid
+from llamaserve.server.openai.protocol import (
+    MAX_NAME, SAMPLING_PARAMETERS, Sampling, json_array, json_object, model_name, present, sampling, text)
+from llamaserve.tool_calls import Tool, ToolChoice
+
+CHAT_PARAMETERS = SAMPLING_PARAMETERS | {"model", "messages", "max_completion_tokens", "logprobs", "top_logprobs",
+                                         "response_format", "tools", "tool_choice"}
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,64}$")
+
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    type: str  # text | json_object | json_schema
+    schema: dict[str, Any] | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    model: str | None
+    messages: list[dict[str, Any]]  # normalized for chat templates
+    sampling: Sampling
+    logprobs: bool = False
+    top_logprobs: int = 0
+    response_format: ResponseFormat = field(default_factory=lambda: ResponseFormat("text"))
+    tools: list[Tool] = field(default_factory=list)
+    tool_choice: ToolChoice = field(default_factory=lambda: ToolChoice("none"))
+
+
+def _content(name: str, value: Any, role: str) -> str:
+    """A message's content as text: a string, or an array of text parts (joined)."""
+    if value is None:
+        if role in ("assistant",):
+            return ""
+        raise invalid(f"{name}: required")
+    if isinstance(value, str):
+        return text(name, value)
+    parts = json_array(name, value)
+    texts = []
+    for j, part in enumerate(parts):
+        part = json_object(f"{name}[{j}]", part)
+        kind = part.get("type")
+        if kind == "text":
+            texts.append(text(f"{name}[{j}].text", part.get("text")))
+        elif kind == "refusal" and role == "assistant":
+            texts.append(text(f"{name}[{j}].refusal", part.get("refusal")))
+        else:
+            raise invalid(f"{name}[{j}].type: only text content is supported, got {str(kind)[:32]!r}")
+    return "\n".join(texts)
+
+
+def _tool_call(name: str, value: Any) -> dict[str, Any]:
+    call = json_object(name, value)
+    function = json_object(f"{name}.function", call.get("function"))
+    fname = text(f"{name}.function.name", function.get("name"), 64)
+    raw = function.get("arguments", "{}")
+    arguments: Any = raw
+    if isinstance(raw, str):
+        try:
+            arguments = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            arguments = raw  # templates show it as written
+    elif not isinstance(raw, dict):
+        raise invalid(f"{name}.function.arguments: must be a JSON string")
+    call_id = call.get("id")
+    out = {"type": "function", "function": {"name": fname, "arguments": arguments}}
+    if call_id is not None:
+        out["id"] = text(f"{name}.id", call_id, MAX_NAME)
+    return out
+
+
+def _message(i: int, value: Any, tools: dict[str, Tool] | None = None) -> dict[str, Any]:
+    name = f"messages[{i}]"
+    message = json_object(name, value)
+    role = message.get("role")
+    if role not in ROLES:
+        raise invalid(f"{name}.role: must be one of {', '.join(sorted(ROLES))}")
+    role = "system" if role == "developer" else role
+    out: dict[str, Any] = {"role": role}
+    out["content"] = _content(f"{name}.content", message.get("content"), role)
+    if message.get("name") is not None:
+        out["name"] = text(f"{name}.name", message["name"], MAX_NAME)
+    if role == "assistant" and message.get("tool_calls") is not None:
+        calls = json_array(f"{name}.tool_calls", message["tool_calls"])
+        out["tool_calls"] = [_tool_call(f"{name}.tool_calls[{j}]", c) for j, c in enumerate(calls)]
+    if role == "tool":
+        out["tool_call_id"] = text(f"{name}.tool_call_id", message.get("tool_call_id"), MAX_NAME)
+    return out
+
+
+def _with_tool_names(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Give each tool result the name of the call it answers (templates often show it)."""
+    names = {}
+    for m in messages:
+        for call in m.get("tool_calls", []):
+            if "id" in call:
+                names[call["id"]] = call["function"]["name"]
+    return [{**m, "name": names[m["tool_call_id"]]} if m["role"] == "tool" and "name" not in m
+            and m["tool_call_id"] in names else m for m in messages]
+
+
+def _response_format(value: Any) -> ResponseFormat:
+    fmt = json_object("response_format", value)
+    kind = fmt.get("type")
+    if kind in ("text", "json_object"):
+        return ResponseFormat(kind)
+    if kind != "json_schema":
+        raise invalid("response_format.type: must be text, json_object or json_schema")
+    spec = json_object("response_format.json_schema", fmt.get("json_schema"))
+    schema = spec.get("schema", {})
+    if not isinstance(schema, (dict, bool)):
+        raise invalid("response_format.json_schema.schema: must be a JSON schema object")
+    name = spec.get("name")
+    return ResponseFormat("json_schema", schema if schema is not True else {},
+                          text("response_format.json_schema.name", name, 64) if name is not None else None)
+
+
+def _tools(value: Any) -> list[Tool]:
+    tools = []
+    for i, raw in enumerate(json_array("tools", value)):
+        name = f"tools[{i}]"
+        tool = json_object(name, raw)
+        if tool.get("type", "function") != "function":
+            raise invalid(f"{name}.type: only function tools are supported")
+        function = json_object(f"{name}.function", tool.get("function"))
+        fname = text(f"{name}.function.name", function.get("name"))
+        if not _TOOL_NAME.match(fname):
+            raise invalid(f"{name}.function.name: must be 1 to 64 letters, digits, '_', '-' or '.'")
+        description = function.get("description")
+        parameters = function.get("parameters")
+        tools.append(Tool(fname,
+                          text(f"{name}.function.description", description) if description is not None else None,
+                          json_object(f"{name}.function.parameters", parameters) if parameters is not None else None))
+    if len({t.name for t in tools}) != len(tools):
+        raise invalid("tools: function names must be unique")
+    return tools
+
+
+def _tool_choice(value: Any, tools: list[Tool]) -> ToolChoice:
+    if value is None:
+        return ToolChoice("auto" if tools else "none")
+    if isinstance(value, str):
+        if value not in ("none", "auto", "required"):
+            raise invalid("tool_choice: must be none, auto, required or a function")
+        if value != "none" and not tools:
+            raise invalid(f"tool_choice: {value!r} needs tools")
+        return ToolChoice(value)
+    choice = json_object("tool_choice", value)
+    function = json_object("tool_choice.function", choice.get("function"))
+    name = text("tool_choice.function.name", function.get("name"))
+    if name not in {t.name for t in tools}:
+        raise invalid(f"tool_choice.function.name: no tool named {name[:64]!r}")
+    return ToolChoice("function", name)
+
+
+def parse_chat(body: Any) -> ChatRequest:
+    body = json_object("body", body)
+    values = present(body, CHAT_PARAMETERS)
+    if "max_completion_tokens" in values:  # the newer name wins
+        values["max_tokens"] = values.pop("max_completion_tokens")
+    raw_messages = json_array("messages", values.get("messages"))
+    if not raw_messages:
+        raise invalid("messages: must not be empty")
+    tools = _tools(values["tools"]) if "tools" in values else []
+    messages = _with_tool_names([_message(i, m) for i, m in enumerate(raw_messages)])
+    logprobs = check_bool("logprobs", values.get("logprobs", False))
+    top_logprobs = check_integer("top_logprobs", values.get("top_logprobs", 0), 0, MAX_TOP_LOGPROBS)
+    if "top_logprobs" in values and not logprobs:
+        raise invalid("top_logprobs: needs logprobs set to true")
+    fmt = _response_format(values["response_format"]) if "response_format" in values else ResponseFormat("text")
+    choice = _tool_choice(values.get("tool_choice"), tools)
+    if fmt.type != "text" and choice.mode in ("required", "function"):
+        raise invalid("response_format: cannot be combined with a forced tool_choice")
+    return ChatRequest(model_name(values), messages, sampling(values, body), logprobs, top_logprobs,
+                       fmt, tools, choice)
+
+

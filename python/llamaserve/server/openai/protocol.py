@@ -1,0 +1,142 @@
+"""Request types of the OpenAI-compatible /v1 API that every endpoint shares, and the
+completions request.
+
+Every refusal is a 400 whose message starts with the bad parameter (`messages[1].role: ...`);
+the /v1 error renderer turns that prefix into OpenAI's `param` field. Generation parameters
+are OpenAI's names for the one request model's (llamaserve.generation_params), which checks
+them; parameters OpenAI clients send by default (user, store, metadata, stream_options, ...)
+are accepted and ignored; any other unknown parameter is refused by name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from llamaserve.generation_params import (
+    MAX_TOP_LOGPROBS, check_bool, check_integer, check_prompt, check_text, validate)
+from llamaserve.server.errors import invalid
+
+MAX_N = 16
+MAX_PROMPTS = 64
+# Fewer than the engine's 16: a chat template adds its own end-of-turn strings.
+MAX_STOP = 12
+MAX_NAME = 256
+
+# Sent by OpenAI SDKs and LangChain, meaningless here: accepted and ignored.
+IGNORED = frozenset({"user", "store", "metadata", "service_tier", "parallel_tool_calls",
+                     "safety_identifier", "prompt_cache_key", "stream_options"})
+# OpenAI's names that are the request model's own, and llama.cpp-style extensions.
+GENERATION_PARAMETERS = ("max_tokens", "temperature", "top_p", "stop", "seed", "presence_penalty",
+                         "frequency_penalty", "logit_bias", "top_k", "min_p", "repeat_penalty",
+                         "penalty_last_n", "ignore_eos", "cache_prompt")
+SAMPLING_PARAMETERS = frozenset({*GENERATION_PARAMETERS, "n", "stream"})
+COMPLETION_PARAMETERS = SAMPLING_PARAMETERS | {"model", "prompt", "logprobs", "echo", "best_of", "suffix"}
+
+
+def text(name: str, value: Any, limit: int | None = None) -> str:
+    value = check_text(name, value)
+    if limit is not None and len(value) > limit:
+        raise invalid(f"{name}: longer than {limit} characters")
+    return value
+
+
+def json_object(name: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise invalid(f"{name}: must be an object")
+    return value
+
+
+def json_array(name: str, value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise invalid(f"{name}: must be an array")
+    return value
+
+
+def present(body: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
+    """The body without nulls (null = absent) and ignored parameters; unknown ones refused."""
+    values = {}
+    for key, value in body.items():
+        if key in IGNORED:
+            continue
+        if key not in allowed:
+            if value is None:
+                continue
+            raise invalid(f"{str(key)[:64]}: unsupported parameter")
+        if value is not None:
+            values[key] = value
+    return values
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """What the engine gets for each choice (before max_tokens defaults and per-choice seeds)."""
+    arguments: dict[str, Any]  # engine generation arguments
+    n: int = 1
+    stream: bool = False
+    include_usage: bool = False
+
+
+def sampling(values: dict[str, Any], body: dict[str, Any]) -> Sampling:
+    arguments = validate({name: values[name] for name in GENERATION_PARAMETERS if name in values})
+    if len(arguments.get("stop", ())) > MAX_STOP:
+        raise invalid(f"stop: at most {MAX_STOP} strings")
+    n = check_integer("n", values.get("n", 1), 1, MAX_N)
+    stream = check_bool("stream", values.get("stream", False))
+    include_usage = False
+    options = body.get("stream_options")
+    if options is not None:
+        options = json_object("stream_options", options)
+        if options.get("include_usage") is not None:
+            include_usage = check_bool("stream_options.include_usage", options["include_usage"])
+    return Sampling(arguments, n, stream, include_usage and stream)
+
+
+def model_name(values: dict[str, Any]) -> str | None:
+    return text("model", values["model"], MAX_NAME) if "model" in values else None
+
+
+# -- completions ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CompletionRequest:
+    model: str | None
+    prompts: list[str | list[int]]
+    sampling: Sampling
+    logprobs: int | None = None  # top alternatives per token; None = off
+    echo: bool = False
+
+
+def _prompts(value: Any) -> list[str | list[int]]:
+    if isinstance(value, str):
+        return [check_prompt("prompt", value)]
+    items = json_array("prompt", value)
+    if not items:
+        raise invalid("prompt: must not be empty")
+    if all(isinstance(t, int) and not isinstance(t, bool) for t in items):
+        return [check_prompt("prompt", items)]  # one prompt of token ids
+    if len(items) > MAX_PROMPTS:
+        raise invalid(f"prompt: at most {MAX_PROMPTS} prompts in one request")
+    prompts: list[str | list[int]] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, (str, list)) or (isinstance(item, list) and not item):
+            raise invalid(f"prompt[{i}]: must be a string or an array of token ids")
+        prompts.append(check_prompt(f"prompt[{i}]", item))
+    return prompts
+
+
+def parse_completion(body: Any) -> CompletionRequest:
+    body = json_object("body", body)
+    values = present(body, COMPLETION_PARAMETERS)
+    if "prompt" not in values:
+        raise invalid("prompt: required")
+    prompts = _prompts(values["prompt"])
+    sampling_ = sampling(values, body)
+    if "best_of" in values and check_integer("best_of", values["best_of"], 1, MAX_N) != sampling_.n:
+        raise invalid("best_of: only best_of equal to n is supported")
+    if values.get("suffix"):
+        raise invalid("suffix: not supported")
+    logprobs = check_integer("logprobs", values["logprobs"], 0, MAX_TOP_LOGPROBS) if "logprobs" in values else None
+    echo = check_bool("echo", values.get("echo", False))
+    if len(prompts) * sampling_.n > MAX_N * 4:
+        raise invalid(f"n: at most {MAX_N * 4} choices in one request (prompts times n)")
+    return CompletionRequest(model_name(values), prompts, sampling_, logprobs, echo)

@@ -1,0 +1,58 @@
+"""Response types of the OpenAI-compatible /v1 API: model objects, the envelope every
+response and chunk of one request shares, and the choice shapes of chat and completions."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+def model_object(name: str, created: int) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": created, "owned_by": "llamaserve"}
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What every response and chunk of one request shares."""
+    id: str
+    created: int
+    model: str
+    system_fingerprint: str
+
+    def chat(self, choices: list[dict[str, Any]], usage_: dict[str, int]) -> dict[str, Any]:
+        return {"id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
+                "system_fingerprint": self.system_fingerprint, "choices": choices, "usage": usage_}
+
+    def chat_chunk(self, choices: list[dict[str, Any]], usage_: dict[str, int] | None = None) -> dict[str, Any]:
+        chunk = {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                 "system_fingerprint": self.system_fingerprint, "choices": choices}
+        if usage_ is not None:
+            chunk["usage"] = usage_
+        return chunk
+
+    def completion(self, choices: list[dict[str, Any]], usage_: dict[str, int] | None) -> dict[str, Any]:
+        body = {"id": self.id, "object": "text_completion", "created": self.created, "model": self.model,
+                "system_fingerprint": self.system_fingerprint, "choices": choices}
+        if usage_ is not None:
+            body["usage"] = usage_
+        return body
+
+
+def chat_choice(index: int, content: str | None, finish_reason: str, *, tool_calls: list[dict[str, Any]] | None = None,
+                logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    return {"index": index, "message": message,
+            "logprobs": None if logprobs is None else {"content": logprobs, "refusal": None},
+            "finish_reason": finish_reason}
+
+
+def chat_delta(index: int, delta: dict[str, Any], finish_reason: str | None = None,
+               logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {"index": index, "delta": delta,
+            "logprobs": None if logprobs is None else {"content": logprobs, "refusal": None},
+            "finish_reason": finish_reason}
+
+
+def completion_choice(index: int, text: str, finish_reason: str | None,
+                      logprobs: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish_reason}
