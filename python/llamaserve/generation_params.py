@@ -185,6 +185,16 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
 )}
 
 
+PROMPT_SCHEMA: dict[str, Any] = {"oneOf": [
+    {"type": "string", "minLength": 1},
+    {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0, "maximum": INT32_MAX}}]}
+
+
+def properties_schema(names: Sequence[str]) -> dict[str, Any]:
+    """JSON-schema properties of the named parameters (for API descriptions)."""
+    return {name: {**PARAMETERS[name].schema, "description": PARAMETERS[name].doc} for name in names}
+
+
 def validate(arguments: Mapping[str, Any]) -> dict[str, Any]:
     """The arguments, checked and normalized (nulls dropped); InvalidRequest names the first
     unknown or bad one."""

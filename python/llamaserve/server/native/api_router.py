@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from llamaserve.server import openapi
 from llamaserve.server.body import read_json
 from llamaserve.server.errors import DOMAIN_ERRORS
 from llamaserve.server.generation import GenerationService
@@ -70,3 +71,33 @@ def routes(generations: GenerationService) -> list[Route]:
         Route("/api/v1/models/{model_name}/load", load_model, methods=["POST"]),
         Route("/api/v1/models/{model_name}/unload", unload_model, methods=["POST"]),
     ]
+
+
+_TAG = "native API"
+_MODEL = [openapi.path_parameter("model_name", "a model's name, alias or file id")]
+_OBJECT = {"type": "object"}
+OPENAPI_PATHS = {
+    "/api/v1/generate": {"post": openapi.operation(
+        "Generate text (streamed as SSE with stream: true)", _TAG,
+        openapi.responses({200: protocol.COMPLETION_SCHEMA}, (*openapi.COMMON_ERRORS, 404, 409, 500),
+                          event_stream=True), protocol.GENERATE_SCHEMA)},
+    "/api/v1/generate/stream": {"post": openapi.operation(
+        "Generate text as server-sent events", _TAG,
+        openapi.responses({200: _OBJECT}, (*openapi.COMMON_ERRORS, 404, 409, 500), event_stream=True),
+        protocol.GENERATE_SCHEMA)},
+    "/api/v1/batch/generate": {"post": openapi.operation(
+        "Run several generate requests concurrently", _TAG,
+        openapi.responses({200: {"type": "object", "required": ["results"],
+                                 "properties": {"results": {"type": "array"}}}}), protocol.BATCH_SCHEMA)},
+    "/api/v1/models": {"get": openapi.operation(
+        "The models the server sees, loaded or not", _TAG,
+        openapi.responses({200: {"type": "object", "required": ["models"],
+                                 "properties": {"models": {"type": "array"}}}}, (401, 429)))},
+    "/api/v1/models/{model_name}/load": {"post": openapi.operation(
+        "Load a model (202 while a long load goes on)", _TAG,
+        openapi.responses({200: _OBJECT, 202: _OBJECT}, (*openapi.COMMON_ERRORS, 404, 422, 500)),
+        protocol.LOAD_SCHEMA, _MODEL, body_required=False)},
+    "/api/v1/models/{model_name}/unload": {"post": openapi.operation(
+        "Unload a model once its requests finish", _TAG,
+        openapi.responses({200: _OBJECT}, (400, 401, 404, 429)), parameters=_MODEL)},
+}

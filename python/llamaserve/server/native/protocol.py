@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llamaserve.engine import Completion
-from llamaserve.generation_params import PARAMETERS, check_bool, check_prompt, check_text, validate
+from llamaserve.generation_params import (
+    PARAMETERS, PROMPT_SCHEMA, check_bool, check_prompt, check_text, properties_schema, validate)
 from llamaserve.server.errors import invalid
 from llamaserve.server.usage import usage
 
@@ -18,6 +19,27 @@ MAX_MODEL_NAME = 256
 GENERATION_FIELDS = tuple(name for name in PARAMETERS if name not in ("add_special", "parse_special", "logprobs"))
 GENERATE_FIELDS = ("prompt", "model", "stream", *GENERATION_FIELDS)
 LOAD_FIELDS = ("quantization", "prefer_gpu", "allow_requantize")
+
+
+GENERATE_SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["prompt"],
+    "properties": {"prompt": PROMPT_SCHEMA, "model": {"type": "string", "minLength": 1, "maxLength": MAX_MODEL_NAME},
+                   "stream": {"type": "boolean"}, **properties_schema(GENERATION_FIELDS)}}
+BATCH_SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["requests"],
+    "properties": {"requests": {"type": "array", "minItems": 1, "items": GENERATE_SCHEMA},
+                   "model": GENERATE_SCHEMA["properties"]["model"]}}
+LOAD_SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "properties": {"quantization": {"type": "string"}, "prefer_gpu": {"type": "boolean"},
+                   "allow_requantize": {"type": "boolean"}}}
+_USAGE = {"type": "object", "required": ["prompt_tokens", "completion_tokens", "total_tokens"],
+          "properties": {k: {"type": "integer"} for k in ("prompt_tokens", "completion_tokens", "total_tokens")}}
+COMPLETION_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["text", "usage", "latency", "finish_reason", "model"],
+    "properties": {"text": {"type": "string"}, "usage": _USAGE, "latency": {"type": "number"},
+                   "finish_reason": {"type": "string"}, "model": {"type": "string"},
+                   "time_to_first_token": {"type": ["number", "null"]}}}
 
 
 def _fields(body: Any, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The routes of the OpenAI-compatible API under /v1: chat completions, completions, models.
+"""The routes of the OpenAI-compatible API under /v1: chat completions, completions, responses,
+models.
 
 Errors here are ApiErrors like everywhere else; under /v1 they are rendered in OpenAI's
 shape (server/openai/errors.py)."""
@@ -10,14 +11,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from llamaserve.hosting.loaded import LoadedModel
+from llamaserve.server import openapi
 from llamaserve.server.body import read_json
 from llamaserve.server.errors import ApiError
 from llamaserve.server.generation import GenerationService
-from llamaserve.server.openai import serving_chat, serving_completions
-from llamaserve.server.openai.chat_protocol import parse_chat
-from llamaserve.server.openai.choices import Run, envelope
-from llamaserve.server.openai.protocol import parse_completion
+from llamaserve.server.openai import serving_chat, serving_completions, serving_responses
+from llamaserve.server.openai.chat_protocol import CHAT_SCHEMA, ChatRequest, parse_chat
+from llamaserve.server.openai.choices import Output, Run, envelope
+from llamaserve.server.openai.protocol import COMPLETION_SCHEMA, parse_completion
 from llamaserve.server.openai.responses import model_object
+from llamaserve.server.openai.responses_protocol import parse_responses
+from llamaserve.server.openai.serving_chat import ChatPlan
 from llamaserve.server.sse import EventStreamResponse, until_disconnect
 
 
@@ -28,26 +33,42 @@ def _created(path: Path) -> int:
         return 0
 
 
+async def collect(run: Run, request: Request) -> list[Output]:
+    """A run's outputs; a client that leaves first cancels it (ClientGone)."""
+    try:
+        return await until_disconnect(run.collect(), request.receive)
+    finally:
+        run.close()
+
+
 def routes(service: GenerationService) -> list[Route]:
     host, config = service.host, service.config
 
-    async def chat_completions(request: Request) -> Response:
-        req = parse_chat(await read_json(request))
+    async def start_chat(req: ChatRequest) -> tuple[LoadedModel, ChatPlan, Run]:
+        """Plan (the model leased for its template only), then submit every choice."""
         await host.ensure(req.model)  # --auto-load
         model = host.acquire(req.model)
         try:
             chat = await serving_chat.plan(req, model, config.default_max_tokens)
         finally:
             host.release(model)
-        run = Run(service, req.model, [chat.prompt] * req.sampling.n, chat.arguments)
+        return model, chat, Run(service, req.model, [chat.prompt] * req.sampling.n, chat.arguments)
+
+    async def chat_completions(request: Request) -> Response:
+        req = parse_chat(await read_json(request))
+        model, chat, run = await start_chat(req)
         env, text_of = envelope("chatcmpl", model), serving_chat.token_text(model)
         if req.sampling.stream:
             return EventStreamResponse(serving_chat.ChatEvents(run, env, chat, req.sampling.include_usage, text_of))
-        try:
-            outputs = await until_disconnect(run.collect(), request.receive)
-        finally:
-            run.close()
-        return JSONResponse(serving_chat.body(env, chat, outputs, text_of))
+        return JSONResponse(serving_chat.body(env, chat, await collect(run, request), text_of))
+
+    async def responses(request: Request) -> Response:
+        req = parse_responses(await read_json(request))
+        model, chat, run = await start_chat(req.chat)
+        shell = serving_responses.shell(req, model)
+        if req.chat.sampling.stream:
+            return EventStreamResponse(serving_responses.ResponseEvents(run, shell, chat))
+        return JSONResponse(serving_responses.body(shell, chat, (await collect(run, request))[0]))
 
     async def completions(request: Request) -> Response:
         req = parse_completion(await read_json(request))
@@ -62,11 +83,7 @@ def routes(service: GenerationService) -> list[Route]:
         if req.sampling.stream:
             return EventStreamResponse(serving_completions.CompletionEvents(
                 run, env, comp, req.sampling.include_usage, text_of, n))
-        try:
-            outputs = await until_disconnect(run.collect(), request.receive)
-        finally:
-            run.close()
-        return JSONResponse(serving_completions.body(env, comp, outputs, text_of, n))
+        return JSONResponse(serving_completions.body(env, comp, await collect(run, request), text_of, n))
 
     def models() -> list[dict]:
         found = []
@@ -94,6 +111,28 @@ def routes(service: GenerationService) -> list[Route]:
     return [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/responses", responses, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
     ]
+
+
+_TAG = "OpenAI-compatible API"
+_ERRORS = (*openapi.COMMON_ERRORS, 404, 500)
+_OBJECT = {"type": "object"}
+_LIST = {"type": "object", "required": ["object", "data"],
+         "properties": {"object": {"const": "list"}, "data": {"type": "array"}}}
+OPENAPI_PATHS = {
+    "/v1/chat/completions": {"post": openapi.operation(
+        "A chat completion (streamed as SSE with stream: true)", _TAG,
+        openapi.responses({200: _OBJECT}, _ERRORS, error_schema="OpenAIError", event_stream=True), CHAT_SCHEMA)},
+    "/v1/completions": {"post": openapi.operation(
+        "A text completion (streamed as SSE with stream: true)", _TAG,
+        openapi.responses({200: _OBJECT}, _ERRORS, error_schema="OpenAIError", event_stream=True),
+        COMPLETION_SCHEMA)},
+    "/v1/models": {"get": openapi.operation(
+        "The models", _TAG, openapi.responses({200: _LIST}, (401, 429), error_schema="OpenAIError"))},
+    "/v1/models/{model_id}": {"get": openapi.operation(
+        "One model", _TAG, openapi.responses({200: _OBJECT}, (401, 404, 429), error_schema="OpenAIError"),
+        parameters=[openapi.path_parameter("model_id", "a model's id")])},
+}

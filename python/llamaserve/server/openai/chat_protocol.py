@@ -10,13 +10,33 @@ from typing import Any
 from llamaserve.generation_params import MAX_TOP_LOGPROBS, check_bool, check_integer
 from llamaserve.server.errors import invalid
 from llamaserve.server.openai.protocol import (
-    MAX_NAME, SAMPLING_PARAMETERS, Sampling, json_array, json_object, model_name, present, sampling, text)
+    MAX_NAME, SAMPLING_PARAMETERS, SAMPLING_SCHEMA, Sampling, json_array, json_object, model_name, present, sampling, text)
 from llamaserve.tool_calls import Tool, ToolChoice
 
 CHAT_PARAMETERS = SAMPLING_PARAMETERS | {"model", "messages", "max_completion_tokens", "logprobs", "top_logprobs",
                                          "response_format", "tools", "tool_choice"}
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,64}$")
+
+_TEXT_PART = {"type": "object", "required": ["type", "text"],
+              "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}
+_MESSAGE_SCHEMA = {"type": "object", "required": ["role"], "properties": {
+    "role": {"enum": sorted(ROLES)},
+    "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": _TEXT_PART}, {"type": "null"}]},
+    "name": {"type": "string", "maxLength": MAX_NAME},
+    "tool_call_id": {"type": "string", "maxLength": MAX_NAME},
+    "tool_calls": {"type": "array"}}}
+CHAT_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["messages"], "additionalProperties": False,
+    "properties": {**SAMPLING_SCHEMA,
+                   "messages": {"type": "array", "minItems": 1, "items": _MESSAGE_SCHEMA},
+                   "max_completion_tokens": SAMPLING_SCHEMA["max_tokens"],
+                   "logprobs": {"type": "boolean"},
+                   "top_logprobs": {"type": "integer", "minimum": 0, "maximum": MAX_TOP_LOGPROBS},
+                   "response_format": {"type": "object", "required": ["type"], "properties": {
+                       "type": {"enum": ["text", "json_object", "json_schema"]}}},
+                   "tools": {"type": "array", "items": {"type": "object"}},
+                   "tool_choice": {"oneOf": [{"enum": ["none", "auto", "required"]}, {"type": "object"}]}}}
 
 
 

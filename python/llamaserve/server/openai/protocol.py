@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from llamaserve.generation_params import (
-    MAX_TOP_LOGPROBS, check_bool, check_integer, check_prompt, check_text, validate)
+    MAX_TOP_LOGPROBS, PARAMETERS, PROMPT_SCHEMA, check_bool, check_integer, check_prompt, check_text,
+    properties_schema, validate)
 from llamaserve.server.errors import invalid
 
 MAX_N = 16
@@ -31,6 +32,26 @@ GENERATION_PARAMETERS = ("max_tokens", "temperature", "top_p", "stop", "seed", "
                          "penalty_last_n", "ignore_eos", "cache_prompt")
 SAMPLING_PARAMETERS = frozenset({*GENERATION_PARAMETERS, "n", "stream"})
 COMPLETION_PARAMETERS = SAMPLING_PARAMETERS | {"model", "prompt", "logprobs", "echo", "best_of", "suffix"}
+
+
+SAMPLING_SCHEMA: dict[str, Any] = {
+    **properties_schema(GENERATION_PARAMETERS),
+    "stop": {"oneOf": [PARAMETERS["stop"].schema["oneOf"][0],
+                       {**PARAMETERS["stop"].schema["oneOf"][1], "maxItems": MAX_STOP}]},
+    "n": {"type": "integer", "minimum": 1, "maximum": MAX_N},
+    "stream": {"type": "boolean"},
+    "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
+    "model": {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
+    "user": {"type": "string"},
+}
+COMPLETION_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["prompt"], "additionalProperties": False,
+    "properties": {**SAMPLING_SCHEMA,
+                   "prompt": {"oneOf": [PROMPT_SCHEMA["oneOf"][0], PROMPT_SCHEMA["oneOf"][1],
+                                        {"type": "array", "minItems": 1, "maxItems": MAX_PROMPTS,
+                                         "items": {"type": "string", "minLength": 1}}]},
+                   "logprobs": {"type": "integer", "minimum": 0, "maximum": MAX_TOP_LOGPROBS},
+                   "echo": {"type": "boolean"}}}
 
 
 def text(name: str, value: Any, limit: int | None = None) -> str:
