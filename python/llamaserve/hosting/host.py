@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 from llamaserve.config import ServerConfig
 from llamaserve.default_model import default_model_path
@@ -49,7 +50,8 @@ class ModelHost:
         self._idle_task: asyncio.Task[None] | None = None
         if engine is not None:
             path = Path(engine.metadata.get("path") or "model.gguf")
-            model = wrap(engine, path, self.registry, owned=False, n_gpu_layers=config.n_gpu_layers)
+            model = wrap(engine, path, self.registry, owned=False, n_gpu_layers=config.n_gpu_layers,
+                         **self._served_names())
             self.loaded[model.name] = self.current = model
             self.state = "ready"
 
@@ -62,6 +64,16 @@ class ModelHost:
     def model_files(self) -> list[Path]:
         """The readable GGUF files the registry lists (models folder, config, default)."""
         return [e.path for e in self.registry.scan() if e.ok]
+
+    def _served_names(self) -> dict[str, Any]:
+        """The server's model under --served-model-name: the first names it, all answer."""
+        names = tuple(n.strip() for n in self.config.served_model_name)
+        return {"name": names[0], "also": names[1:]} if names else {}
+
+    def listed_names(self, model: LoadedModel) -> tuple[str, ...]:
+        """The names /v1/models lists a model under: every served name for the server's model."""
+        names = tuple(n.strip() for n in self.config.served_model_name)
+        return names if names and model.name == names[0] else (model.name,)
 
     def all_models(self) -> list[LoadedModel]:
         """Loaded models, and retired ones that still finish requests."""
@@ -175,7 +187,7 @@ class ModelHost:
             if entry.error is not None:
                 raise ModelLoadError(f"{entry.path.name}: {entry.error}")
             model = await open_model(self.loader, self.config, self.registry, entry.path,
-                                     self.config.n_gpu_layers, entry)
+                                     self.config.n_gpu_layers, entry, **self._served_names())
         except (EngineError, OSError) as exc:
             log.error("could not load the model: %s", exc)
             # /health is open to anyone: say what failed, not where files live.

@@ -1,7 +1,8 @@
 """Authentication as pure ASGI middleware: API keys (compared in constant time) or JWTs
 (HS* with a shared secret, RS*/PS*/ES* with a public key; exp and nbf checked by PyJWT).
 
-Applies to /api/v1 and /v1, and to /metrics when configured; /health is always open."""
+Applies to /api/v1, /v1, /tokenize and /detokenize, and to /metrics when configured; /health
+is always open."""
 from __future__ import annotations
 
 import hashlib
@@ -29,8 +30,12 @@ class Identity(NamedTuple):
         return f"{self.kind}:{self.id}"
 
 
+# What auth and rate limits guard: both APIs and llama-server's endpoints.
+API_PREFIXES = ("/api/v1", "/v1", "/tokenize", "/detokenize")
+
+
 def is_api_path(path: str) -> bool:
-    return any(path == p or path.startswith(p + "/") for p in ("/api/v1", "/v1"))
+    return any(path == p or path.startswith(p + "/") for p in API_PREFIXES)
 
 
 def _digest(value: bytes) -> bytes:

@@ -89,7 +89,7 @@ def routes(service: GenerationService) -> list[Route]:
         found = []
         current = host.current
         if current is not None:
-            found.append(model_object(current.name, _created(current.path)))
+            found.extend(model_object(name, _created(current.path)) for name in host.listed_names(current))
         for path in host.model_files():
             if current is None or path.resolve() != current.path.resolve():
                 found.append(model_object(path.stem, _created(path)))
@@ -101,10 +101,11 @@ def routes(service: GenerationService) -> list[Route]:
     async def get_model(request: Request) -> JSONResponse:
         wanted = request.path_params["model_id"]
         current = host.current
-        for model in models():
-            if model["id"].lower() == wanted.lower() or (
-                    current is not None and model["id"] == current.name and current.answers_to(wanted)):
-                return JSONResponse(model)
+        listed = models()
+        exact = [m for m in listed if m["id"].lower() == wanted.lower()]
+        known = [m for m in listed if current is not None and m["id"] == current.name and current.answers_to(wanted)]
+        for model in exact or known:
+            return JSONResponse(model)
         raise ApiError(404, "MODEL_NOT_FOUND", f"The model {wanted[:64]!r} does not exist",
                        "GET /v1/models lists the models")
 
