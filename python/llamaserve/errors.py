@@ -8,6 +8,14 @@ from llamaserve.native import (
 )
 
 
+class RequestTimedOut(EngineError):
+    """The request ran longer than the server allows (--request-timeout) and was cancelled."""
+
+
+class RequestCancelled(EngineError):
+    """The engine ended the request before it finished (it was closed, as at shutdown)."""
+
+
 class DefaultModelMissing(ModelLoadError):
     """The default model package is not installed."""
 
@@ -19,4 +27,6 @@ __all__ = [
     "InvalidRequest",
     "ModelLoadError",
     "QueueFull",
+    "RequestCancelled",
+    "RequestTimedOut",
 ]

@@ -2,10 +2,12 @@
 cancel the engine stream, release the lease and record metrics at the end."""
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from llamaserve.config import ServerConfig
 from llamaserve.engine import AsyncTextStream, Prompt
+from llamaserve.errors import RequestTimedOut
 from llamaserve.hosting.host import ModelHost
 from llamaserve.hosting.loaded import LoadedModel
 from llamaserve.server.metrics import ServerMetrics
@@ -19,12 +21,21 @@ class Generation:
         self.model = model
         self.stream = stream
         self._closed = False
+        self._deadline: asyncio.TimerHandle | None = None
+        timeout = service.config.request_timeout
+        if timeout > 0:
+            self._deadline = asyncio.get_running_loop().call_later(timeout, self._time_out, timeout)
+
+    def _time_out(self, timeout: float) -> None:
+        self.stream.fail(RequestTimedOut(f"the request took longer than {timeout:g} s (--request-timeout)"))
 
     def close(self) -> None:
         """Cancel (a no-op once finished), release the lease, record metrics; idempotent."""
         if self._closed:
             return
         self._closed = True
+        if self._deadline is not None:
+            self._deadline.cancel()
         self.stream.cancel()
         stats = self.stream.stats
         self.service.host.release(self.model)  # may close a swapped-out engine

@@ -79,6 +79,45 @@ async def until_disconnect(work: Awaitable[T], receive: Receive) -> T:
     raise ClientGone
 
 
+PING = b": ping\n\n"  # an SSE comment: every client skips it, and the connection is not idle
+
+
+def _ping_interval(scope: Scope) -> float:
+    """The server's --sse-ping, from the app that serves this request."""
+    app = scope.get("app")
+    context = getattr(getattr(app, "state", None), "llamaserve", None)
+    return context.config.sse_ping if context is not None else 0.0
+
+
+class _Pinger:
+    """Sends PING whenever a stream has been silent for `every` seconds (a request queued or
+    prefilling), so that proxies do not cut it; a lock keeps its writes apart from the
+    stream's own."""
+
+    def __init__(self, send: Send, every: float) -> None:
+        self._send = send
+        self.every = every
+        self.lock = asyncio.Lock()
+        self.loop = asyncio.get_running_loop()
+        self.last = self.loop.time()
+        self.task = asyncio.ensure_future(self._run())
+
+    async def send(self, chunk: bytes) -> None:
+        async with self.lock:
+            await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+        self.last = self.loop.time()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.0, self.last + self.every - self.loop.time()))
+            if self.loop.time() - self.last >= self.every:
+                await self.send(PING)
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
 class EventStreamResponse:
     """An ASGI response that sends each chunk of `events` as soon as it is produced, and
     cancels the producer when the client disconnects."""
@@ -91,9 +130,17 @@ class EventStreamResponse:
         self.status_code = status_code
         self.headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})}
 
-    async def _send_all(self, send: Send) -> None:
-        async for chunk in self.events:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    async def _send_all(self, send: Send, ping_every: float) -> None:
+        if ping_every <= 0:
+            async for chunk in self.events:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        else:
+            pings = _Pinger(send, ping_every)
+            try:
+                async for chunk in self.events:
+                    await pings.send(chunk)
+            finally:
+                await pings.stop()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -101,7 +148,7 @@ class EventStreamResponse:
         headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
-            await until_disconnect(self._send_all(send), receive)
+            await until_disconnect(self._send_all(send, _ping_interval(scope)), receive)
         except (ClientGone, OSError):
             pass  # the producer was cancelled; its cleanup released the engine stream
         finally:

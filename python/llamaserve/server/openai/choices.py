@@ -12,6 +12,7 @@ from typing import Any
 
 import llamaserve
 from llamaserve.engine import Prompt, TokenLogprob
+from llamaserve.errors import EngineError, RequestCancelled
 from llamaserve.generation_params import SEED_MAX
 from llamaserve.hosting.loaded import LoadedModel
 from llamaserve.server.generation import Generation, GenerationService
@@ -30,7 +31,14 @@ def fingerprint(model: LoadedModel) -> str:
 
 
 def finish_reason(stats: dict[str, Any]) -> str:
-    return "length" if stats.get("finish_reason") == "length" else "stop"
+    """OpenAI's name for how a choice ended. OpenAI has none for a request the engine
+    cancelled (the server shutting down) or failed: those are errors, not quiet stops."""
+    reason = stats.get("finish_reason")
+    if reason in ("stop", "length"):
+        return reason
+    if reason == "cancelled":
+        raise RequestCancelled("the request was cancelled before it finished (the server is shutting down)")
+    raise EngineError(stats.get("error") or "generation failed")
 
 
 def choice_arguments(arguments: dict[str, Any], n: int) -> list[dict[str, Any]]:
