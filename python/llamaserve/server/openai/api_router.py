@@ -21,7 +21,7 @@ from llamaserve.server.openai.chat_protocol import CHAT_SCHEMA, ChatRequest, par
 from llamaserve.server.openai.choices import Output, Run, envelope
 from llamaserve.server.openai.protocol import COMPLETION_SCHEMA, parse_completion
 from llamaserve.server.openai.responses import model_object
-from llamaserve.server.openai.responses_protocol import parse_responses
+from llamaserve.server.openai.responses_protocol import RESPONSES_SCHEMA, parse_responses
 from llamaserve.server.openai.serving_chat import ChatPlan
 from llamaserve.server.sse import EventStreamResponse, until_disconnect
 
@@ -131,6 +131,10 @@ OPENAPI_PATHS = {
         "A text completion (streamed as SSE with stream: true)", _TAG,
         openapi.responses({200: _OBJECT}, _ERRORS, error_schema="OpenAIError", event_stream=True),
         COMPLETION_SCHEMA)},
+    "/v1/responses": {"post": openapi.operation(
+        "A response of the Responses API, stateless (typed SSE events with stream: true)", _TAG,
+        openapi.responses({200: _OBJECT}, _ERRORS, error_schema="OpenAIError", event_stream=True),
+        RESPONSES_SCHEMA)},
     "/v1/models": {"get": openapi.operation(
         "The models", _TAG, openapi.responses({200: _LIST}, (401, 429), error_schema="OpenAIError"))},
     "/v1/models/{model_id}": {"get": openapi.operation(
