@@ -9,6 +9,7 @@ from starlette.routing import Route
 
 from llamaserve.server import openapi
 from llamaserve.server.body import read_json
+from llamaserve.server.embeddings import embed
 from llamaserve.server.errors import DOMAIN_ERRORS
 from llamaserve.server.generation import GenerationService
 from llamaserve.server.native import protocol
@@ -41,6 +42,11 @@ def routes(generations: GenerationService) -> list[Route]:
                     await host.ensure(name)  # --auto-load
         return JSONResponse({"results": await until_disconnect(service.batch(items), request.receive)})
 
+    async def embeddings(request: Request) -> JSONResponse:
+        req = protocol.parse_embeddings(await read_json(request))
+        model, result = await embed(generations, req.model, req.inputs)
+        return JSONResponse(protocol.embeddings_body(result, model.name))
+
     async def list_models(request: Request) -> JSONResponse:
         return JSONResponse({"models": catalog(host)})
 
@@ -67,6 +73,7 @@ def routes(generations: GenerationService) -> list[Route]:
         Route("/api/v1/generate", generate, methods=["POST"]),
         Route("/api/v1/generate/stream", generate_stream, methods=["POST"]),
         Route("/api/v1/batch/generate", batch_generate, methods=["POST"]),
+        Route("/api/v1/embeddings", embeddings, methods=["POST"]),
         Route("/api/v1/models", list_models, methods=["GET"]),
         Route("/api/v1/models/{model_name}/load", load_model, methods=["POST"]),
         Route("/api/v1/models/{model_name}/unload", unload_model, methods=["POST"]),
@@ -89,6 +96,11 @@ OPENAPI_PATHS = {
         "Run several generate requests concurrently", _TAG,
         openapi.responses({200: {"type": "object", "required": ["results"],
                                  "properties": {"results": {"type": "array"}}}}), protocol.BATCH_SCHEMA)},
+    "/api/v1/embeddings": {"post": openapi.operation(
+        "Embeddings of texts or token-id lists (L2-normalized)", _TAG,
+        openapi.responses({200: {"type": "object", "required": ["embeddings", "dimensions", "model", "usage"],
+                                 "properties": {"embeddings": {"type": "array"}}}},
+                          (*openapi.COMMON_ERRORS, 404, 409, 500)), protocol.EMBEDDINGS_SCHEMA)},
     "/api/v1/models": {"get": openapi.operation(
         "The models the server sees, loaded or not", _TAG,
         openapi.responses({200: {"type": "object", "required": ["models"],

@@ -8,9 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from llamaserve.engine import Completion
+from llamaserve.engine import Completion, Embeddings
 from llamaserve.generation_params import (
     PARAMETERS, PROMPT_SCHEMA, check_bool, check_prompt, check_text, properties_schema, validate)
+from llamaserve.server.embeddings import INPUT_SCHEMA, parse_inputs
 from llamaserve.server.errors import invalid
 from llamaserve.server.usage import usage
 
@@ -40,6 +41,11 @@ COMPLETION_SCHEMA: dict[str, Any] = {
     "properties": {"text": {"type": "string"}, "usage": _USAGE, "latency": {"type": "number"},
                    "finish_reason": {"type": "string"}, "model": {"type": "string"},
                    "time_to_first_token": {"type": ["number", "null"]}}}
+
+
+EMBEDDINGS_SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["input"],
+    "properties": {"input": INPUT_SCHEMA, "model": GENERATE_SCHEMA["properties"]["model"]}}
 
 
 def _fields(body: Any, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -116,6 +122,17 @@ def parse_load(body: Any) -> LoadRequest:
         allow_requantize=check_bool("allow_requantize", values.get("allow_requantize", False)))
 
 
+@dataclass(frozen=True)
+class EmbeddingsRequest:
+    inputs: list[str | list[int]]
+    model: str | None = None
+
+
+def parse_embeddings(body: Any) -> EmbeddingsRequest:
+    values = _fields(body, ("input", "model"), required=("input",))
+    return EmbeddingsRequest(parse_inputs(values["input"]), _model(values.get("model")))
+
+
 # -- responses ------------------------------------------------------------------------
 
 def completion_body(c: Completion, model: str) -> dict[str, Any]:
@@ -127,6 +144,12 @@ def completion_body(c: Completion, model: str) -> dict[str, Any]:
         "time_to_first_token": None if c.time_to_first_token is None else round(c.time_to_first_token, 6),
         "model": model,
     }
+
+
+def embeddings_body(embeddings: Embeddings, model: str) -> dict[str, Any]:
+    tokens = sum(embeddings.token_counts)
+    return {"embeddings": embeddings.vectors.tolist(), "dimensions": int(embeddings.vectors.shape[1]),
+            "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
 
 
 def token_event(piece: str) -> dict[str, Any]:

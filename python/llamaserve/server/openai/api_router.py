@@ -15,10 +15,12 @@ from llamaserve.hosting.loaded import LoadedModel
 from llamaserve.server import openapi
 from llamaserve.server.body import read_json
 from llamaserve.server.errors import ApiError
+from llamaserve.server.embeddings import embed
 from llamaserve.server.generation import GenerationService
 from llamaserve.server.openai import serving_chat, serving_completions, serving_responses
 from llamaserve.server.openai.chat_protocol import CHAT_SCHEMA, ChatRequest, parse_chat
 from llamaserve.server.openai.choices import Output, Run, envelope
+from llamaserve.server.openai.embeddings_protocol import EMBEDDINGS_SCHEMA, embeddings_body, parse_embeddings
 from llamaserve.server.openai.protocol import COMPLETION_SCHEMA, parse_completion
 from llamaserve.server.openai.responses import model_object
 from llamaserve.server.openai.responses_protocol import RESPONSES_SCHEMA, parse_responses
@@ -46,12 +48,8 @@ def routes(service: GenerationService) -> list[Route]:
 
     async def start_chat(req: ChatRequest) -> tuple[LoadedModel, ChatPlan, Run]:
         """Plan (the model leased for its template only), then submit every choice."""
-        await host.ensure(req.model)  # --auto-load
-        model = host.acquire(req.model)
-        try:
+        async with service.lease(req.model) as model:
             chat = await serving_chat.plan(req, model, config.default_max_tokens)
-        finally:
-            host.release(model)
         return model, chat, Run(service, req.model, [chat.prompt] * req.sampling.n, chat.arguments)
 
     async def chat_completions(request: Request) -> Response:
@@ -72,12 +70,8 @@ def routes(service: GenerationService) -> list[Route]:
 
     async def completions(request: Request) -> Response:
         req = parse_completion(await read_json(request))
-        await host.ensure(req.model)  # --auto-load
-        model = host.acquire(req.model)
-        try:
+        async with service.lease(req.model) as model:
             comp = serving_completions.plan(req, model, config.default_max_tokens)
-        finally:
-            host.release(model)
         run = Run(service, req.model, comp.prompts, comp.arguments)
         env, text_of, n = envelope("cmpl", model), serving_chat.token_text(model), req.sampling.n
         if req.sampling.stream:
@@ -109,8 +103,14 @@ def routes(service: GenerationService) -> list[Route]:
         raise ApiError(404, "MODEL_NOT_FOUND", f"The model {wanted[:64]!r} does not exist",
                        "GET /v1/models lists the models")
 
+    async def embeddings(request: Request) -> JSONResponse:
+        req = parse_embeddings(await read_json(request))
+        model, result = await embed(service, req.model, req.inputs, req.dimensions)
+        return JSONResponse(embeddings_body(result.vectors, result.token_counts, model.name, req.encoding_format))
+
     return [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/responses", responses, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
@@ -135,6 +135,9 @@ OPENAPI_PATHS = {
         "A response of the Responses API, stateless (typed SSE events with stream: true)", _TAG,
         openapi.responses({200: _OBJECT}, _ERRORS, error_schema="OpenAIError", event_stream=True),
         RESPONSES_SCHEMA)},
+    "/v1/embeddings": {"post": openapi.operation(
+        "Embeddings (float or base64)", _TAG,
+        openapi.responses({200: _LIST}, _ERRORS, error_schema="OpenAIError"), EMBEDDINGS_SCHEMA)},
     "/v1/models": {"get": openapi.operation(
         "The models", _TAG, openapi.responses({200: _LIST}, (401, 429), error_schema="OpenAIError"))},
     "/v1/models/{model_id}": {"get": openapi.operation(

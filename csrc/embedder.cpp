@@ -1,0 +1,125 @@
+#include "embedder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+
+#include "errors.h"
+
+namespace llamaserve {
+
+namespace {
+
+constexpr int32_t kMaxSequences = 16;  // inputs embedded in one decode
+
+// What the GGUF asks for; a generative model asks for nothing and gets mean pooling.
+enum llama_pooling_type pooling_of(const Model & model) {
+    const std::string key = model.metadata().architecture + ".pooling_type";
+    char buf[16] = {0};
+    if (llama_model_meta_val_str(model.get(), key.c_str(), buf, sizeof buf) < 0) return LLAMA_POOLING_TYPE_MEAN;
+    const auto type = static_cast<enum llama_pooling_type>(std::atoi(buf));
+    if (type == LLAMA_POOLING_TYPE_RANK) {
+        throw InvalidRequest("input: this is a reranking model; it scores pairs, it has no embeddings");
+    }
+    return type == LLAMA_POOLING_TYPE_NONE ? LLAMA_POOLING_TYPE_MEAN : type;
+}
+
+}  // namespace
+
+Embedder::Embedder(const Model & model, int32_t n_ctx, int32_t n_threads)
+    : model_(model), n_ctx_(n_ctx), n_threads_(n_threads), pooling_(pooling_of(model)) {}
+
+Embedder::~Embedder() {
+    if (ctx_) {
+        llama_batch_free(batch_);
+        llama_free(ctx_);
+    }
+}
+
+int32_t Embedder::n_embd() const { return llama_model_n_embd(model_.get()); }
+
+std::string Embedder::pooling() const {
+    switch (pooling_) {
+        case LLAMA_POOLING_TYPE_CLS: return "cls";
+        case LLAMA_POOLING_TYPE_LAST: return "last";
+        default: return "mean";
+    }
+}
+
+void Embedder::ensure_context() {
+    if (ctx_) return;
+    auto params = llama_context_default_params();
+    params.embeddings = true;
+    params.pooling_type = pooling_;
+    params.n_ctx = static_cast<uint32_t>(n_ctx_);
+    // Pooling needs a whole sequence in one ubatch.
+    params.n_batch = params.n_ubatch = static_cast<uint32_t>(n_ctx_);
+    params.n_seq_max = kMaxSequences;
+    params.kv_unified = true;  // the inputs of a batch share the n_ctx cells
+    params.n_threads = params.n_threads_batch = n_threads_;
+    params.no_perf = true;
+    ctx_ = llama_init_from_model(model_.get(), params);
+    if (!ctx_) throw EngineError("cannot create an embedding context");
+    batch_ = llama_batch_init(n_ctx_, 0, 1);
+}
+
+std::vector<float> Embedder::embed(const std::vector<std::vector<llama_token>> & inputs) {
+    for (size_t i = 0; i < inputs.size(); ++i) {
+        const std::string where = "input[" + std::to_string(i) + "]";
+        if (inputs[i].empty()) throw InvalidRequest(where + ": must not be empty");
+        if (static_cast<int64_t>(inputs[i].size()) > n_ctx_) {
+            throw ContextLengthExceeded(where + " has " + std::to_string(inputs[i].size()) +
+                                        " tokens but an embedding holds at most " + std::to_string(n_ctx_));
+        }
+        for (llama_token t : inputs[i]) {
+            if (!model_.valid_token(t)) throw InvalidRequest(where + ": unknown token id " + std::to_string(t));
+        }
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    ensure_context();
+    std::vector<float> out(inputs.size() * static_cast<size_t>(n_embd()));
+    // Pack inputs into decodes of at most kMaxSequences sequences and n_ctx tokens.
+    size_t first = 0;
+    while (first < inputs.size()) {
+        size_t count = 0, tokens = 0;
+        while (first + count < inputs.size() && count < kMaxSequences &&
+               tokens + inputs[first + count].size() <= static_cast<size_t>(n_ctx_)) {
+            tokens += inputs[first + count].size();
+            ++count;
+        }
+        run_batch(inputs, first, count, out);
+        first += count;
+    }
+    return out;
+}
+
+void Embedder::run_batch(const std::vector<std::vector<llama_token>> & inputs, size_t first, size_t count,
+                         std::vector<float> & out) {
+    llama_memory_clear(llama_get_memory(ctx_), true);
+    batch_.n_tokens = 0;
+    for (size_t s = 0; s < count; ++s) {
+        const auto & tokens = inputs[first + s];
+        for (size_t p = 0; p < tokens.size(); ++p) {
+            const int32_t i = batch_.n_tokens++;
+            batch_.token[i] = tokens[p];
+            batch_.pos[i] = static_cast<llama_pos>(p);
+            batch_.n_seq_id[i] = 1;
+            batch_.seq_id[i][0] = static_cast<llama_seq_id>(s);
+            batch_.logits[i] = true;
+        }
+    }
+    const int32_t rc = llama_decode(ctx_, batch_);
+    if (rc != 0) throw EngineError("embedding failed: llama_decode returned " + std::to_string(rc));
+    const size_t n = static_cast<size_t>(n_embd());
+    for (size_t s = 0; s < count; ++s) {
+        const float * v = llama_get_embeddings_seq(ctx_, static_cast<llama_seq_id>(s));
+        if (!v) throw EngineError("embedding failed: no pooled embedding");
+        double norm = 0.0;
+        for (size_t k = 0; k < n; ++k) norm += double(v[k]) * v[k];
+        const float scale = norm > 0 ? static_cast<float>(1.0 / std::sqrt(norm)) : 1.0f;
+        float * row = out.data() + (first + s) * n;
+        for (size_t k = 0; k < n; ++k) row[k] = v[k] * scale;
+    }
+}
+
+}  // namespace llamaserve
