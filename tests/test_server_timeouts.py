@@ -71,3 +71,32 @@ def test_a_request_cancelled_by_the_engine_is_not_a_stop(own_engine):
                        timeout=60)
         closer.join()
     assert r.status_code == 503 and r.json()["error"]["code"] == "cancelled"
+
+
+def test_tokenizing_a_huge_prompt_leaves_the_event_loop_free(base_url, engine):
+    """A 3 MB prompt is tokenized in a thread: meanwhile the event loop answers other
+    requests (GET /health needs nothing but the loop). Decode speed is not what this
+    measures: tokenizing takes a core, whatever thread it runs on."""
+    huge = "lorem ipsum dolor sit amet " * 110_000
+    started = time.monotonic()
+    engine.tokenize(huge)
+    cost = time.monotonic() - started
+    if cost < 0.3:
+        pytest.skip(f"tokenizing took {cost:.2f}s here: too fast for a stall to show")
+    result: dict[str, httpx.Response] = {}
+
+    def huge_request() -> None:
+        result["r"] = httpx.post(base_url + "/v1/completions", timeout=120,
+                                 json={"model": "default", "prompt": huge, "max_tokens": 1})
+
+    sender = threading.Thread(target=huge_request)
+    sender.start()
+    latencies = []
+    while sender.is_alive():
+        begin = time.monotonic()
+        assert httpx.get(base_url + "/health", timeout=60).status_code == 200
+        latencies.append(time.monotonic() - begin)
+        time.sleep(0.05)
+    sender.join()
+    assert result["r"].status_code == 400 and result["r"].json()["error"]["code"] == "context_length_exceeded"
+    assert len(latencies) >= 3 and max(latencies) < 0.6 * cost, (cost, max(latencies))

@@ -131,7 +131,7 @@ class ModelHost:
         if name.strip().lower() in loading or self.state == "loading":
             # a quantized copy not yet in the cache, or the server's start-up model
             raise still_loading
-        entry = self.registry.resolve(name)
+        entry = self.registry.resolve(name, rescan=False)  # ensure() rescanned, off the loop
         if entry.id in loading:
             raise still_loading
         for model in self.loaded.values():
@@ -152,8 +152,11 @@ class ModelHost:
             self._close(model)
 
     async def ensure(self, name: str | None) -> None:
-        """With --auto-load: load the model a request names if it is not loaded (a no-op
-        otherwise; acquire() then reports what is wrong)."""
+        """Before acquire(): for a name no loaded model answers to, rescan the models folder
+        in a thread (a file dropped in since is found, and the event loop does not wait on
+        the disk); with --auto-load, load that model too. acquire() reports what is wrong."""
+        if name is not None and name.strip().lower() != "default" and self._find_loaded(name) is None:
+            await asyncio.to_thread(self._scan_quietly)
         if not self.config.auto_load:
             return
         try:

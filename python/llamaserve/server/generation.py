@@ -3,14 +3,20 @@ cancel the engine stream, release the lease and record metrics at the end."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from llamaserve.config import ServerConfig
 from llamaserve.engine import AsyncTextStream, Prompt
 from llamaserve.errors import RequestTimedOut
+from llamaserve.generation_params import check_text
 from llamaserve.hosting.host import ModelHost
 from llamaserve.hosting.loaded import LoadedModel
 from llamaserve.server.metrics import ServerMetrics
+
+
+LONG_PROMPT = 8192  # characters: about a millisecond of tokenizing
 
 
 class Generation:
@@ -50,6 +56,25 @@ class GenerationService:
         self.host = host
         self.metrics = metrics
         self.config = config
+
+    @contextlib.asynccontextmanager
+    async def lease(self, model_name: str | None) -> AsyncIterator[LoadedModel]:
+        """The model a request names, held while the request is planned (loaded first with
+        --auto-load); its generations take leases of their own."""
+        await self.host.ensure(model_name)
+        model = self.host.acquire(model_name)
+        try:
+            yield model
+        finally:
+            self.host.release(model)
+
+    async def tokenized(self, model_name: str | None, prompt: Prompt) -> Prompt:
+        """A long text prompt as token ids, tokenized in a thread so that the event loop (and
+        every stream on it) does not wait; a short one stays text, which is cheaper inline."""
+        if not isinstance(prompt, str) or len(prompt) < LONG_PROMPT:
+            return prompt
+        async with self.lease(model_name) as model:
+            return await asyncio.to_thread(model.engine.tokenize, check_text("prompt", prompt))
 
     def submit(self, model_name: str | None, prompt: Prompt, arguments: dict[str, Any]) -> Generation:
         """Lease the model and submit; engine errors (bad argument, prompt too long, queue

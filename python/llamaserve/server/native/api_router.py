@@ -1,7 +1,9 @@
 """The routes of the native API under /api/v1."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from dataclasses import replace
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -22,16 +24,19 @@ def routes(generations: GenerationService) -> list[Route]:
     service = NativeService(generations)
     host, config = generations.host, generations.config
 
-    async def generate(request: Request) -> Response:
+    async def parsed(request: Request) -> protocol.GenerateRequest:
         body = protocol.parse_generate(await read_json(request))
         await host.ensure(body.model)  # --auto-load
+        return replace(body, prompt=await generations.tokenized(body.model, body.prompt))
+
+    async def generate(request: Request) -> Response:
+        body = await parsed(request)
         if body.stream:
             return service.open_stream(body)
         return JSONResponse(await until_disconnect(service.complete(body), request.receive))
 
     async def generate_stream(request: Request) -> Response:
-        body = protocol.parse_generate(await read_json(request))
-        await host.ensure(body.model)  # --auto-load
+        body = await parsed(request)
         return service.open_stream(body)
 
     async def batch_generate(request: Request) -> JSONResponse:
@@ -48,7 +53,8 @@ def routes(generations: GenerationService) -> list[Route]:
         return JSONResponse(protocol.embeddings_body(result, model.name))
 
     async def list_models(request: Request) -> JSONResponse:
-        return JSONResponse({"models": catalog(host)})
+        # A thread: the listing rescans the models folder (new files, changed headers).
+        return JSONResponse({"models": await asyncio.to_thread(catalog, host)})
 
     async def load_model(request: Request) -> JSONResponse:
         """200 with the model once loaded; 202 with the progress when the load (quantizing

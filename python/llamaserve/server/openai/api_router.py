@@ -5,6 +5,7 @@ Errors here are ApiErrors like everywhere else; under /v1 they are rendered in O
 shape (server/openai/errors.py)."""
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from starlette.requests import Request
@@ -72,7 +73,8 @@ def routes(service: GenerationService) -> list[Route]:
         req = parse_completion(await read_json(request))
         async with service.lease(req.model) as model:
             comp = serving_completions.plan(req, model, config.default_max_tokens)
-        run = Run(service, req.model, comp.prompts, comp.arguments)
+        tokenized = {id(p): await service.tokenized(req.model, p) for p in comp.prompts}  # each prompt once
+        run = Run(service, req.model, [tokenized[id(p)] for p in comp.prompts], comp.arguments)
         env, text_of, n = envelope("cmpl", model), serving_chat.token_text(model), req.sampling.n
         if req.sampling.stream:
             return EventStreamResponse(serving_completions.CompletionEvents(
@@ -90,12 +92,13 @@ def routes(service: GenerationService) -> list[Route]:
         return found
 
     async def list_models(request: Request) -> JSONResponse:
-        return JSONResponse({"object": "list", "data": models()})
+        # A thread: the listing rescans the models folder (new files, changed headers).
+        return JSONResponse({"object": "list", "data": await asyncio.to_thread(models)})
 
     async def get_model(request: Request) -> JSONResponse:
         wanted = request.path_params["model_id"]
         current = host.current
-        listed = models()
+        listed = await asyncio.to_thread(models)
         exact = [m for m in listed if m["id"].lower() == wanted.lower()]
         known = [m for m in listed if current is not None and m["id"] == current.name and current.answers_to(wanted)]
         for model in exact or known:

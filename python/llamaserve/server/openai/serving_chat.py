@@ -32,15 +32,19 @@ def template_error(exc: TemplateFailed) -> ApiError:
                     "fix or replace the model's tokenizer.chat_template")
 
 
-def template_of(model: LoadedModel) -> ChatTemplate:
-    """The model's chat template, compiled once (a broken one fails every chat request)."""
+def _compiled(model: LoadedModel) -> ChatTemplate | TemplateFailed:
+    try:
+        return template_for_engine(model.engine, override=model.chat_template)  # models config
+    except TemplateFailed as exc:
+        return exc
+
+
+async def template_of(model: LoadedModel) -> ChatTemplate:
+    """The model's chat template, compiled once, in a thread (a big Jinja template takes a
+    while); a broken one fails every chat request."""
     cached = _TEMPLATES.get(model)
     if cached is None:
-        try:
-            cached = template_for_engine(model.engine, override=model.chat_template)  # models config
-        except TemplateFailed as exc:
-            cached = exc
-        _TEMPLATES[model] = cached
+        cached = _TEMPLATES[model] = await asyncio.to_thread(_compiled, model)
     if isinstance(cached, TemplateFailed):
         raise template_error(cached)
     return cached
@@ -100,7 +104,7 @@ async def render(template: ChatTemplate, req: ChatRequest) -> str:
 
 
 async def plan(req: ChatRequest, model: LoadedModel, default_max_tokens: int) -> ChatPlan:
-    template = template_of(model)
+    template = await template_of(model)
     grammar = _grammar(req)
     prompt = await render(template, req)
     arguments = {"max_tokens": default_max_tokens, **req.sampling.arguments}
