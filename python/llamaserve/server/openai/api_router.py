@@ -51,7 +51,8 @@ def routes(service: GenerationService) -> list[Route]:
         """Plan (the model leased for its template only), then submit every choice."""
         async with service.lease(req.model) as model:
             chat = await serving_chat.plan(req, model, config.default_max_tokens)
-        return model, chat, Run(service, req.model, [chat.prompt] * req.sampling.n, chat.arguments)
+        prompt = await service.tokenized(req.model, chat.prompt)
+        return model, chat, Run(service, req.model, [prompt] * req.sampling.n, chat.arguments)
 
     async def chat_completions(request: Request) -> Response:
         req = parse_chat(await read_json(request))
