@@ -21,6 +21,7 @@ from llamaserve.errors import EngineError
 from llamaserve.hosting.host import ModelHost
 from llamaserve.hosting.opening import Loader
 from llamaserve.server import described, errors, openapi
+from llamaserve.server.anthropic import api_router as anthropic_api
 from llamaserve.server.auth import Authenticator, AuthMiddleware, client_ip, is_api_path
 from llamaserve.server.body import BodyLimitMiddleware
 from llamaserve.server.generation import GenerationService
@@ -68,9 +69,10 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None,
         Route("/health", health_endpoint(host, metrics), methods=["GET"]),
         Route("/metrics", metrics_endpoint(metrics), methods=["GET"]),
         *described.routes(openapi.document(described.OPENAPI_PATHS, native_api.OPENAPI_PATHS,
-                                           openai_api.OPENAPI_PATHS)),
+                                           openai_api.OPENAPI_PATHS, anthropic_api.OPENAPI_PATHS)),
         *native_api.routes(ctx.service),
         *openai_api.routes(ctx.service),  # /v1 (OpenAI-compatible)
+        *anthropic_api.routes(ctx.service),  # /v1/messages (Anthropic-compatible)
     ]
 
     middleware = [Middleware(MetricsMiddleware, metrics=metrics)]

@@ -1,5 +1,6 @@
-"""The one API error type, and the one place that renders the spec's error JSON:
-{"error": {"code": ..., "message": ..., "details": ...}}."""
+"""The one API error type, and the one place that renders it: the spec's error JSON
+{"error": {"code": ..., "message": ..., "details": ...}}, or the shape of the API a path
+belongs to (OpenAI's under /v1, Anthropic's under /v1/messages)."""
 from __future__ import annotations
 
 import logging
@@ -79,17 +80,23 @@ class ApiError(Exception):
 
 
 class ErrorResponse(JSONResponse):
-    """The spec's error JSON, except under /v1, where it is rendered in OpenAI's shape when
-    sent (server/openai/errors.py); so middleware errors (401, 429, 413) get it too."""
+    """The spec's error JSON, except where another API's shape is rendered when sent: under
+    /v1/messages Anthropic's (server/anthropic/errors.py), elsewhere under /v1 OpenAI's
+    (server/openai/errors.py); so middleware errors (401, 429, 413) get it too."""
 
     def __init__(self, error: ApiError) -> None:
         super().__init__(error.body(), status_code=error.status, headers=error.headers)
         self.error = error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        from llamaserve.server.openai import errors as openai_errors  # imports this module
+        # Imported here: both import this module.
+        from llamaserve.server.anthropic import errors as anthropic_errors
+        from llamaserve.server.openai import errors as openai_errors
 
-        if openai_errors.is_openai_path(scope.get("path", "")):
+        path = scope.get("path", "")
+        if anthropic_errors.is_anthropic_path(path):  # before /v1, which holds it
+            await anthropic_errors.anthropic_response(self.error)(scope, receive, send)
+        elif openai_errors.is_openai_path(path):
             await openai_errors.openai_response(self.error)(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)

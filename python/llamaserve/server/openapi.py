@@ -15,7 +15,10 @@ OPENAI_ERROR = {"type": "object", "required": ["error"], "properties": {"error":
     "type": "object", "required": ["message", "type", "param", "code"],
     "properties": {"message": {"type": "string"}, "type": {"type": "string"},
                    "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}}}
-ERROR_SCHEMAS = {"NativeError": NATIVE_ERROR, "OpenAIError": OPENAI_ERROR}
+ANTHROPIC_ERROR = {"type": "object", "required": ["type", "error"], "properties": {
+    "type": {"const": "error"}, "error": {"type": "object", "required": ["type", "message"],
+                                          "properties": {"type": {"type": "string"}, "message": {"type": "string"}}}}}
+ERROR_SCHEMAS = {"NativeError": NATIVE_ERROR, "OpenAIError": OPENAI_ERROR, "AnthropicError": ANTHROPIC_ERROR}
 _REASONS = {200: "OK", 202: "Accepted", 400: "Bad request", 401: "Unauthorized", 404: "Not found",
             409: "Conflict", 413: "Body too large", 422: "Unusable model file", 429: "Rate limited",
             500: "Server error", 503: "Unavailable (loading, overloaded; see Retry-After)"}
@@ -65,7 +68,8 @@ def document(*path_sets: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "llamaserve", "version": llamaserve.__version__,
-                 "description": "Native API under /api/v1, OpenAI-compatible API under /v1."},
+                 "description": "Native API under /api/v1, OpenAI-compatible API under /v1, "
+                                "Anthropic-compatible API under /v1/messages."},
         "paths": paths,
         "components": {
             "schemas": ERROR_SCHEMAS,

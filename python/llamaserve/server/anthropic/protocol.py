@@ -1,0 +1,229 @@
+"""The Messages request and the message and event shapes of Anthropic's API.
+
+A request becomes the chat request that /v1/chat/completions runs (server/openai/
+chat_protocol.py): messages normalized for chat templates (text blocks joined, tool_use blocks
+as tool calls, tool_result blocks as tool messages), tools and tool_choice, and Anthropic's
+names for the one request model's parameters (llamaserve.generation_params), which checks
+them. Every refusal is a 400 whose message starts with the bad field (`messages[0].role: ...`);
+unknown fields are refused by name, `metadata` is accepted and ignored.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from llamaserve.generation_params import PARAMETERS, check_bool, check_number, properties_schema
+from llamaserve.server import sse
+from llamaserve.server.errors import invalid
+from llamaserve.server.openai.chat_protocol import ChatRequest
+from llamaserve.server.openai.protocol import MAX_NAME, MAX_STOP, Sampling, json_array, json_object, model_name, text
+from llamaserve.tool_calls import Tool, ToolCall, ToolChoice
+
+# Anthropic's names for the request model's parameters.
+GENERATION = {"max_tokens": "max_tokens", "temperature": "temperature", "top_p": "top_p", "top_k": "top_k",
+              "stop_sequences": "stop"}
+FIELDS = frozenset({*GENERATION, "model", "messages", "system", "stream", "tools", "tool_choice"})
+IGNORED = frozenset({"metadata"})
+REQUIRED = ("model", "max_tokens", "messages")
+MAX_TEMPERATURE = 1.0  # Anthropic's documented range is 0 to 1, inside the request model's 0 to 2
+_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
+# Anthropic's tool_choice types as the chat request's modes.
+_TOOL_MODES = {"auto": "auto", "any": "required", "tool": "function", "none": "none"}
+
+_TEXT_BLOCK = {"type": "object", "required": ["type", "text"],
+               "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}
+_BLOCK = {"type": "object", "required": ["type"],
+          "properties": {"type": {"enum": ["text", "tool_use", "tool_result"]}}}
+MESSAGES_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": list(REQUIRED), "additionalProperties": False,
+    "properties": {
+        **{theirs: properties_schema([ours])[ours] for theirs, ours in GENERATION.items()},
+        "temperature": {**properties_schema(["temperature"])["temperature"], "maximum": MAX_TEMPERATURE},
+        "stop_sequences": {**PARAMETERS["stop"].schema["oneOf"][1], "maxItems": MAX_STOP},
+        "model": {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
+        "messages": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["role", "content"], "properties": {
+                "role": {"enum": ["user", "assistant"]},
+                "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": _BLOCK}]}}}},
+        "system": {"oneOf": [{"type": "string"}, {"type": "array", "items": _TEXT_BLOCK}]},
+        "stream": {"type": "boolean"},
+        "tools": {"type": "array", "items": {"type": "object", "required": ["name", "input_schema"]}},
+        "tool_choice": {"type": "object", "required": ["type"],
+                        "properties": {"type": {"enum": list(_TOOL_MODES)}, "name": {"type": "string"}}},
+        "metadata": {"type": "object"}}}
+
+
+def _fields(body: Any) -> dict[str, Any]:
+    """The body without nulls (null = absent) and ignored fields; unknown ones refused."""
+    body = json_object("body", body)
+    for key, value in body.items():
+        if key not in FIELDS | IGNORED and value is not None:
+            raise invalid(f"{str(key)[:64]}: unsupported parameter")
+    values = {k: v for k, v in body.items() if v is not None and k not in IGNORED}
+    for name in REQUIRED:
+        if name not in values:
+            raise invalid(f"{name}: required")
+    return values
+
+
+def _sampling(values: dict[str, Any]) -> Sampling:
+    if "stop_sequences" in values:
+        json_array("stop_sequences", values["stop_sequences"])  # Anthropic's is a list only
+    arguments = {ours: PARAMETERS[ours].check(theirs, values[theirs])
+                 for theirs, ours in GENERATION.items() if theirs in values}
+    if "temperature" in arguments:
+        check_number("temperature", arguments["temperature"], 0.0, MAX_TEMPERATURE)
+    if len(arguments.get("stop", ())) > MAX_STOP:
+        raise invalid(f"stop_sequences: at most {MAX_STOP} strings")
+    return Sampling(arguments, stream=check_bool("stream", values.get("stream", False)))
+
+
+def _block(where: str, value: Any, kinds: tuple[str, ...]) -> dict[str, Any]:
+    block = json_object(where, value)
+    if block.get("type") not in kinds:
+        raise invalid(f"{where}.type: only {' and '.join(kinds)} blocks are supported here, "
+                      f"got {str(block.get('type'))[:32]!r}")
+    return block
+
+
+def _plain(name: str, value: Any) -> str:
+    """A string, or a list of text blocks (joined): system prompts and tool results."""
+    if isinstance(value, str):
+        return text(name, value)
+    blocks = [_block(f"{name}[{j}]", b, ("text",)) for j, b in enumerate(json_array(name, value))]
+    return "\n".join(text(f"{name}[{j}].text", b.get("text")) for j, b in enumerate(blocks))
+
+
+def _tool_use(where: str, block: dict[str, Any], call_names: dict[str, str]) -> dict[str, Any]:
+    call_id = text(f"{where}.id", block.get("id"), MAX_NAME)
+    call_names[call_id] = text(f"{where}.name", block.get("name"), MAX_NAME)
+    return {"id": call_id, "type": "function", "function": {
+        "name": call_names[call_id], "arguments": json_object(f"{where}.input", block.get("input"))}}
+
+
+def _tool_result(where: str, block: dict[str, Any], call_names: dict[str, str]) -> dict[str, Any]:
+    call_id = text(f"{where}.tool_use_id", block.get("tool_use_id"), MAX_NAME)
+    result = {"role": "tool", "tool_call_id": call_id, "content": _plain(f"{where}.content", block.get("content", ""))}
+    if call_id in call_names:  # templates often show the name of the call a result answers
+        result["name"] = call_names[call_id]
+    return result
+
+
+def _from_blocks(name: str, role: str, blocks: list[Any], call_names: dict[str, str]) -> list[dict[str, Any]]:
+    """An assistant's blocks as one message with its tool calls; a user's as a tool message
+    per tool_result, then its text as one user message."""
+    texts, calls, results = [], [], []
+    for j, raw in enumerate(blocks):
+        where = f"{name}[{j}]"
+        block = _block(where, raw, ("text", "tool_use") if role == "assistant" else ("text", "tool_result"))
+        if block["type"] == "text":
+            texts.append(text(f"{where}.text", block.get("text")))
+        elif block["type"] == "tool_use":
+            calls.append(_tool_use(where, block, call_names))
+        else:
+            results.append(_tool_result(where, block, call_names))
+    if role == "user":
+        return results + ([{"role": "user", "content": "\n".join(texts)}] if texts else [])
+    return [{"role": "assistant", "content": "\n".join(texts), **({"tool_calls": calls} if calls else {})}]
+
+
+def _messages(system: Any, raw: list[Any]) -> list[dict[str, Any]]:
+    messages = [{"role": "system", "content": _plain("system", system)}] if system is not None else []
+    call_names: dict[str, str] = {}  # tool_use id -> tool name
+    for i, value in enumerate(raw):
+        name = f"messages[{i}]"
+        message = json_object(name, value)
+        role, content = message.get("role"), message.get("content")
+        if role not in ("user", "assistant"):
+            raise invalid(f"{name}.role: must be user or assistant")
+        if content is None:
+            raise invalid(f"{name}.content: required")
+        if isinstance(content, str):
+            messages.append({"role": role, "content": text(f"{name}.content", content)})
+        else:
+            messages += _from_blocks(f"{name}.content", role, json_array(f"{name}.content", content), call_names)
+    return messages
+
+
+def _tools(value: Any) -> list[Tool]:
+    tools = []
+    for i, raw in enumerate(json_array("tools", value)):
+        where = f"tools[{i}]"
+        tool = json_object(where, raw)
+        if tool.get("type") not in (None, "custom"):
+            raise invalid(f"{where}.type: only custom tools are supported")
+        name = text(f"{where}.name", tool.get("name"))
+        if not _TOOL_NAME.match(name):
+            raise invalid(f"{where}.name: must be 1 to 128 letters, digits, '_' or '-'")
+        description = tool.get("description")
+        tools.append(Tool(name, None if description is None else text(f"{where}.description", description),
+                          json_object(f"{where}.input_schema", tool.get("input_schema"))))
+    if len({t.name for t in tools}) != len(tools):
+        raise invalid("tools: names must be unique")
+    return tools
+
+
+def _tool_choice(value: Any, tools: list[Tool]) -> ToolChoice:
+    if value is None:
+        return ToolChoice("auto" if tools else "none")
+    choice = json_object("tool_choice", value)
+    mode = _TOOL_MODES.get(choice.get("type"))
+    if mode is None:
+        raise invalid("tool_choice.type: must be auto, any, tool or none")
+    if not tools:
+        if mode in ("required", "function"):
+            raise invalid(f"tool_choice: {choice['type']!r} needs tools")
+        return ToolChoice("none")
+    if mode != "function":
+        return ToolChoice(mode)
+    name = text("tool_choice.name", choice.get("name"))
+    if name not in {t.name for t in tools}:
+        raise invalid(f"tool_choice.name: no tool named {name[:64]!r}")
+    return ToolChoice("function", name)
+
+
+def parse_messages(body: Any) -> ChatRequest:
+    values = _fields(body)
+    raw = json_array("messages", values["messages"])
+    if not raw:
+        raise invalid("messages: must not be empty")
+    tools = _tools(values["tools"]) if "tools" in values else []
+    return ChatRequest(model_name(values), _messages(values.get("system"), raw), _sampling(values),
+                       tools=tools, tool_choice=_tool_choice(values.get("tool_choice"), tools))
+
+
+# -- responses -------------------------------------------------------------------------------
+
+def usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
+    return {"input_tokens": input_tokens, "output_tokens": output_tokens}
+
+
+def message(msg_id: str, model: str, content: list[dict[str, Any]], stop_reason: str | None,
+            stop_sequence: str | None, usage_: dict[str, int]) -> dict[str, Any]:
+    return {"id": msg_id, "type": "message", "role": "assistant", "model": model, "content": content,
+            "stop_reason": stop_reason, "stop_sequence": stop_sequence, "usage": usage_}
+
+
+def text_block(value: str) -> dict[str, Any]:
+    return {"type": "text", "text": value}
+
+
+def tool_use_block(call: ToolCall, with_input: bool = True) -> dict[str, Any]:
+    """A call as a tool_use block; streamed ones start with an empty input (its JSON follows)."""
+    return {"type": "tool_use", "id": "toolu_" + call.id.removeprefix("call_"), "name": call.name,
+            "input": json.loads(call.arguments) if with_input else {}}
+
+
+def event(name: str, data: dict[str, Any]) -> bytes:
+    """One SSE message with Anthropic's `event:` line (the type of its data)."""
+    return b"event: " + name.encode() + b"\n" + sse.event(data)
+
+
+def text_delta(index: int, value: str) -> dict[str, Any]:
+    return {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": value}}
+
+
+def input_json_delta(index: int, partial_json: str) -> dict[str, Any]:
+    return {"type": "content_block_delta", "index": index,
+            "delta": {"type": "input_json_delta", "partial_json": partial_json}}
