@@ -20,7 +20,7 @@ from llamaserve.engine import Engine
 from llamaserve.errors import EngineError
 from llamaserve.hosting.host import ModelHost
 from llamaserve.hosting.opening import Loader
-from llamaserve.server import described, errors, openapi
+from llamaserve.server import described, errors, openapi, playground
 from llamaserve.server.anthropic import api_router as anthropic_api
 from llamaserve.server.auth import Authenticator, AuthMiddleware, client_ip, is_api_path
 from llamaserve.server.body import BodyLimitMiddleware
@@ -66,6 +66,7 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None,
             await host.close(config.drain_timeout)
 
     routes = [
+        *playground.routes(),  # GET /
         Route("/health", health_endpoint(host, metrics), methods=["GET"]),
         Route("/metrics", metrics_endpoint(metrics), methods=["GET"]),
         *described.routes(openapi.document(described.OPENAPI_PATHS, native_api.OPENAPI_PATHS,
