@@ -5,6 +5,8 @@
 - responses.py: response and chunk shapes; logprobs.py: OpenAI's two log-probability shapes
 - choices.py: running a request's n choices as one sequence of events
 - serving_chat.py, serving_completions.py: a request as engine work, results as responses
+- responses_protocol.py, serving_responses.py: the Responses API (stateless), read into a chat
+  request and run on the chat path; its response object and typed event stream
 - errors.py: the one API error type rendered in OpenAI's shape
 - api_router.py: the routes
 """
