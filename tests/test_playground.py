@@ -11,7 +11,6 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect, sync_playwright
 
 from llamaserve.config import ServerConfig
@@ -223,15 +222,7 @@ def test_spec_javascript_example_runs_unchanged_in_the_page(page, serve_app):
     tokens = []
     page.on("console", lambda message: tokens.append(message.text) if message.type == "log" else None)
     page.goto(server.url + "/")
-    try:
-        page.evaluate(f"async () => {{\n{SPEC_JS_EXAMPLE}\nawait streamGenerate({json.dumps(PROMPT)});\n}}")
-    except PlaywrightError as error:
-        # The example parses each read() as one whole event. The server writes one event per
-        # write, but the engine hands over a stream's last piece and its end separately
-        # (TokenStream::push, then ::finish), so the last token event and the final event
-        # often reach the page in one read. Only that failure is expected, until the server
-        # sends the last token in the final event, as the spec's stream example does.
-        if "JSON.parse" not in str(error):
-            raise
-        pytest.xfail("two events reached the page in one read()")
+    # The example parses each read() as one whole event: the engine hands a stream's last
+    # piece over with its end, and the server sends them as one final event, so it can.
+    page.evaluate(f"async () => {{\n{SPEC_JS_EXAMPLE}\nawait streamGenerate({json.dumps(PROMPT)});\n}}")
     assert len(tokens) >= 2 and "".join(tokens).strip(), tokens

@@ -156,9 +156,9 @@ def token_event(piece: str) -> dict[str, Any]:
     return {"token": piece, "finished": False}
 
 
-def final_event(stats: dict[str, Any], model: str) -> dict[str, Any]:
+def final_event(stats: dict[str, Any], model: str, last_piece: str = "") -> dict[str, Any]:
     return {
-        "token": "",
+        "token": last_piece,
         "finished": True,
         "finish_reason": stats["finish_reason"],
         "usage": usage(stats["prompt_tokens"], stats["completion_tokens"]),

@@ -30,13 +30,16 @@ class NativeEvents:
     async def _iterate(self) -> AsyncIterator[bytes]:
         stream = self.generation.stream
         token_event = sse.TextEvents(protocol.token_event(sse.TEXT_HOLE))
+        last = ""
         try:
             while pieces := await stream.next_pieces():
+                if stream.drained:  # the last piece goes out with the end, as the spec's stream shows
+                    *pieces, last = pieces
                 for piece in pieces:  # one write per event: naive clients read one per chunk
                     yield token_event(piece)
-            event = protocol.final_event(stream.stats, self.generation.model.name)
+            event = protocol.final_event(stream.stats, self.generation.model.name, last)
         except EngineError as exc:  # failed mid-stream: the status line is long sent
-            event = {"token": "", "finished": True, "finish_reason": "error", **to_api_error(exc).body()}
+            event = {"token": last, "finished": True, "finish_reason": "error", **to_api_error(exc).body()}
         self.generation.close()
         yield sse.event(event)
 
