@@ -1,9 +1,13 @@
 // The native boundary: everything Python sees of the engine is declared here.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <chrono>
+#include <limits>
+#include <optional>
 
+#include "embedder.h"
 #include "engine.h"
 #include "errors.h"
 #include "text_decoder.h"
@@ -39,6 +43,94 @@ py::str next_piece(TokenStream & stream) {
         if (got == TokenStream::Wait::Finished) throw py::stop_iteration();
         if (PyErr_CheckSignals() != 0) throw py::error_already_set();
     }
+}
+
+// Python ints have no size: one outside what the native side holds is the caller's
+// mistake (InvalidRequest), not a TypeError from pybind11's conversion.
+// Anything with __index__ counts (numpy integers too), as in pybind11's own conversion.
+std::optional<long long> int64_of(const py::handle & value, const std::string & not_int) {
+    if (!PyIndex_Check(value.ptr())) throw InvalidRequest(not_int);
+    const auto index = py::reinterpret_steal<py::object>(PyNumber_Index(value.ptr()));
+    if (!index) throw py::error_already_set();
+    int overflow = 0;
+    const long long v = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+    if (overflow != 0) return std::nullopt;
+    return v;
+}
+
+std::string spelled(std::optional<long long> v) { return v ? std::to_string(*v) : "beyond 64 bits"; }
+
+template <typename T>
+T native_int(const py::handle & value, const std::string & name) {
+    const auto v = int64_of(value, name + ": must be an integer");
+    if (!v || *v < std::numeric_limits<T>::min() || *v > std::numeric_limits<T>::max()) {
+        throw InvalidRequest(name + ": " + spelled(v) + " is out of range");
+    }
+    return static_cast<T>(*v);
+}
+
+llama_token token_id(const py::handle & value, const std::string & name) {
+    const auto v = int64_of(value, name + ": token ids must be integers");
+    if (!v || *v < 0 || *v > std::numeric_limits<llama_token>::max()) {
+        throw InvalidRequest(name + ": unknown token id " + spelled(v));
+    }
+    return static_cast<llama_token>(*v);
+}
+
+std::vector<llama_token> token_ids(const py::handle & values, const std::string & name) {
+    if (!py::isinstance<py::sequence>(values) || py::isinstance<py::str>(values)) {
+        throw InvalidRequest(name + ": must be a list of token ids");
+    }
+    std::vector<llama_token> out;
+    for (const auto & v : py::reinterpret_borrow<py::sequence>(values)) out.push_back(token_id(v, name));
+    return out;
+}
+
+// A str with a lone surrogate ("\ud800") has no UTF-8 form.
+std::string utf8(const py::handle & value, const std::string & name) {
+    if (!PyUnicode_Check(value.ptr())) throw InvalidRequest(name + ": must be a string");
+    Py_ssize_t size = 0;
+    const char * data = PyUnicode_AsUTF8AndSize(value.ptr(), &size);
+    if (!data) {
+        PyErr_Clear();
+        throw InvalidRequest(name + ": is not valid Unicode (a lone surrogate?)");
+    }
+    return std::string(data, static_cast<size_t>(size));
+}
+
+std::vector<std::string> utf8_list(const py::handle & values, const std::string & name) {
+    if (!py::isinstance<py::sequence>(values) || py::isinstance<py::str>(values)) {
+        throw InvalidRequest(name + ": must be a list of strings");
+    }
+    std::vector<std::string> out;
+    for (const auto & v : py::reinterpret_borrow<py::sequence>(values)) out.push_back(utf8(v, name));
+    return out;
+}
+
+std::vector<std::pair<llama_token, float>> logit_bias(const py::handle & values) {
+    if (!py::isinstance<py::iterable>(values)) throw InvalidRequest("logit_bias: must be (token id, bias) pairs");
+    std::vector<std::pair<llama_token, float>> out;
+    for (const auto & item : py::reinterpret_borrow<py::iterable>(values)) {
+        if (!py::isinstance<py::sequence>(item) || py::len(item) != 2) {
+            throw InvalidRequest("logit_bias: must be (token id, bias) pairs");
+        }
+        const auto pair = py::reinterpret_borrow<py::sequence>(item);
+        const double bias = PyFloat_AsDouble(pair[1].ptr());
+        if (bias == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            throw InvalidRequest("logit_bias: biases must be numbers");
+        }
+        out.emplace_back(token_id(pair[0], "logit_bias"), static_cast<float>(bias));
+    }
+    return out;
+}
+
+// A read-write attribute whose setter converts with `convert(value, name)`.
+template <typename Class, typename T, typename Convert>
+void checked_field(py::class_<Class> & cls, const char * name, T Class::*member, Convert convert) {
+    cls.def_property(
+        name, [member](const Class & c) { return c.*member; },
+        [member, name, convert](Class & c, const py::handle & value) { c.*member = convert(value, name); });
 }
 
 py::dict metadata_dict(const Model & model) {
@@ -90,30 +182,31 @@ PYBIND11_MODULE(_native, m) {
         })
         .def("flush", [](TextDecoder & d) { return py::str(d.flush()); });
 
-    py::class_<SamplingParams>(m, "SamplingParams")
-        .def(py::init<>())
+    py::class_<SamplingParams> sampling(m, "SamplingParams");
+    sampling.def(py::init<>())
         .def_readwrite("temperature", &SamplingParams::temperature)
-        .def_readwrite("top_k", &SamplingParams::top_k)
         .def_readwrite("top_p", &SamplingParams::top_p)
         .def_readwrite("min_p", &SamplingParams::min_p)
         .def_readwrite("repeat_penalty", &SamplingParams::repeat_penalty)
         .def_readwrite("presence_penalty", &SamplingParams::presence_penalty)
-        .def_readwrite("frequency_penalty", &SamplingParams::frequency_penalty)
-        .def_readwrite("penalty_last_n", &SamplingParams::penalty_last_n)
-        .def_readwrite("seed", &SamplingParams::seed)
-        .def_readwrite("logit_bias", &SamplingParams::logit_bias)
-        .def_readwrite("grammar", &SamplingParams::grammar)
-        .def_readwrite("grammar_root", &SamplingParams::grammar_root);
+        .def_readwrite("frequency_penalty", &SamplingParams::frequency_penalty);
+    checked_field(sampling, "top_k", &SamplingParams::top_k, native_int<int32_t>);
+    checked_field(sampling, "penalty_last_n", &SamplingParams::penalty_last_n, native_int<int32_t>);
+    checked_field(sampling, "seed", &SamplingParams::seed, native_int<uint32_t>);
+    checked_field(sampling, "grammar", &SamplingParams::grammar, utf8);
+    checked_field(sampling, "grammar_root", &SamplingParams::grammar_root, utf8);
+    checked_field(sampling, "logit_bias", &SamplingParams::logit_bias,
+                  [](const py::handle & value, const char *) { return logit_bias(value); });
 
-    py::class_<GenerationOptions>(m, "GenerationOptions")
-        .def(py::init<>())
-        .def_readwrite("max_tokens", &GenerationOptions::max_tokens)
-        .def_readwrite("stop", &GenerationOptions::stop)
+    py::class_<GenerationOptions> generation(m, "GenerationOptions");
+    generation.def(py::init<>())
         .def_readwrite("ignore_eos", &GenerationOptions::ignore_eos)
-        .def_readwrite("logprobs", &GenerationOptions::logprobs)
         .def_readwrite("cache_prompt", &GenerationOptions::cache_prompt)
         .def_readwrite("add_special", &GenerationOptions::add_special)
         .def_readwrite("parse_special", &GenerationOptions::parse_special);
+    checked_field(generation, "max_tokens", &GenerationOptions::max_tokens, native_int<int32_t>);
+    checked_field(generation, "logprobs", &GenerationOptions::logprobs, native_int<int32_t>);
+    checked_field(generation, "stop", &GenerationOptions::stop, utf8_list);
 
     py::class_<EngineOptions>(m, "EngineOptions")
         .def(py::init<>())
@@ -153,24 +246,34 @@ PYBIND11_MODULE(_native, m) {
     py::class_<Engine>(m, "Engine")
         .def(py::init<const std::string &, const EngineOptions &>(), py::arg("model_path"),
              py::arg("options"), py::call_guard<py::gil_scoped_release>())
-        .def("submit", &Engine::submit, py::arg("prompt"), py::arg("sampling"), py::arg("options"),
-             py::arg("notifier") = nullptr, py::call_guard<py::gil_scoped_release>())
-        .def("submit_tokens", &Engine::submit_tokens, py::arg("tokens"), py::arg("sampling"),
-             py::arg("options"), py::arg("notifier") = nullptr,
-             py::call_guard<py::gil_scoped_release>())
-        .def("tokenize", [](const Engine & e, const std::string & text, bool add_special, bool parse_special) {
-            return e.model().tokenize(text, add_special, parse_special);
-        }, py::arg("text"), py::arg("add_special") = true, py::arg("parse_special") = true,
-           py::call_guard<py::gil_scoped_release>())
-        .def("token_bytes", [](const Engine & e, llama_token token) {
-            if (!e.model().valid_token(token)) throw InvalidRequest("unknown token id " + std::to_string(token));
-            return py::bytes(e.model().token_bytes(token));
+        .def("submit", [](Engine & e, const py::handle & prompt, const SamplingParams & sampling,
+                          const GenerationOptions & options, std::shared_ptr<AsyncNotifier> notifier) {
+            const std::string text = utf8(prompt, "prompt");
+            py::gil_scoped_release release;
+            return e.submit(text, sampling, options, std::move(notifier));
+        }, py::arg("prompt"), py::arg("sampling"), py::arg("options"), py::arg("notifier") = nullptr)
+        .def("submit_tokens", [](Engine & e, const py::handle & tokens, const SamplingParams & sampling,
+                                 const GenerationOptions & options, std::shared_ptr<AsyncNotifier> notifier) {
+            auto ids = token_ids(tokens, "prompt");
+            py::gil_scoped_release release;
+            return e.submit_tokens(std::move(ids), sampling, options, std::move(notifier));
+        }, py::arg("tokens"), py::arg("sampling"), py::arg("options"), py::arg("notifier") = nullptr)
+        .def("tokenize", [](const Engine & e, const py::handle & text, bool add_special, bool parse_special) {
+            const std::string bytes = utf8(text, "text");
+            py::gil_scoped_release release;
+            return e.model().tokenize(bytes, add_special, parse_special);
+        }, py::arg("text"), py::arg("add_special") = true, py::arg("parse_special") = true)
+        .def("token_bytes", [](const Engine & e, const py::handle & token) {
+            const llama_token id = token_id(token, "token");
+            if (!e.model().valid_token(id)) throw InvalidRequest("token: unknown token id " + std::to_string(id));
+            return py::bytes(e.model().token_bytes(id));
         }, py::arg("token"))
-        .def("detokenize", [](const Engine & e, const std::vector<llama_token> & tokens) {
+        .def("detokenize", [](const Engine & e, const py::handle & tokens) {
+            const auto ids = token_ids(tokens, "tokens");
             std::string text;
             {
                 py::gil_scoped_release release;
-                append_valid_utf8(e.model().detokenize(tokens), text, true);
+                append_valid_utf8(e.model().detokenize(ids), text, true);
             }
             return py::str(text);
         }, py::arg("tokens"))
@@ -193,4 +296,29 @@ PYBIND11_MODULE(_native, m) {
             return out;
         }, "Bytes per buffer type (device or host): weights, context (KV), compute.")
         .def("close", &Engine::close, py::call_guard<py::gil_scoped_release>());
+
+    py::class_<Embedder>(m, "Embedder", "Sentence embeddings on a context of their own over an engine's model.")
+        .def(py::init([](const Engine & engine, int32_t n_ctx) {
+                 return std::make_unique<Embedder>(engine.model(), n_ctx, engine.options().n_threads);
+             }),
+             py::arg("engine"), py::arg("n_ctx"), py::keep_alive<1, 2>())  // the model outlives it
+        .def("embed", [](Embedder & e, const py::handle & inputs) {
+            if (!py::isinstance<py::sequence>(inputs)) throw InvalidRequest("input: must be a list");
+            std::vector<std::vector<llama_token>> ids;
+            size_t i = 0;
+            for (const auto & item : py::reinterpret_borrow<py::sequence>(inputs)) {
+                ids.push_back(token_ids(item, "input[" + std::to_string(i++) + "]"));
+            }
+            std::vector<float> rows;
+            {
+                py::gil_scoped_release release;
+                rows = e.embed(ids);
+            }
+            const auto n = static_cast<py::ssize_t>(e.n_embd());
+            py::array_t<float> out({static_cast<py::ssize_t>(ids.size()), n});
+            std::copy(rows.begin(), rows.end(), out.mutable_data());
+            return out;
+        }, py::arg("inputs"), "One L2-normalized float32 row per list of token ids.")
+        .def_property_readonly("n_embd", &Embedder::n_embd)
+        .def_property_readonly("pooling", &Embedder::pooling);
 }

@@ -1,11 +1,13 @@
 #include "engine.h"
 
 #include <algorithm>
+#include <exception>
 
 #include "errors.h"
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
 #include "llama-ext.h"
+#include "text_decoder.h"
 
 namespace llamaserve {
 
@@ -28,6 +30,14 @@ void free_cpu_threadpool(ggml_threadpool_t pool) {
     auto * release = reinterpret_cast<decltype(ggml_threadpool_free) *>(
         ggml_backend_reg_get_proc_address(ggml_backend_dev_backend_reg(cpu), "ggml_threadpool_free"));
     if (release) release(pool);
+}
+
+// A request that never reached a slot.
+void end_unstarted(Request & request) {
+    StreamStats stats;
+    stats.prompt_tokens = static_cast<int32_t>(request.prompt.size());
+    stats.finish_reason = "cancelled";
+    request.stream->finish(std::move(stats));
 }
 
 }  // namespace
@@ -70,7 +80,9 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
     for (const auto & [buft, use] : llama_get_memory_breakdown(ctx_)) {
         memory_use_.push_back({ggml_backend_buft_name(buft), use.model, use.context, use.compute});
     }
+    llama_set_abort_callback(ctx_, &Engine::abort_decode, this);
     batch_ = llama_batch_init(options_.n_batch, 0, 1);
+    in_batch_.reserve(options_.n_parallel);
     slots_.reserve(options_.n_parallel);
     for (int32_t i = 0; i < options_.n_parallel; ++i) slots_.emplace_back(i);
     scheduler_ = std::thread([this] { run(); });
@@ -86,16 +98,26 @@ Engine::~Engine() {
 
 void Engine::close() {
     {
-        std::lock_guard<std::mutex> lock(mu_);
-        stopping_ = true;
+        std::lock_guard<std::mutex> lock(waiting_->mu);
+        waiting_->stopping = true;
     }
-    cv_.notify_all();
+    waiting_->cv.notify_all();
     if (scheduler_.joinable()) scheduler_.join();
 }
 
 size_t Engine::queue_depth() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return queue_.size();
+    std::lock_guard<std::mutex> lock(waiting_->mu);
+    return waiting_->queue.size();
+}
+
+void Engine::Waiting::withdraw(uint64_t stream_id) {
+    // All under the lock: once close() has emptied the queue, no withdraw is still at work.
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = std::find_if(queue.begin(), queue.end(),
+                           [&](const auto & r) { return r->stream->id() == stream_id; });
+    if (it == queue.end()) return;  // running (the scheduler sees the flag) or done
+    end_unstarted(**it);
+    queue.erase(it);
 }
 
 std::shared_ptr<TokenStream> Engine::submit(const std::string & prompt,
@@ -136,17 +158,20 @@ std::shared_ptr<TokenStream> Engine::submit_tokens(std::vector<llama_token> prom
     request->cache_prompt = options.cache_prompt;
     request->stream = std::make_shared<TokenStream>(next_id_++, std::move(notifier));
     auto stream = request->stream;
+    stream->on_cancel([waiting = std::weak_ptr<Waiting>(waiting_), id = stream->id()] {
+        if (auto w = waiting.lock()) w->withdraw(id);
+    });
     {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (stopping_) throw EngineError("the engine is closed");
+        std::lock_guard<std::mutex> lock(waiting_->mu);
+        if (waiting_->stopping) throw EngineError("the engine is closed");
         const size_t free_slots = options_.n_parallel - busy_slots_.load();
-        if (queue_.size() >= free_slots + static_cast<size_t>(options_.max_queue)) {
+        if (waiting_->queue.size() >= free_slots + static_cast<size_t>(options_.max_queue)) {
             throw QueueFull("all " + std::to_string(options_.n_parallel) + " slots are busy and " +
                             std::to_string(options_.max_queue) + " requests are already waiting");
         }
-        queue_.push_back(std::move(request));
+        waiting_->queue.push_back(std::move(request));
     }
-    cv_.notify_one();
+    waiting_->cv.notify_one();
     return stream;
 }
 
@@ -168,98 +193,160 @@ Slot * Engine::pick_slot(const Request & request) {
 }
 
 void Engine::admit_locked() {
-    while (!queue_.empty()) {
-        auto & request = queue_.front();
-        if (request->stream->cancelled()) {
-            StreamStats stats;
-            stats.prompt_tokens = static_cast<int32_t>(request->prompt.size());
-            stats.finish_reason = "cancelled";
-            request->stream->finish(std::move(stats));
-            queue_.pop_front();
+    auto & queue = waiting_->queue;
+    while (!queue.empty()) {
+        if (queue.front()->stream->cancelled()) {
+            // Cancelled just now: its cancel is about to look for it in the queue.
+            end_unstarted(*queue.front());
+            queue.pop_front();
             continue;
         }
-        Slot * slot = pick_slot(*request);
+        Slot * slot = pick_slot(*queue.front());
         if (!slot) return;
-        slot->start(std::move(request), ctx_, n_swa_);
-        queue_.pop_front();
+        std::unique_ptr<Request> request = std::move(queue.front());
+        queue.pop_front();
         ++busy_slots_;
+        guarded(*slot, "starting", [&] { slot->start(std::move(request), ctx_, n_swa_); });
     }
 }
 
 void Engine::finish_slot(Slot & slot, const std::string & reason, const std::string & error) {
-    {
-        // Free the slot's place first: whoever sees the stream finish may submit at once.
-        std::lock_guard<std::mutex> lock(mu_);
-        --busy_slots_;
-    }
+    // Free the slot's place first: whoever sees the stream finish may submit at once.
+    --busy_slots_;
     slot.finish(reason, ctx_, error);
 }
 
+template <typename Work>
+bool Engine::guarded(Slot & slot, const char * what, Work && work) {
+    try {
+        work();
+        return true;
+    } catch (const std::exception & e) {
+        fail(slot, what, e.what());
+    } catch (...) {
+        fail(slot, what, "unknown exception");
+    }
+    return false;
+}
+
+void Engine::fail(Slot & slot, const char * what, const char * why) noexcept {
+    // Slot::finish lets the request go before anything that may throw, so a failure
+    // here (out of memory) still leaves the slot free.
+    if (!slot.busy()) return;
+    try {
+        std::string message;
+        append_valid_utf8(std::string(what) + ": " + why, message, true);  // why may quote a token's bytes
+        finish_slot(slot, "error", message);
+    } catch (...) {
+    }
+}
+
+bool Engine::abort_decode(void * data) {
+    // ggml asks between graph nodes, on the thread that called llama_decode. A step that
+    // also carries other requests' tokens runs to its end: aborting would lose theirs.
+    const auto * engine = static_cast<const Engine *>(data);
+    if (engine->waiting_->stopping.load(std::memory_order_relaxed)) return true;
+    return !engine->in_batch_.empty() && std::all_of(engine->in_batch_.begin(), engine->in_batch_.end(),
+                       [](Slot * slot) { return slot->stream().cancelled(); });
+}
+
 void Engine::run() {
-    while (true) {
-        {
-            std::unique_lock<std::mutex> lock(mu_);
-            cv_.wait(lock, [&] { return stopping_ || !queue_.empty() || busy_slots_.load() > 0; });
-            if (stopping_) break;
-            admit_locked();
-        }
-        for (auto & slot : slots_) {
-            if (slot.busy() && slot.stream().cancelled()) finish_slot(slot, "cancelled");
-        }
-
-        // Every decoding slot gets its one token, then prompt chunks share what is left,
-        // so a long prompt never stalls the streams already running. The tokens go into
-        // the batch in slot order: llama.cpp splits a batch over per-sequence caches into
-        // passes of consecutive sequences, and slots out of order cost extra passes.
-        int32_t budget = options_.n_batch;
-        for (auto & slot : slots_) {
-            if (slot.busy() && !slot.prefilling()) --budget;
-        }
-        batch_.n_tokens = 0;
-        for (auto & slot : slots_) {
-            if (!slot.busy()) continue;
-            int32_t n = 1;
-            if (slot.prefilling()) {
-                n = std::min(slot.prompt_left(), budget);
-                budget -= n;
-            }
-            slot.add_to_batch(batch_, n);
-        }
-        if (batch_.n_tokens == 0) continue;
-
-        const int32_t rc = llama_decode(ctx_, batch_);
-        for (auto & slot : slots_) {
-            if (!slot.busy() || slot.batch_index() < 0) continue;
-            if (rc != 0) {
-                finish_slot(slot, "error", "llama_decode failed with status " + std::to_string(rc));
-                continue;
-            }
-            const llama_token token = slot.sample(ctx_, model_->metadata().n_vocab);
-            if (const char * reason = slot.accept(token, *model_, options_.n_ctx)) {
-                finish_slot(slot, reason);
-            }
-        }
-        if (rc != 0) {
-            // Slots that only fed prompt chunks this step are in an unknown state too.
-            for (auto & slot : slots_) {
-                if (slot.busy() && slot.prefilling()) {
-                    finish_slot(slot, "error", "llama_decode failed with status " + std::to_string(rc));
-                }
-            }
+    while (!waiting_->stopping) {
+        try {
+            step();
+        } catch (const std::exception & e) {
+            // The shared part failed (llama_decode itself): the requests of this step end.
+            for (Slot * slot : in_batch_) fail(*slot, "decoding", e.what());
+        } catch (...) {
+            for (Slot * slot : in_batch_) fail(*slot, "decoding", "unknown exception");
         }
     }
-    // Shutting down: nobody will decode these any more.
+    shut_down();
+}
+
+void Engine::step() {
+    in_batch_.clear();
+    {
+        std::unique_lock<std::mutex> lock(waiting_->mu);
+        waiting_->cv.wait(lock, [&] {
+            return waiting_->stopping || !waiting_->queue.empty() || busy_slots_.load() > 0;
+        });
+        if (waiting_->stopping) return;
+        admit_locked();
+    }
     for (auto & slot : slots_) {
-        if (slot.busy()) finish_slot(slot, "cancelled");
+        if (slot.busy() && slot.stream().cancelled()) {
+            guarded(slot, "cancelling", [&] { finish_slot(slot, "cancelled"); });
+        }
     }
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto & request : queue_) {
-        StreamStats stats;
-        stats.prompt_tokens = static_cast<int32_t>(request->prompt.size());
-        stats.finish_reason = "cancelled";
-        request->stream->finish(std::move(stats));
+    build_batch();
+    if (!in_batch_.empty()) decode_and_sample();
+}
+
+void Engine::build_batch() {
+    // Every decoding slot gets its one token, then prompt chunks share what is left,
+    // so a long prompt never stalls the streams already running. The tokens go into
+    // the batch in slot order: llama.cpp splits a batch over per-sequence caches into
+    // passes of consecutive sequences, and slots out of order cost extra passes.
+    int32_t budget = options_.n_batch;
+    for (auto & slot : slots_) {
+        if (slot.busy() && !slot.prefilling()) --budget;
     }
-    queue_.clear();
+    batch_.n_tokens = 0;
+    for (auto & slot : slots_) {
+        if (!slot.busy()) continue;
+        int32_t n = 1;
+        if (slot.prefilling()) {
+            n = std::min(slot.prompt_left(), budget);
+            budget -= n;
+        }
+        const int32_t before = batch_.n_tokens;
+        if (!guarded(slot, "batching", [&] { slot.add_to_batch(batch_, n); })) {
+            batch_.n_tokens = before;  // no tokens of an ended request
+        } else if (batch_.n_tokens > before) {
+            in_batch_.push_back(&slot);
+        }
+    }
+}
+
+void Engine::decode_and_sample() {
+    const int32_t rc = llama_decode(ctx_, batch_);
+    if (rc != 0) {
+        if (waiting_->stopping) return;  // aborted for close(): shut_down() ends them all
+        // Aborted because every request of the step was cancelled, or failed: either way
+        // these slots' cells are in an unknown state, and finishing frees them.
+        const std::string error = "llama_decode failed with status " + std::to_string(rc);
+        for (Slot * slot : in_batch_) {
+            const bool cancelled = slot->stream().cancelled();
+            guarded(*slot, "decoding", [&] {
+                finish_slot(*slot, cancelled ? "cancelled" : "error", cancelled ? "" : error);
+            });
+        }
+        return;
+    }
+    const int32_t n_vocab = model_->metadata().n_vocab;
+    for (Slot * slot : in_batch_) {
+        if (slot->batch_index() < 0) continue;  // a prompt chunk before the last
+        guarded(*slot, "sampling", [&] {
+            const llama_token token = slot->sample(ctx_, n_vocab);
+            if (const char * reason = slot->accept(token, *model_, options_.n_ctx)) {
+                finish_slot(*slot, reason);
+            }
+        });
+    }
+}
+
+void Engine::shut_down() {
+    // Nobody will decode these any more.
+    for (auto & slot : slots_) {
+        if (slot.busy()) guarded(slot, "closing", [&] { finish_slot(slot, "cancelled"); });
+    }
+    std::deque<std::unique_ptr<Request>> left;
+    {
+        std::lock_guard<std::mutex> lock(waiting_->mu);
+        left.swap(waiting_->queue);
+    }
+    for (auto & request : left) end_unstarted(*request);
 }
 
 }  // namespace llamaserve

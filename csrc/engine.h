@@ -75,24 +75,44 @@ public:
     void close();
 
 private:
+    // What the scheduler shares with callers: the lock, its wake-up and the requests waiting
+    // for a slot. Streams hold it weakly, so that a cancel takes its request out of the
+    // queue at once, even while the engine closes or after it is gone.
+    struct Waiting {
+        std::mutex mu;
+        std::condition_variable cv;
+        std::deque<std::unique_ptr<Request>> queue;
+        std::atomic<bool> stopping{false};  // written under mu; read by the decode abort check
+
+        void withdraw(uint64_t stream_id);
+    };
+
     void run();
+    void step();
     void admit_locked();
     Slot * pick_slot(const Request & request);
+    void build_batch();
+    void decode_and_sample();
+    void shut_down();
     void finish_slot(Slot & slot, const std::string & reason, const std::string & error = "");
+    // The exception barrier of one slot: whatever `work` throws ends that request alone.
+    template <typename Work>
+    bool guarded(Slot & slot, const char * what, Work && work);
+    void fail(Slot & slot, const char * what, const char * why) noexcept;
+    // Lets llama_decode stop between graph nodes when nobody wants the step any more.
+    static bool abort_decode(void * engine);
 
     EngineOptions options_;
     std::unique_ptr<Model> model_;
     llama_context * ctx_ = nullptr;
     ggml_threadpool_t threadpool_ = nullptr;
-    int32_t n_swa_ = 0;
-    std::vector<MemoryUse> memory_use_;  // fixed once the context exists  // the model's attention window (0: none)
+    int32_t n_swa_ = 0;  // the model's attention window (0: none)
+    std::vector<MemoryUse> memory_use_;  // fixed once the context exists
     std::vector<Slot> slots_;
     llama_batch batch_{};
+    std::vector<Slot *> in_batch_;  // the slots with tokens in batch_ (scheduler thread only)
 
-    mutable std::mutex mu_;
-    std::condition_variable cv_;
-    std::deque<std::unique_ptr<Request>> queue_;
-    bool stopping_ = false;
+    std::shared_ptr<Waiting> waiting_ = std::make_shared<Waiting>();
     std::atomic<int32_t> busy_slots_{0};
     std::atomic<uint64_t> next_id_{1};
     std::thread scheduler_;

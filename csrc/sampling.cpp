@@ -1,5 +1,6 @@
 #include "sampling.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -24,10 +25,12 @@ Sampler::Sampler(const Model & model, const SamplingParams & p, bool ignore_eos)
             throw InvalidRequest("logit_bias: unknown token id " + std::to_string(token));
         }
         bias.push_back({token, value});
+        if (value == -std::numeric_limits<float>::infinity()) banned_.push_back(token);
     }
     if (ignore_eos) {
         for (llama_token t : model.eog_tokens()) {
             bias.push_back({t, -std::numeric_limits<float>::infinity()});
+            banned_.push_back(t);
         }
     }
     if (!p.grammar.empty()) {
@@ -87,6 +90,7 @@ llama_token Sampler::sample(llama_context * ctx, int32_t batch_index) {
         llama_token_data_array one = {&single, 1, -1, false};
         llama_sampler_apply(grammar_, &one);
         if (std::isinf(single.logit)) token = choice_within_grammar(logits);
+        if (token == LLAMA_TOKEN_NULL) return token;
         llama_sampler_accept(grammar_, token);
     }
     if (chain_) llama_sampler_accept(chain_, token);
@@ -112,6 +116,13 @@ llama_token Sampler::choice_within_grammar(const float * logits) {
     // grammar first changes nothing but which tokens are left.
     auto cur = all_candidates(logits, mode_ != Mode::Chain);
     llama_sampler_apply(grammar_, &cur);
+    // A complete grammar allows only end-of-generation; with that banned, nothing is left
+    // (and accepting any other token would throw).
+    const auto allowed = [&](const llama_token_data & c) {
+        return c.logit > -std::numeric_limits<float>::infinity() &&
+               std::find(banned_.begin(), banned_.end(), c.id) == banned_.end();
+    };
+    if (std::none_of(cur.data, cur.data + cur.size, allowed)) return LLAMA_TOKEN_NULL;
     if (mode_ == Mode::Greedy) {
         size_t best = 0;
         for (size_t i = 1; i < cur.size; ++i) {

@@ -40,6 +40,8 @@ public:
     Sampler(const Sampler &) = delete;
     Sampler & operator=(const Sampler &) = delete;
 
+    // LLAMA_TOKEN_NULL when the grammar allows no token that is not banned: it is complete
+    // and end-of-generation is banned (ignore_eos).
     llama_token sample(llama_context * ctx, int32_t batch_index);
 
 private:
@@ -56,6 +58,7 @@ private:
     llama_sampler * chain_ = nullptr;          // TopK: what follows top-k; Chain: all of it
     llama_sampler * grammar_ = nullptr;        // kept out of the chain: see sample()
     llama_sampler * top_k_sampler_ = nullptr;  // TopK with a grammar: for refused tokens
+    std::vector<llama_token> banned_;  // biased to -inf: never a choice, whatever the chain does
     std::vector<llama_token_data> candidates_;
     int32_t n_vocab_ = 0;
 };

@@ -75,7 +75,7 @@ void Slot::add_to_batch(llama_batch & batch, int32_t budget) {
 
 llama_token Slot::sample(llama_context * ctx, int32_t n_vocab) {
     const llama_token token = request_->sampler->sample(ctx, batch_index_);
-    if (request_->logprobs < 0) return token;
+    if (request_->logprobs < 0 || token == LLAMA_TOKEN_NULL) return token;
 
     const float * logits = llama_get_logits_ith(ctx, batch_index_);
     const float max_logit = *std::max_element(logits, logits + n_vocab);
@@ -102,42 +102,52 @@ llama_token Slot::sample(llama_context * ctx, int32_t n_vocab) {
 
 const char * Slot::accept(llama_token token, const Model & model, int32_t n_ctx_seq) {
     auto & stream = *request_->stream;
+    if (token == LLAMA_TOKEN_NULL) {
+        // The grammar is complete and end-of-generation is banned (ignore_eos).
+        final_text_ = decoder_->flush();
+        return "stop";
+    }
     if (n_generated_ == 0) stream.mark_first_token();
     ++n_generated_;
     pending_token_ = token;
 
     if (llama_vocab_is_eog(model.vocab(), token)) {
         // Only reachable without ignore_eos: the sampler bans these tokens otherwise.
-        stream.push(decoder_->flush());
+        final_text_ = decoder_->flush();
         return "stop";
     }
     auto step = decoder_->push(model.token_bytes(token));
-    stream.push(std::move(step.text));
-    if (step.stopped) return "stop";
+    if (step.stopped) {
+        final_text_ = std::move(step.text);
+        return "stop";
+    }
     const bool out_of_tokens = request_->max_tokens >= 0 && n_generated_ >= request_->max_tokens;
     const bool out_of_context = n_past_ >= n_ctx_seq;  // no cell left for the next token
     if (out_of_tokens || out_of_context) {
-        stream.push(decoder_->flush());
+        final_text_ = std::move(step.text) + decoder_->flush();
         return "length";
     }
+    stream.push(std::move(step.text));
     return nullptr;
 }
 
 void Slot::finish(const std::string & reason, llama_context * ctx, const std::string & error) {
-    StreamStats stats;
-    stats.prompt_tokens = static_cast<int32_t>(request_->prompt.size());
-    stats.cached_tokens = cached_prompt_tokens_;
-    stats.completion_tokens = n_generated_;
-    stats.finish_reason = reason;
-    stats.error = error;
-    const bool keep = request_->cache_prompt && (reason == "stop" || reason == "length");
-    request_->stream->finish(std::move(stats));
+    // The slot is free before anything here may throw, so a failure cannot wedge it.
+    const std::unique_ptr<Request> request = std::move(request_);
+    decoder_.reset();
+    const bool keep = request->cache_prompt && (reason == "stop" || reason == "length");
     if (!keep) {
         llama_memory_seq_rm(llama_get_memory(ctx), seq_, -1, -1);
         cache_.clear();
     }
-    request_.reset();
-    decoder_.reset();
+    StreamStats stats;
+    stats.prompt_tokens = static_cast<int32_t>(request->prompt.size());
+    stats.cached_tokens = cached_prompt_tokens_;
+    stats.completion_tokens = n_generated_;
+    stats.finish_reason = reason;
+    stats.error = error;
+    request->stream->finish(std::move(stats), std::move(final_text_));
+    final_text_.clear();
 }
 
 }  // namespace llamaserve

@@ -49,14 +49,16 @@ public:
     void add_to_batch(llama_batch & batch, int32_t budget);
     int32_t batch_index() const { return batch_index_; }
 
-    // Handles a freshly sampled token: emits its text and returns the finish reason
-    // ("stop", "length") when the request is done, nullptr while it goes on.
+    // Handles a freshly sampled token (LLAMA_TOKEN_NULL: none was possible): emits its text
+    // and returns the finish reason ("stop", "length") when the request is done, nullptr
+    // while it goes on.
     const char * accept(llama_token token, const Model & model, int32_t n_ctx_seq);
     // Samples this slot's next token (and records its log-probabilities when asked).
     llama_token sample(llama_context * ctx, int32_t n_vocab);
 
-    // Ends the request with `reason` and tells its consumer. The KV cells are freed, or
-    // kept as this slot's prompt cache when the request asked for caching and completed.
+    // Ends the request with `reason` and tells its consumer; the slot is free even if this
+    // throws. The KV cells are freed, or kept as this slot's prompt cache when the request
+    // asked for caching and completed.
     void finish(const std::string & reason, llama_context * ctx, const std::string & error = "");
 
 private:
@@ -69,6 +71,9 @@ private:
     int32_t n_past_ = 0;
     int32_t n_generated_ = 0;
     llama_token pending_token_ = LLAMA_TOKEN_NULL;
+    // The last text of a request that accept() ended: handed over with the end, in one step,
+    // so a reader never sees the last piece without the end (and sends them as one event).
+    std::string final_text_;
     int32_t batch_index_ = -1;
 };
 

@@ -63,8 +63,9 @@ void TokenStream::push(std::string piece) {
     cv_.notify_one();
 }
 
-void TokenStream::finish(StreamStats stats) {
+void TokenStream::finish(StreamStats stats, std::string last_piece) {
     std::lock_guard<std::mutex> lock(mu_);
+    if (!last_piece.empty()) pieces_.push_back(std::move(last_piece));
     const double ttft = stats_.time_to_first_token;
     stats_ = std::move(stats);
     stats_.time_to_first_token = ttft;
@@ -115,6 +116,10 @@ std::vector<std::string> TokenStream::drain(bool & finished) {
                                  std::make_move_iterator(pieces_.end()));
     pieces_.clear();
     return out;
+}
+
+void TokenStream::cancel() {
+    if (!cancelled_.exchange(true, std::memory_order_relaxed) && on_cancel_) on_cancel_();
 }
 
 bool TokenStream::finished() const {

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -62,7 +63,8 @@ public:
 
     // Producer side: the scheduler thread only.
     void push(std::string piece);
-    void finish(StreamStats stats);
+    // Ends the stream; `last_piece` (if any) is delivered together with the end.
+    void finish(StreamStats stats, std::string last_piece = "");
     void mark_first_token();
     void push_logprob(TokenLogprob record);
 
@@ -75,8 +77,11 @@ public:
     StreamStats stats() const;
     std::vector<TokenLogprob> take_logprobs();  // records since the last call, in order
 
-    void cancel() { cancelled_.store(true, std::memory_order_relaxed); }
+    // The first cancel also runs the hook (the engine's: a queued request leaves the queue).
+    void cancel();
     bool cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
+    // Set once, before the stream is shared with another thread.
+    void on_cancel(std::function<void()> hook) { on_cancel_ = std::move(hook); }
 
     const Clock::time_point submitted_at = Clock::now();
 
@@ -93,6 +98,7 @@ private:
     bool notified_ = false;  // our id is already in the notifier's ready list
     StreamStats stats_;
     std::atomic<bool> cancelled_{false};
+    std::function<void()> on_cancel_;
 };
 
 }  // namespace llamaserve

@@ -20,7 +20,11 @@ def _opt(flag: str, help: str, default: Any = MISSING, **extra: Any) -> Any:
 @dataclass(frozen=True)
 class ServerConfig:
     model: str | None = _opt("--model", "GGUF file path, or a model name in --models-dir "
-                             "(default: the embedded Gemma 3 270M)", None)
+                             "(default: the embedded SmolLM2-135M-Instruct)", None)
+    served_model_name: tuple[str, ...] = _opt(
+        "--served-model-name", "comma-separated names the --model answers to and is listed under "
+        "(vLLM's flag; e.g. gpt-4o-mini for clients that hard-code a name); the first is the name "
+        "responses carry", ())
     models_dir: str | None = _opt("--models-dir", "folder of *.gguf files to list and load by name "
                                   "(default: ~/.cache/llamaserve/models)", None)
     # -- several models (llamaserve.models) --
@@ -68,6 +72,11 @@ class ServerConfig:
     max_batch_size: int = _opt("--max-batch-size", "most requests in one batch call", 32)
     cors_origins: tuple[str, ...] = _opt("--cors-origins", "comma-separated origins allowed by CORS "
                                          "('*' for any)", ())
+    request_timeout: float = _opt("--request-timeout", "seconds a generation may take, queueing included, "
+                                  "before it is cancelled with 504 (0: no limit)", 0.0)
+    sse_ping: float = _opt("--sse-ping", "seconds of silence after which a stream sends an SSE comment "
+                           "(': ping') so proxies keep it open while a request waits or prefills "
+                           "(0: never)", 10.0)
     drain_timeout: float = _opt("--drain-timeout", "seconds to let in-flight requests finish on "
                                 "shutdown", 60.0)
     log_level: str = _opt("--log-level", "log level: " + ", ".join(LOG_LEVELS), "info")
@@ -88,8 +97,11 @@ class ServerConfig:
         need(self.max_body_bytes >= 1, "max_body_bytes", "must be positive")
         need(self.max_batch_size >= 1, "max_batch_size", "must be at least 1")
         need(self.drain_timeout >= 0, "drain_timeout", "must not be negative")
+        need(self.request_timeout >= 0, "request_timeout", "must not be negative")
+        need(self.sse_ping >= 0, "sse_ping", "must not be negative")
         need(self.log_level in LOG_LEVELS, "log_level", "must be one of " + ", ".join(LOG_LEVELS))
         need(all(self.api_keys), "api_keys", "must not contain an empty key")
+        need(all(n.strip() for n in self.served_model_name), "served_model_name", "must not contain an empty name")
         need(self.max_models >= 0, "max_models", "must not be negative")
         need(self.idle_unload >= 0, "idle_unload", "must not be negative")
         need(self.load_wait >= 0, "load_wait", "must not be negative")

@@ -3,16 +3,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llamaserve import _native, sampling
+import numpy
+
+from llamaserve import _native
 from llamaserve.default_model import default_model_path
 from llamaserve.errors import EngineError, InvalidRequest, QueueFull
+from llamaserve.generation_params import (
+    check_bool, check_integer, check_prompt, check_text, check_token_ids, validate)
 
 Prompt = str | Sequence[int]
 # (token id, log-probability, [(alternative id, log-probability), ...])
@@ -37,6 +42,35 @@ class Completion:
     finish_reason: str  # stop | length | cancelled | error
     latency: float  # seconds from submit to the last token
     time_to_first_token: float | None
+
+
+_SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "presence_penalty",
+                   "frequency_penalty", "penalty_last_n", "seed", "grammar")
+_OPTION_FIELDS = ("max_tokens", "stop", "ignore_eos", "logprobs", "add_special", "parse_special",
+                  "cache_prompt")
+
+
+def native_settings(arguments: dict[str, Any], n_ctx: int) -> tuple[_native.SamplingParams,
+                                                                    _native.GenerationOptions]:
+    """Checked generation arguments (llamaserve.generation_params) as the native structs."""
+    checked = validate(arguments)
+    sampling, options = _native.SamplingParams(), _native.GenerationOptions()
+    for name in _SAMPLING_FIELDS:
+        if name in checked:
+            setattr(sampling, name, checked[name])
+    if checked.get("penalty_last_n") == -1:  # llama.cpp's convention: the whole context
+        sampling.penalty_last_n = n_ctx
+    sampling.logit_bias = list(checked.get("logit_bias", {}).items())
+    for name in _OPTION_FIELDS:
+        if name in checked:
+            setattr(options, name, checked[name])
+    return sampling, options
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    vectors: numpy.ndarray  # float32, one L2-normalized row per input
+    token_counts: list[int]  # tokens of each input
 
 
 def _completion(text: str, stats: dict[str, Any]) -> Completion:
@@ -147,8 +181,24 @@ class _AsyncPump:
                 waiter.wake()
 
     def close(self) -> None:
-        if not self.loop.is_closed():
+        """Stop watching the pipe and wake every waiter: called once their streams have all
+        ended (the native engine is closed), so each one sees its end. Any thread may call it."""
+        if self.loop.is_closed():
+            return
+
+        def wake_all() -> None:
             self.loop.remove_reader(self.notifier.fd)
+            for waiter in list(self.waiters.values()):
+                waiter.wake()
+
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            wake_all()
+        else:
+            self.loop.call_soon_threadsafe(wake_all)
 
 
 class AsyncTextStream:
@@ -162,13 +212,17 @@ class AsyncTextStream:
         self._pieces: deque[str] = deque()
         self._text: list[str] = []
         self._finished = False
+        self._failure: EngineError | None = None
 
     def __aiter__(self) -> AsyncTextStream:
         return self
 
     async def _fill(self) -> bool:
         """Wait until some pieces are buffered; False once the stream is over."""
-        while not self._pieces:
+        while not self._pieces or self._failure is not None:
+            if self._failure is not None:
+                self._release()
+                raise self._failure
             if self._finished:
                 self._release()
                 _raise_if_failed(self._native)
@@ -201,6 +255,12 @@ class AsyncTextStream:
         self._native.cancel()
         self._waiter.wake()
 
+    def fail(self, error: EngineError) -> None:
+        """Cancel the request and raise `error` to whoever reads the stream next (a server's
+        request timeout, say), instead of ending it quietly as cancelled."""
+        self._failure = error
+        self.cancel()
+
     async def aclose(self) -> None:
         self.cancel()
 
@@ -211,6 +271,12 @@ class AsyncTextStream:
     @property
     def stats(self) -> dict[str, Any]:
         return self._native.stats()
+
+    @property
+    def drained(self) -> bool:
+        """The engine has finished and every piece has been read: what next_pieces() just
+        returned was the end (the engine hands over a request's last piece with its end)."""
+        return self._finished and not self._pieces and self._failure is None
 
     def take_token_logprobs(self) -> list[TokenLogprob]:
         """With logprobs=N: (token, logprob, top N alternatives) per token since the last call."""
@@ -227,6 +293,8 @@ class Engine:
 
     def __init__(self, native: _native.Engine) -> None:
         self._native = native
+        self._embedder: _native.Embedder | None = None  # made on the first embeddings()
+        self._embedder_lock = threading.Lock()
         self._pumps: dict[asyncio.AbstractEventLoop, _AsyncPump] = {}
 
     @classmethod
@@ -236,13 +304,13 @@ class Engine:
              verbose: bool = False) -> Engine:
         """Load a GGUF file (the default model when path is None)."""
         options = _native.EngineOptions()
-        options.n_ctx = sampling._integer("n_ctx", n_ctx, 8, 2**24)
-        options.n_parallel = sampling._integer("n_parallel", n_parallel, 1, 1024)
-        options.n_batch = sampling._integer("n_batch", n_batch, 1, 2**16)
-        options.n_threads = sampling._integer("n_threads", n_threads, 0, 1024)
-        options.n_gpu_layers = sampling._integer("n_gpu_layers", n_gpu_layers, -1, 100000)
-        options.max_queue = sampling._integer("max_queue", max_queue, 0, 2**20)
-        options.kv_unified = sampling._bool("kv_unified", kv_unified)
+        options.n_ctx = check_integer("n_ctx", n_ctx, 8, 2**24)
+        options.n_parallel = check_integer("n_parallel", n_parallel, 1, 1024)
+        options.n_batch = check_integer("n_batch", n_batch, 1, 2**16)
+        options.n_threads = check_integer("n_threads", n_threads, 0, 1024)
+        options.n_gpu_layers = check_integer("n_gpu_layers", n_gpu_layers, -1, 100000)
+        options.max_queue = check_integer("max_queue", max_queue, 0, 2**20)
+        options.kv_unified = check_bool("kv_unified", kv_unified)
         _native.set_verbose(verbose)
         model_path = Path(path) if path is not None else default_model_path()
         return cls(_native.Engine(str(model_path), options))
@@ -284,16 +352,45 @@ class Engine:
         """The raw bytes of one token (a piece of a UTF-8 character, possibly)."""
         return self._native.token_bytes(token)
 
+    # -- embeddings -------------------------------------------------------------------
+
+    def embeddings(self, inputs: str | Sequence[str | Sequence[int]]) -> Embeddings:
+        """L2-normalized embeddings, one row per input (a text, or a list of token ids),
+        pooled as the GGUF says (mean for a generative model). They run on a context of
+        their own on the calling thread, with the GIL released: the slots go on decoding."""
+        if isinstance(inputs, str) or (isinstance(inputs, Sequence) and inputs
+                                       and all(isinstance(t, int) for t in inputs)):
+            inputs = [inputs]  # one text, or one list of token ids
+        if not isinstance(inputs, Sequence) or not inputs:
+            raise InvalidRequest("input: must be a text, a list of texts or of token-id lists")
+        tokens = [self._native.tokenize(check_text(f"input[{i}]", x), True, False) if isinstance(x, str)
+                  else check_token_ids(f"input[{i}]", x) for i, x in enumerate(inputs)]
+        return Embeddings(self._embedding_context().embed(tokens), [len(t) for t in tokens])
+
+    @property
+    def n_embd(self) -> int:
+        """The length of an embedding."""
+        return self._embedding_context().n_embd
+
+    def _embedding_context(self) -> _native.Embedder:
+        with self._embedder_lock:
+            if self._embedder is None:
+                self._embedder = _native.Embedder(self._native, self.n_ctx)
+            return self._embedder
+
+    def embed(self, inputs: str | Sequence[str | Sequence[int]]) -> numpy.ndarray:
+        """embeddings(inputs).vectors: a float32 array of shape (inputs, n_embd)."""
+        return self.embeddings(inputs).vectors
+
     # -- generation -------------------------------------------------------------------
 
     def _submit(self, prompt: Prompt, arguments: dict[str, Any],
                 notifier: _native.AsyncNotifier | None = None) -> _native.TokenStream:
-        params, options = sampling.build(**arguments)
+        params, options = native_settings(arguments, self.n_ctx)
+        prompt = check_prompt("prompt", prompt)
         if isinstance(prompt, str):
             return self._native.submit(prompt, params, options, notifier)
-        if isinstance(prompt, Sequence) and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
-            return self._native.submit_tokens(list(prompt), params, options, notifier)
-        raise InvalidRequest("prompt: must be a string or a list of token ids")
+        return self._native.submit_tokens(list(prompt), params, options, notifier)
 
     def stream(self, prompt: Prompt, **arguments: Any) -> TextStream:
         """Text pieces as they are generated (a blocking iterator that frees the GIL)."""
@@ -305,7 +402,7 @@ class Engine:
     def generate_batch(self, prompts: Iterable[Prompt], **arguments: Any) -> list[Completion]:
         """Run every prompt concurrently through the slots; results keep the input order."""
         prompts = list(prompts)
-        sampling.build(**arguments)  # a bad argument fails before anything runs
+        validate(arguments)  # a bad argument fails before anything runs
         streams: list[TextStream] = []
         try:
             for prompt in prompts:
@@ -346,11 +443,12 @@ class Engine:
     # -- lifecycle --------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop the scheduler; unfinished requests end as cancelled."""
+        """Stop the scheduler; unfinished requests end as cancelled, and whoever waits on one
+        (a blocking iterator, an awaiting async stream) sees it end."""
+        self._native.close()
         for pump in self._pumps.values():
             pump.close()
         self._pumps.clear()
-        self._native.close()
 
     def __enter__(self) -> Engine:
         return self

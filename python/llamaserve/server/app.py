@@ -27,6 +27,7 @@ from llamaserve.server.body import BodyLimitMiddleware
 from llamaserve.server.generation import GenerationService
 from llamaserve.server.health import health_endpoint
 from llamaserve.server.metrics import MetricsMiddleware, ServerMetrics, metrics_endpoint
+from llamaserve.server.llamacpp import api_router as llamacpp_api
 from llamaserve.server.native import api_router as native_api
 from llamaserve.server.openai import api_router as openai_api
 from llamaserve.server.ratelimit import FixedWindowLimiter, RateLimitMiddleware
@@ -70,10 +71,12 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None,
         Route("/health", health_endpoint(host, metrics), methods=["GET"]),
         Route("/metrics", metrics_endpoint(metrics), methods=["GET"]),
         *described.routes(openapi.document(described.OPENAPI_PATHS, native_api.OPENAPI_PATHS,
-                                           openai_api.OPENAPI_PATHS, anthropic_api.OPENAPI_PATHS)),
+                                           openai_api.OPENAPI_PATHS, anthropic_api.OPENAPI_PATHS,
+                                           llamacpp_api.OPENAPI_PATHS)),
         *native_api.routes(ctx.service),
         *openai_api.routes(ctx.service),  # /v1 (OpenAI-compatible)
         *anthropic_api.routes(ctx.service),  # /v1/messages (Anthropic-compatible)
+        *llamacpp_api.routes(host),  # llama-server's /tokenize and /detokenize
     ]
 
     middleware = [Middleware(MetricsMiddleware, metrics=metrics)]

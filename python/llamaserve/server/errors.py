@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
-from llamaserve.errors import ContextLengthExceeded, InvalidRequest, QueueFull
+from llamaserve.errors import ContextLengthExceeded, InvalidRequest, QueueFull, RequestCancelled, RequestTimedOut
 from llamaserve.hosting.errors import (
     HostingError, InsufficientMemory, ModelLoadFailed, ModelLoading, ModelNotLoaded, NoModelLoaded, ShuttingDown)
 from llamaserve.models import (
@@ -32,6 +32,7 @@ _STATUS_CODES = {
     429: "RATE_LIMITED",
     500: "INTERNAL_ERROR",
     503: "SERVICE_UNAVAILABLE",
+    504: "REQUEST_TIMEOUT",
 }
 
 
@@ -128,6 +129,10 @@ def to_api_error(exc: BaseException) -> ApiError:
         return ApiError(400, "CONTEXT_LENGTH_EXCEEDED", message, "shorten the prompt or lower max_tokens")
     if isinstance(exc, InvalidRequest):
         return invalid(str(exc))
+    if isinstance(exc, RequestTimedOut):
+        return ApiError(504, "REQUEST_TIMEOUT", str(exc), "ask for fewer tokens, or retry when the server is less busy")
+    if isinstance(exc, RequestCancelled):
+        return ApiError(503, "CANCELLED", str(exc), "retry", {"Retry-After": "1"})
     if isinstance(exc, QueueFull):
         return overloaded(f"server overloaded: {exc}")
     log.error("internal error", exc_info=exc)
