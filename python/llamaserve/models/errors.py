@@ -1,13 +1,16 @@
-"""The errors of the models package. RegistryError's kinds carry a message and a `details`
-hint for the client (the HTTP layer maps each kind to its status and code); ModelsConfigError
-(raised at start-up) and GGUFFormatError (what is wrong with a file's header) are plain."""
+"""The errors of the models package. RegistryError's kinds carry the HTTP `status` and error
+`code` a server answers with, and a `details` hint for the client; ModelsConfigError (raised at
+start-up) and GGUFFormatError (what is wrong with a file's header) carry neither."""
 from __future__ import annotations
 
 from typing import Any
 
 
 class RegistryError(Exception):
-    """Base of the registry's errors: a request named a model or a quantization wrongly."""
+    """Base of the registry's errors; `status` is the HTTP status a server should answer."""
+
+    status = 400
+    code = "INVALID_REQUEST"
 
     def __init__(self, message: str, details: Any = None) -> None:
         super().__init__(message)
@@ -20,11 +23,15 @@ class InvalidModelName(RegistryError):
 
 
 class ModelNotFound(RegistryError):
-    """No model answers to the name."""
+    status = 404
+    code = "MODEL_NOT_FOUND"
 
 
 class ModelFileError(RegistryError):
     """The model's file is not a usable GGUF (truncated, corrupt, unreadable)."""
+
+    status = 422
+    code = "MODEL_FILE_INVALID"
 
 
 class UnknownQuantization(RegistryError):

@@ -14,8 +14,7 @@ from starlette.types import Receive, Scope, Send
 from llamaserve.errors import ContextLengthExceeded, InvalidRequest, QueueFull, RequestCancelled, RequestTimedOut
 from llamaserve.hosting.errors import (
     HostingError, InsufficientMemory, ModelLoadFailed, ModelLoading, ModelNotLoaded, NoModelLoaded, ShuttingDown)
-from llamaserve.models import (
-    InvalidModelName, ModelFileError, ModelNotFound, RegistryError, RequantizeRefused, UnknownQuantization)
+from llamaserve.models import RegistryError
 
 log = logging.getLogger("llamaserve.server")
 
@@ -36,14 +35,8 @@ _STATUS_CODES = {
 }
 
 
-# Domain errors (model registry, model hosting) -> (status, code); the closest class wins.
-_DOMAIN: dict[type[Exception], tuple[int, str]] = {
-    RegistryError: (400, "INVALID_REQUEST"),
-    InvalidModelName: (400, "INVALID_REQUEST"),
-    UnknownQuantization: (400, "INVALID_REQUEST"),
-    RequantizeRefused: (400, "INVALID_REQUEST"),
-    ModelNotFound: (404, "MODEL_NOT_FOUND"),
-    ModelFileError: (422, "MODEL_FILE_INVALID"),
+# Model hosting's domain errors -> (status, code). The registry's errors carry their own.
+_HOSTING: dict[type[Exception], tuple[int, str]] = {
     ModelLoading: (503, "MODEL_LOADING"),
     NoModelLoaded: (503, "MODEL_NOT_LOADED"),
     ModelNotLoaded: (409, "MODEL_NOT_LOADED"),
@@ -55,7 +48,10 @@ DOMAIN_ERRORS = (HostingError, RegistryError)
 
 
 def _domain_error(exc: HostingError | RegistryError) -> ApiError:
-    status, code = next(_DOMAIN[t] for t in type(exc).__mro__ if t in _DOMAIN)
+    if isinstance(exc, RegistryError):
+        status, code = exc.status, exc.code
+    else:
+        status, code = next(_HOSTING[t] for t in type(exc).__mro__ if t in _HOSTING)
     retry_after = getattr(exc, "retry_after", None)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return ApiError(status, code, exc.message, exc.details, headers)
