@@ -172,7 +172,6 @@ PYBIND11_MODULE(_native, m) {
           py::call_guard<py::gil_scoped_release>(),
           "Quantize a GGUF file with llama.cpp's quantizer (ftype: a llama_ftype value).");
     m.def("supports_gpu_offload", &llama_supports_gpu_offload);
-    m.def("system_info", [] { return std::string(llama_print_system_info()); });
 
     py::class_<TextDecoder>(m, "TextDecoder", "The engine's incremental detokenizer, exposed for tests.")
         .def(py::init<std::vector<std::string>>(), py::arg("stops") = std::vector<std::string>{})

@@ -13,9 +13,9 @@ namespace llamaserve {
 
 class Model;
 
-// A validated request, ready for the scheduler: prompt already tokenized, sampler built.
-constexpr int32_t kMaxTopLogprobs = 20;
+constexpr int32_t kMaxTopLogprobs = 20;  // alternatives a request may ask for per token
 
+// A validated request, ready for the scheduler: prompt already tokenized, sampler built.
 struct Request {
     std::vector<llama_token> prompt;
     std::unique_ptr<Sampler> sampler;
