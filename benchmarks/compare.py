@@ -2,7 +2,7 @@
 """llamaserve against llama-server (and llama-cpp-python's server when installed), side by
 side: same machine, model, threads, slots and context, the same HTTP load, in one run.
 
-    python benchmarks/compare.py [--levels 1 8 16] [--threads 2] [--tokens 64] [--rounds 3]
+    python benchmarks/compare.py [--model gemma-3-270m] [--levels 1 8 16] [--threads 2] [--tokens 64] [--rounds 3]
 
 Each server is started on loopback with as many slots as the concurrency level, loaded
 with the same streaming /v1/completions requests (equal output lengths: end-of-sequence
@@ -35,6 +35,7 @@ from engine import batched_bench_s_tg, llama_bench_tg  # noqa: E402
 
 import llamaserve  # noqa: E402
 from llamaserve.bench import loadgen  # noqa: E402
+from llamaserve.default_model import BENCHMARK_MODEL, MODEL_HELP, named_model  # noqa: E402
 
 Command = Callable[[int, int], list[str]]  # (port, slots) -> argv
 
@@ -200,7 +201,7 @@ def plot(results: dict[str, dict[int, dict]], path: Path, title: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path)
+    parser.add_argument("--model", default=BENCHMARK_MODEL, help=MODEL_HELP)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--ctx", type=int, default=512, help="context per slot")
@@ -209,7 +210,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="repeats of the whole run, interleaved")
     parser.add_argument("--servers", nargs="+", help="only these (default: every one found)")
     args = parser.parse_args()
-    model = args.model or llamaserve.default_model_path()
+    model_name, model = named_model(args.model)
+    print(f"model {model_name} ({model.name})", file=sys.stderr, flush=True)
 
     bin_dir = llama_tools.build(["llama-server", "llama-bench", "llama-batched-bench"])
     with llamaserve.Engine.load(model, n_ctx=64, n_parallel=1) as engine:
@@ -239,9 +241,10 @@ def main() -> int:
                for name, levels in runs.items()}
     ratios = ratio_rows(runs, s_tg, tg)
     out = llama_tools.SCRATCH
-    machine = f"{os.cpu_count()} CPUs, {args.threads} threads, {model.name}, {args.tokens} output tokens"
+    machine = (f"{os.cpu_count()} CPUs, {args.threads} threads, {model_name} ({model.name}), "
+               f"{args.tokens} output tokens")
     (out / "results.json").write_text(json.dumps(
-        {"machine": machine, "rounds": args.rounds, "results": results, "runs": runs,
+        {"machine": machine, "model": {"name": model_name, "file": model.name}, "rounds": args.rounds, "results": results, "runs": runs,
          "llama_bench_tg": tg, "batched_bench_s_tg": s_tg, "ratios": ratios}, indent=2))
     text = (f"Measured on {machine}; each row is the median of {args.rounds} rounds "
             f"(llama-cpp-python: one).\n\n" + table(results, ratios))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """llamaserve's engine against llama.cpp's own tools, in one run, same model and threads.
 
-    python benchmarks/engine.py [--threads N] [--tokens 64] [--widths 8 16]
+    python benchmarks/engine.py [--model gemma-3-270m] [--threads N] [--tokens 64] [--widths 8 16]
 
 Builds llama-bench and llama-batched-bench from the vendored tree (benchmarks/out/),
 then reports decode tok/s and the ratios the engine issue sets as targets:
@@ -21,8 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import llama_tools  # noqa: E402
 
-import llamaserve  # noqa: E402
 from llamaserve.bench import engine_bench  # noqa: E402
+from llamaserve.default_model import BENCHMARK_MODEL, MODEL_HELP, named_model  # noqa: E402
 
 
 def llama_bench_tg(bin_dir: Path, model: Path, threads: int, tokens: int) -> float:
@@ -48,17 +48,17 @@ def batched_bench_s_tg(bin_dir: Path, model: Path, threads: int, tokens: int,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, help="GGUF file (default model if omitted)")
+    parser.add_argument("--model", default=BENCHMARK_MODEL, help=MODEL_HELP)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--widths", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved runs of each side")
     parser.add_argument("--json", type=Path, default=llama_tools.SCRATCH / "engine.json")
     args = parser.parse_args()
-    model = args.model or llamaserve.default_model_path()
+    model_name, model = named_model(args.model)
 
     bin_dir = llama_tools.build(["llama-bench", "llama-batched-bench"])
-    print(f"model {model.name}, {args.threads} threads, {args.tokens} tokens", flush=True)
+    print(f"model {model_name} ({model.name}), {args.threads} threads, {args.tokens} tokens", flush=True)
 
     # Shared machines drift: interleave the two sides and compare medians.
     refs, ours = [], []
@@ -80,9 +80,9 @@ def main() -> int:
         verdict = "met" if ours / ref >= target else "MISSED"
         print(f"| {name} | {ours:.1f} | {ref:.1f} | {ours / ref:.3f} | >= {target} ({verdict}) |")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps([
+    args.json.write_text(json.dumps({"model": {"name": model_name, "file": model.name}, "rows": [
         {"figure": n, "llamaserve": o, "llama_cpp": r, "ratio": o / r, "target": t}
-        for n, o, r, t in rows], indent=2))
+        for n, o, r, t in rows]}, indent=2))
     return 0
 
 

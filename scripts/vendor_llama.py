@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 PIN_VERSION = "0.3.36"
@@ -47,29 +48,35 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fetch_sdist() -> Path:
-    """Return the pinned sdist, downloading it with pip into the cache once."""
-    sdist = CACHE / SDIST_NAME
-    if not sdist.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
-            # --no-binary only for this package: its build backend still comes as wheels.
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps",
-                   "--no-binary", "llama-cpp-python", f"llama-cpp-python=={PIN_VERSION}",
-                   "-d", tmp]
-            print("vendor_llama: downloading llama-cpp-python", PIN_VERSION, "source", flush=True)
+def pip_fetch(requirement: str, filename: str, sha256: str, *pip_args: str,
+              cache: Path = CACHE) -> Path:
+    """Return `filename` of the pinned `requirement`, downloaded with pip (no dependencies)
+    into `cache` once, and checked against `sha256` every time."""
+    got = cache / filename
+    if not got.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *pip_args, requirement, "-d", tmp]
+            print("downloading", requirement, flush=True)
             result = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            got = Path(tmp) / SDIST_NAME
-            if result.returncode != 0 or not got.exists():
+            fetched = Path(tmp) / filename
+            if result.returncode != 0 or not fetched.exists():
                 raise VendorError(f"pip download failed:\n{result.stdout[-2000:]}")
-            got.replace(sdist)
-    actual = sha256_of(sdist)
-    if actual != PIN_SHA256:
-        sdist.unlink()
+            fetched.replace(got)
+    actual = sha256_of(got)
+    if actual != sha256:
+        got.unlink()
         raise VendorError(
-            f"{SDIST_NAME}: sha256 {actual} does not match the pin {PIN_SHA256}; "
-            "the file was removed, refusing to build from it")
-    return sdist
+            f"{filename}: sha256 {actual} does not match the pin {sha256}; "
+            "the file was removed, refusing to use it")
+    return got
+
+
+def fetch_sdist() -> Path:
+    """Return the pinned llama-cpp-python sdist, downloading it with pip into the cache once."""
+    # --no-binary only for this package: its build backend still comes as wheels.
+    return pip_fetch(f"llama-cpp-python=={PIN_VERSION}", SDIST_NAME, PIN_SHA256,
+                     "--no-binary", "llama-cpp-python")
 
 
 def wanted(relative: str, full: bool) -> bool:
@@ -120,20 +127,22 @@ def vendor(dest: Path = DEST, full: bool = False) -> Path:
     return dest
 
 
+def run_step(script: str, step: Callable[[], object]) -> int:
+    """A set-up script's exit status: 0, or 1 with the VendorError said on stderr."""
+    try:
+        step()
+    except VendorError as exc:
+        print(f"{script}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", metavar="DIR", type=Path,
                         help="extract the whole llama.cpp tree (tools included) into DIR")
     args = parser.parse_args()
-    try:
-        if args.full:
-            vendor(args.full.resolve(), full=True)
-        else:
-            vendor()
-    except VendorError as exc:
-        print(f"vendor_llama: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_step("vendor_llama", lambda: vendor(args.full.resolve(), full=True) if args.full else vendor())
 
 
 if __name__ == "__main__":

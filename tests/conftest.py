@@ -1,19 +1,36 @@
-"""Shared fixtures: the real default model (Gemma 3 270M), loaded once per session."""
+"""Shared fixtures: real models, loaded once per session. Each fixture names its model:
+
+- `model_path` / `engine` / `live_server`: Gemma 3 270M (Q4_K_M). The engine and server
+  tests' assertions (token ids, its 262k-token vocabulary that the sampler's fast path was
+  tuned on, file names, text of greedy runs) were written against it.
+- `smollm2_path`: the embedded default, SmolLM2-135M-Instruct, for tests of what a new user
+  gets (a model that can chat; tests/test_default_model.py).
+"""
 from __future__ import annotations
 
 import pytest
 
 import llamaserve
+from llamaserve.default_model import gemma_model_path
 
 
 @pytest.fixture(scope="session")
 def model_path():
+    """Gemma 3 270M: a base model with a large vocabulary, what the shared engine runs."""
+    return gemma_model_path()
+
+
+@pytest.fixture(scope="session")
+def smollm2_path():
+    """The default model (fetched at set-up by scripts/fetch_default_model.py; a clear
+    DefaultModelMissing, not a skip, when set-up has not run)."""
     return llamaserve.default_model_path()
 
 
 @pytest.fixture(scope="session")
 def engine(model_path):
-    """Eight slots, a short context: the shared engine for tests that do not reshape it."""
+    """Gemma 3 270M, eight slots, a short context: the shared engine for tests that do not
+    reshape it."""
     eng = llamaserve.Engine.load(model_path, n_ctx=512, n_parallel=8)
     yield eng
     eng.close()

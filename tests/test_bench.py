@@ -22,8 +22,10 @@ def test_bench_serve_reports_every_level_with_equal_output_lengths(base_url, ser
     assert run.returncode == 0, run.stderr
     assert "concurrency 3: 6/6 requests" in run.stderr  # progress while it runs
     assert "| concurrency | output tok/s |" in run.stdout
+    assert f"model {served_model} (as the server names it)" in run.stdout
     levels = json.loads(out.read_text())
     assert [level["concurrency"] for level in levels] == [1, 3]
+    assert {level["model"] for level in levels} == {served_model}
     for level in levels:
         assert level["errors"] == 0 and level["requests"] == 2 * level["concurrency"]
         # End-of-sequence banned: every request produced exactly --tokens tokens.
@@ -93,13 +95,15 @@ def test_loadgen_resends_a_request_whose_keep_alive_connection_was_closed():
     assert level.retried >= 1
 
 
-def test_bench_engine_prints_in_process_figures():
+def test_bench_engine_prints_in_process_figures(model_path):
+    """Without --model it runs Gemma 3 270M, the model of the published figures, and says so."""
     run = subprocess.run(
         [sys.executable, "-m", "llamaserve", "bench", "engine", "--threads", "2", "--tokens", "4",
          "--widths", "2"],
         capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
+    assert lines[0].startswith(f"model gemma-3-270m ({model_path.name}), 2 threads")
     for label in ("single-stream decode:", "batched decode, 2 streams:", "prompt processing (512 tokens):"):
         [line] = [x for x in lines if x.startswith(label)]
         assert float(line.split(":")[1].split()[0]) > 0

@@ -139,11 +139,11 @@ def test_unknown_model(folder):
     assert err.value.status == 404
 
 
-def test_default_model_is_listed(folder, model_path):
+def test_default_model_is_listed(folder, smollm2_path):
     reg = m.ModelRegistry(folder, cache_dir=folder.parent / "cache")
     entry = reg.resolve("default")
-    assert entry.is_default and entry.path == model_path
-    assert entry.quantization == "Q4_K_M"
+    assert entry.is_default and entry.path == smollm2_path
+    assert entry.quantization == "Q4_1"
     assert "default" in {a for e in reg.listing() for a in e["aliases"]}
 
 

@@ -12,7 +12,7 @@ from serverutil import LiveServer, sse_events
 
 @pytest.fixture(scope="module")
 def models_url(model_path, tmp_path_factory):
-    """A models folder with two names for the default model and one broken file; the server
+    """A models folder with two names for Gemma 3 270M and one broken file; the server
     starts with `alpha`, named (not a path)."""
     folder = tmp_path_factory.mktemp("models")
     (folder / "alpha.gguf").symlink_to(model_path)
@@ -37,9 +37,10 @@ def load(url: str, name: str, body: dict | None = None) -> httpx.Response:
     return httpx.post(url + f"/api/v1/models/{name}/load", json=body, timeout=120)
 
 
-def test_lists_the_loaded_model_and_the_folder(models_url):
+def test_lists_the_loaded_model_and_the_folder(models_url, smollm2_path):
     listed = models(models_url)
-    assert set(listed) == {"alpha", "beta-q4_k_m", "broken"}
+    # and the embedded models: SmolLM2 (the default), and Gemma, which is `alpha` here
+    assert set(listed) == {"alpha", "beta-q4_k_m", "broken", smollm2_path.stem.lower()}
     assert listed["alpha"]["loaded"] is True
     assert listed["beta-q4_k_m"]["loaded"] is False and listed["broken"]["loaded"] is False
     for model in listed.values():

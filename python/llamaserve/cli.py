@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = commands.add_parser("generate", help="generate text from a prompt and print it as it comes")
     gen.add_argument("prompt")
-    gen.add_argument("--model", help="GGUF file (default: the embedded Gemma 3 270M)")
+    gen.add_argument("--model", help="GGUF file (default: the embedded SmolLM2-135M-Instruct)")
     gen.add_argument("--max-tokens", type=int, default=128)
     gen.add_argument("--temperature", type=float, default=0.8)
     gen.add_argument("--seed", type=int)

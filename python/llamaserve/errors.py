@@ -17,7 +17,7 @@ class RequestCancelled(EngineError):
 
 
 class DefaultModelMissing(ModelLoadError):
-    """The default model package is not installed."""
+    """The default model is not where set-up (scripts/fetch_default_model.py) puts it."""
 
 
 __all__ = [

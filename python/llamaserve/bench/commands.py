@@ -15,6 +15,7 @@ def _serve(args: argparse.Namespace) -> int:
                             max_tokens=args.tokens, banned_tokens=tuple(args.ban),
                             api_key=args.api_key)
     results = loadgen.run(spec, args.levels, args.requests_per_client)
+    print(f"model {results[0].model or '?'} (as the server names it), {args.tokens} tokens")
     print("| concurrency | output tok/s | req/s | TTFT p50 ms | TTFT p99 ms | ITL p50 ms "
           "| ITL p99 ms | errors | retried | client CPU % |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -32,10 +33,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _engine(args: argparse.Namespace) -> int:
     from llamaserve.bench import engine_bench
-    from llamaserve.default_model import default_model_path
+    from llamaserve.default_model import named_model
 
-    model = Path(args.model) if args.model else default_model_path()
-    print(f"model {model.name}, {args.threads} threads, {args.tokens} tokens")
+    name, model = named_model(args.model)
+    print(f"model {name} ({model.name}), {args.threads} threads, {args.tokens} tokens")
     print(f"single-stream decode: {engine_bench.single_stream_decode(model, args.threads, args.tokens):.1f} tok/s")
     for width in args.widths:
         rate = engine_bench.batched_decode(model, args.threads, args.tokens, width)
@@ -50,6 +51,7 @@ def _token_ids(text: str) -> list[int]:
 
 def add_bench_commands(commands: argparse._SubParsersAction) -> None:
     from llamaserve.bench import loadgen
+    from llamaserve.default_model import BENCHMARK_MODEL, MODEL_HELP
 
     bench = commands.add_parser("bench", help="benchmarks: HTTP load or in-process engine figures")
     kinds = bench.add_subparsers(dest="bench_command", required=True)
@@ -71,7 +73,7 @@ def add_bench_commands(commands: argparse._SubParsersAction) -> None:
     serve.set_defaults(run=_serve)
 
     engine = kinds.add_parser("engine", help="in-process decode and prompt figures")
-    engine.add_argument("--model")
+    engine.add_argument("--model", default=BENCHMARK_MODEL, help=MODEL_HELP)
     engine.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     engine.add_argument("--tokens", type=int, default=64)
     engine.add_argument("--widths", type=int, nargs="+", default=[8, 16])

@@ -48,6 +48,7 @@ class RequestResult:
     gaps: list[float] = field(default_factory=list)
     error: str = ""
     retried: bool = False
+    model: str = ""  # as the server named it in its reply
 
 
 @dataclass
@@ -65,6 +66,7 @@ class LevelResult:
     itl_p99_ms: float
     client_cpu_pct: float
     first_error: str = ""  # what went wrong with the first failed request, if any
+    model: str = ""  # the model that answered, as the server names it
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -100,6 +102,8 @@ async def _stream(conn: sse_client.Connection, spec: LoadSpec, index: int, resul
         if data == b"[DONE]":
             continue
         event = json.loads(data)
+        if not result.model:
+            result.model = event.get("model") or ""
         if event.get("usage"):
             result.tokens = event["usage"].get("completion_tokens") or 0
         choices = event.get("choices") or []
@@ -174,6 +178,7 @@ async def run_level(spec: LoadSpec, concurrency: int, requests_per_client: int,
         itl_p99_ms=1000 * percentile(gaps, 99),
         client_cpu_pct=100 * cpu / wall,
         first_error=next((r.error for r in results if not r.ok), ""),
+        model=next((r.model for r in good if r.model), ""),
     )
 
 

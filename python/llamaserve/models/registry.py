@@ -46,7 +46,7 @@ class ModelEntry:
     aliases: tuple[str, ...] = ()
     settings: ModelSettings = field(default_factory=ModelSettings)
     is_default: bool = False
-    source: str = "models_dir"  # models_dir | config | default | path
+    source: str = "models_dir"  # models_dir | config | default (embedded) | path
 
     @property
     def ok(self) -> bool:
@@ -109,7 +109,8 @@ class ModelRegistry:
     # -- scanning ---------------------------------------------------------------------------
 
     def default_path(self) -> Path | None:
-        """The embedded default model's file (None without the package or include_default)."""
+        """The embedded default model's file (None when set-up has not fetched it, or without
+        include_default)."""
         if not self.include_default:
             return None
         try:
@@ -190,6 +191,11 @@ class ModelRegistry:
             embedded = self.default_path()
             if embedded is not None:
                 self._listed(entries, embedded, "default")
+            if self.include_default:  # and the other embedded models (Gemma 3 270M) found here
+                from llamaserve.default_model import embedded_models
+
+                for path in embedded_models().values():
+                    self._listed(entries, path, "default")
             target = self._default_entry(entries, embedded)
             if target is not None:
                 target.is_default = True
