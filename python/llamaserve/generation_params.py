@@ -93,6 +93,27 @@ def check_prompt(name: str, value: Any) -> str | list[int]:
     raise InvalidRequest(f"{name}: must be a string or a list of token ids")
 
 
+def check_prompts(name: str, value: Any, max_items: int) -> list[str | list[int]]:
+    """One prompt or several, as the OpenAI API takes them: a text, a list of token ids, or
+    a list of texts and token-id lists; none empty."""
+    if isinstance(value, str) or (isinstance(value, list) and value
+                                  and all(isinstance(t, int) and not isinstance(t, bool) for t in value)):
+        value = [value]
+        names = [name]
+    else:
+        if not isinstance(value, list) or not value:
+            raise InvalidRequest(f"{name}: must be a non-empty string or array")
+        if len(value) > max_items:
+            raise InvalidRequest(f"{name}: at most {max_items} items in one request")
+        names = [f"{name}[{i}]" for i in range(len(value))]
+    out: list[str | list[int]] = []
+    for where, item in zip(names, value):
+        if not isinstance(item, (str, list)) or not item:
+            raise InvalidRequest(f"{where}: must be a non-empty string or array of token ids")
+        out.append(check_prompt(where, item))
+    return out
+
+
 def _stop(name: str, value: Any) -> list[str]:
     stops = [value] if isinstance(value, str) else value
     if not isinstance(stops, Sequence) or not all(isinstance(s, str) for s in stops):
@@ -174,7 +195,7 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
         "end the text before any of these strings"),
     _flag("ignore_eos", "keep generating past the end-of-sequence token"),
     Parameter("logit_bias", _logit_bias, {
-        "type": "object", "maxProperties": MAX_LOGIT_BIAS, "propertyNames": {"pattern": "^[0-9]{1,10}$"},
+        "type": "object", "maxProperties": MAX_LOGIT_BIAS, "propertyNames": {"pattern": "^[0-9]{1,9}$"},
         "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100}},
         "token id -> bias added to its logit"),
     Parameter("grammar", check_text, {"type": "string"}, "GBNF grammar the text must follow"),

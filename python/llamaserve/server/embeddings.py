@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from llamaserve.engine import Embeddings
-from llamaserve.generation_params import INT32_MAX, check_text, check_token_ids
+from llamaserve.generation_params import INT32_MAX, check_prompts
 from llamaserve.hosting.loaded import LoadedModel
 from llamaserve.server.errors import invalid
 from llamaserve.server.generation import GenerationService
@@ -20,28 +20,7 @@ INPUT_SCHEMA: dict[str, Any] = {"oneOf": [
 
 
 def parse_inputs(value: Any) -> list[str | list[int]]:
-    if isinstance(value, str):
-        if not value:
-            raise invalid("input: must not be empty")
-        return [check_text("input", value)]
-    if not isinstance(value, list) or not value:
-        raise invalid("input: must be a non-empty string or array")
-    items = value
-    if all(isinstance(t, int) and not isinstance(t, bool) for t in items):
-        return [check_token_ids("input", items)]  # one input of token ids
-    if len(items) > MAX_INPUTS:
-        raise invalid(f"input: at most {MAX_INPUTS} inputs in one request")
-    out: list[str | list[int]] = []
-    for i, item in enumerate(items):
-        if isinstance(item, str):
-            out.append(check_text(f"input[{i}]", item))
-        elif isinstance(item, list):
-            out.append(check_token_ids(f"input[{i}]", item))
-        else:
-            raise invalid(f"input[{i}]: must be a string or an array of token ids")
-        if not out[-1]:
-            raise invalid(f"input[{i}]: must not be empty")
-    return out
+    return check_prompts("input", value, MAX_INPUTS)
 
 
 async def embed(service: GenerationService, model_name: str | None, inputs: list[str | list[int]],

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llamaserve.generation_params import (
-    MAX_TOP_LOGPROBS, PARAMETERS, PROMPT_SCHEMA, check_bool, check_integer, check_prompt, check_text,
+    MAX_TOP_LOGPROBS, PARAMETERS, PROMPT_SCHEMA, check_bool, check_integer, check_prompts, check_text,
     properties_schema, validate)
 from llamaserve.server.errors import invalid
 
@@ -127,30 +127,12 @@ class CompletionRequest:
     echo: bool = False
 
 
-def _prompts(value: Any) -> list[str | list[int]]:
-    if isinstance(value, str):
-        return [check_prompt("prompt", value)]
-    items = json_array("prompt", value)
-    if not items:
-        raise invalid("prompt: must not be empty")
-    if all(isinstance(t, int) and not isinstance(t, bool) for t in items):
-        return [check_prompt("prompt", items)]  # one prompt of token ids
-    if len(items) > MAX_PROMPTS:
-        raise invalid(f"prompt: at most {MAX_PROMPTS} prompts in one request")
-    prompts: list[str | list[int]] = []
-    for i, item in enumerate(items):
-        if not isinstance(item, (str, list)) or (isinstance(item, list) and not item):
-            raise invalid(f"prompt[{i}]: must be a string or an array of token ids")
-        prompts.append(check_prompt(f"prompt[{i}]", item))
-    return prompts
-
-
 def parse_completion(body: Any) -> CompletionRequest:
     body = json_object("body", body)
     values = present(body, COMPLETION_PARAMETERS)
     if "prompt" not in values:
         raise invalid("prompt: required")
-    prompts = _prompts(values["prompt"])
+    prompts = check_prompts("prompt", values["prompt"], MAX_PROMPTS)
     sampling_ = sampling(values, body)
     if "best_of" in values and check_integer("best_of", values["best_of"], 1, MAX_N) != sampling_.n:
         raise invalid("best_of: only best_of equal to n is supported")
