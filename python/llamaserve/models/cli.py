@@ -60,9 +60,10 @@ def _models(args: argparse.Namespace) -> int:
 class ProgressBar:
     """A one-line progress bar on a terminal (a line per 10% elsewhere)."""
 
-    def __init__(self, label: str, stream: TextIO = sys.stderr, width: int = 30) -> None:
-        self.label, self.stream, self.width = label, stream, width
-        self.tty = stream.isatty()
+    def __init__(self, label: str, stream: TextIO | None = None, width: int = 30) -> None:
+        # sys.stderr when made, not when this module was imported (it may be replaced since)
+        self.label, self.stream, self.width = label, stream or sys.stderr, width
+        self.tty = self.stream.isatty()
         self.started = time.monotonic()
         self.last = -1
 

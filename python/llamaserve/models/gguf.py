@@ -15,6 +15,9 @@ _SCALAR_FORMATS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f"
                    10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
 _MAX_KEEP_ARRAY = 4096  # longer arrays (the vocabulary) are counted, not kept
+# llama.cpp asserts 1 <= block_count <= this while loading (src/llama-hparams.h): an assert
+# aborts the whole process, so such a header is refused before llama.cpp sees it.
+LLAMA_MAX_LAYERS = 512
 
 
 @dataclass(frozen=True)
@@ -116,29 +119,36 @@ class GGUFInfo:
         value = self.arch_key("vocab_size")
         return int(value) if isinstance(value, int) else 0
 
-    def _per_layer(self, suffix: str, default: int, n_layer: int) -> list[int]:
+    def count(self, suffix: str) -> int:
+        """An architecture key that holds a count or a size: 0 unless it is a non-negative
+        integer (a damaged header may hold any value of any type there)."""
+        return count_value(self.arch_key(suffix))
+
+    @property
+    def n_layers(self) -> int:
+        return self.count("block_count")
+
+    def _per_layer(self, suffix: str, n_layer: int) -> list[int]:
         value = self.arch_key(suffix)
         if isinstance(value, list) and value:
-            return [int(v) for v in value[:n_layer]] + [int(value[-1])] * max(0, n_layer - len(value))
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return [int(value)] * n_layer
-        return [default] * n_layer
+            counts = [count_value(v) for v in value[:n_layer]]
+            return counts + [counts[-1]] * (n_layer - len(counts))
+        return [count_value(value)] * n_layer
 
     def kv_bytes_per_token(self, kv_type_size: int = 2) -> int:
         """Bytes of K and V cache one token costs over all layers (F16 cache by default)."""
-        n_layer = int(self.arch_key("block_count", 0) or 0)
-        n_embd = int(self.arch_key("embedding_length", 0) or 0)
+        n_layer, n_embd = self.n_layers, self.count("embedding_length")
         if n_layer <= 0 or n_embd <= 0:
             return 0
-        heads = self._per_layer("attention.head_count", 0, n_layer)
-        heads_kv = self._per_layer("attention.head_count_kv", 0, n_layer)
+        heads = self._per_layer("attention.head_count", n_layer)
+        heads_kv = self._per_layer("attention.head_count_kv", n_layer)
         total = 0
         for h, h_kv in zip(heads, heads_kv):
             h_kv = h_kv or h
             if h <= 0:
                 continue  # a layer without attention (recurrent): no KV
-            k_len = int(self.arch_key("attention.key_length", n_embd // h) or n_embd // h)
-            v_len = int(self.arch_key("attention.value_length", n_embd // h) or n_embd // h)
+            k_len = self.count("attention.key_length") or n_embd // h
+            v_len = self.count("attention.value_length") or n_embd // h
             total += h_kv * (k_len + v_len)
         return total * kv_type_size
 
@@ -150,9 +160,14 @@ class GGUFInfo:
             "quantization": self.quantization,
             "context_length": self.context_length,
             "chat_template": self.chat_template is not None,
-            "n_layers": self.arch_key("block_count"),
+            "n_layers": self.n_layers or None,
             "n_vocab": self.n_vocab or None,
         }
+
+
+def count_value(value: Any) -> int:
+    """A metadata value meant as a count or a size: itself if a non-negative integer, else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def read_gguf_info(path: str | os.PathLike[str]) -> GGUFInfo:
@@ -274,12 +289,15 @@ def _parse(path: Path, f: Any, size: int) -> GGUFInfo:
         for d in shape:
             n *= d
         tensors.append(TensorInfo(name, shape, ttype, offset, n // block * type_size))
+    layers = metadata.get(f"{metadata.get('general.architecture')}.block_count")
+    if isinstance(layers, int) and not isinstance(layers, bool) and not 1 <= layers <= LLAMA_MAX_LAYERS:
+        raise GGUFFormatError(f"corrupt: {str(layers)[:24]} layers (llama.cpp loads 1 to {LLAMA_MAX_LAYERS})")
     alignment = metadata.get("general.alignment", 32)
     if not isinstance(alignment, int) or alignment <= 0:
         alignment = 32
     data_start = -(-r.offset // alignment) * alignment
     end = max((t.offset + t.n_bytes for t in tensors), default=0)
-    if data_start + end > size:
+    if tensors and data_start + end > size:  # no tensors, no (padded) data section: a vocabulary file
         raise GGUFFormatError(f"truncated: the tensor data needs {data_start + end} bytes, "
                               f"the file has {size}")
     return GGUFInfo(path, size, version, metadata, tuple(tensors))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from llamaserve.models.gguf import GGUFInfo
+from llamaserve.models.gguf import GGUFInfo, count_value
 
 
 @dataclass(frozen=True)
@@ -30,9 +30,9 @@ def estimate_memory(info: GGUFInfo, n_ctx: int, n_parallel: int, n_batch: int = 
     n_ubatch = min(n_batch, 512)
     cells = -(-n_ctx // 256) * 256  # llama.cpp rounds each slot's cache up to 256 cells
     kv = info.kv_bytes_per_token() * cells * n_parallel
-    n_embd = int(info.arch_key("embedding_length", 0) or 0)
-    ff = info.arch_key("feed_forward_length", 0)
-    n_ff = max(ff) if isinstance(ff, list) and ff else int(ff or 0)
+    n_embd = info.count("embedding_length")
+    ff = info.arch_key("feed_forward_length")
+    n_ff = max(map(count_value, ff), default=0) if isinstance(ff, list) else count_value(ff)
     compute = 4 * n_ubatch * (4 * n_embd + 3 * n_ff) + 4 * n_parallel * info.n_vocab
     return MemoryEstimate(info.weights_size, kv, compute)
 

@@ -20,12 +20,27 @@ _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,64}$")
 
 _TEXT_PART = {"type": "object", "required": ["type", "text"],
               "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}
+_CONTENT = {"oneOf": [{"type": "string"}, {"type": "array", "items": _TEXT_PART}]}
+_TOOL_CALL = {"type": "object", "required": ["function"], "properties": {
+    "id": {"type": "string", "maxLength": MAX_NAME}, "type": {"const": "function"},
+    "function": {"type": "object", "required": ["name"], "properties": {
+        "name": {"type": "string", "maxLength": 64}, "arguments": {"type": ["string", "object"]}}}}}
 _MESSAGE_SCHEMA = {"type": "object", "required": ["role"], "properties": {
     "role": {"enum": sorted(ROLES)},
-    "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": _TEXT_PART}, {"type": "null"}]},
+    "content": {"oneOf": [*_CONTENT["oneOf"], {"type": "null"}]},
     "name": {"type": "string", "maxLength": MAX_NAME},
     "tool_call_id": {"type": "string", "maxLength": MAX_NAME},
-    "tool_calls": {"type": "array"}}}
+    "tool_calls": {"type": "array", "items": _TOOL_CALL}},
+    # Only an assistant may leave its content out; a tool result names the call it answers.
+    "anyOf": [{"properties": {"role": {"const": "assistant"}}},
+              {"required": ["content"], "properties": {"role": {"enum": ["developer", "system", "user"]},
+                                                       "content": _CONTENT}},
+              {"required": ["content", "tool_call_id"], "properties": {"role": {"const": "tool"}, "content": _CONTENT}}]}
+_TOOL = {"type": "object", "required": ["function"], "properties": {
+    "type": {"const": "function"},
+    "function": {"type": "object", "required": ["name"], "properties": {
+        "name": {"type": "string", "pattern": _TOOL_NAME.pattern}, "description": {"type": "string"},
+        "parameters": {"type": "object"}}}}}
 CHAT_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["messages"], "additionalProperties": False,
     "properties": {**SAMPLING_SCHEMA,
@@ -35,7 +50,7 @@ CHAT_SCHEMA: dict[str, Any] = {
                    "top_logprobs": {"type": "integer", "minimum": 0, "maximum": MAX_TOP_LOGPROBS},
                    "response_format": {"type": "object", "required": ["type"], "properties": {
                        "type": {"enum": ["text", "json_object", "json_schema"]}}},
-                   "tools": {"type": "array", "items": {"type": "object"}},
+                   "tools": {"type": "array", "items": _TOOL},
                    "tool_choice": {"oneOf": [{"enum": ["none", "auto", "required"]}, {"type": "object"}]}}}
 
 
