@@ -174,15 +174,12 @@ def test_a_load_of_a_broken_file_is_refused(server, folder, name):
     r = load(server, name)
     error = r.json()["error"]
     assert set(error) == {"code", "message", "details"}
-    # Today a file llama.cpp cannot load is a 500 MODEL_LOAD_FAILED (the strict xfail below).
+    # A header the registry refuses is 422; a file only llama.cpp refuses is 500 MODEL_LOAD_FAILED.
     assert 400 <= r.status_code < 500 or (r.status_code, error["code"]) == (500, "MODEL_LOAD_FAILED"), r.text
     assert str(folder) not in r.text  # the reason, not where files live
     assert httpx.get(server.url + "/health", timeout=30).status_code == 200
 
 
-@pytest.mark.xfail(strict=True, reason="a file the registry lists with an error loads as 500 MODEL_LOAD_FAILED "
-                   "(hosting/loads.py raises ModelLoadFailed); issue 11 asks for a 4xx, e.g. ModelFileError's "
-                   "422 MODEL_FILE_INVALID")
 def test_a_load_of_a_file_with_a_broken_header_is_a_4xx(server):
     answers = {name: load(server, name) for name in BROKEN if name not in HEADER_READS}
     assert {name: r.status_code for name, r in answers.items() if not 400 <= r.status_code < 500} == {}

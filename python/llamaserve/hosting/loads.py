@@ -12,7 +12,7 @@ from llamaserve.hosting.errors import ModelLoadFailed, ShuttingDown
 from llamaserve.hosting.eviction import to_unload_for
 from llamaserve.hosting.loaded import LoadedModel, LoadJob, same_file
 from llamaserve.hosting.opening import engine_options, open_model
-from llamaserve.models import ModelEntry, RegistryError, estimate_memory, expected_quantized_size
+from llamaserve.models import ModelEntry, ModelFileError, RegistryError, estimate_memory, expected_quantized_size
 
 if TYPE_CHECKING:
     from llamaserve.hosting.host import ModelHost
@@ -42,7 +42,9 @@ class Loads:
         host = self.host
         entry = host.entry_for_load(name)
         if entry.error is not None:
-            raise ModelLoadFailed(f"failed to load model {name[:64]!r}", f"{entry.path.name}: {entry.error}")
+            # The file's own fault, known from its header: 422, not a server failure.
+            raise ModelFileError(f"model: {name[:64]!r} cannot be loaded: its file is not a usable GGUF",
+                                 f"{entry.path.name}: {entry.error}")
         n_gpu_layers = host.gpu_layers(prefer_gpu)
         target, qtype = entry, None
         if quantization:
