@@ -56,8 +56,8 @@ def test_model_errors(models_url):
     assert r.json()["error"] == {"code": "MODEL_NOT_LOADED", "message": "model: 'beta-q4_k_m' is not loaded",
                                  "details": "Please call the load endpoint first"}
     assert generate(models_url, "gamma").json()["error"]["code"] == "MODEL_NOT_FOUND"
-    r = load(models_url, "broken")
-    assert r.status_code == 500 and r.json()["error"]["code"] == "MODEL_LOAD_FAILED"
+    r = load(models_url, "broken")  # the file's fault: a 4xx (issue 11), no longer 500
+    assert r.status_code == 422 and r.json()["error"]["code"] == "MODEL_FILE_INVALID"
     assert "/" not in r.json()["error"]["details"]  # no server paths
     r = load(models_url, "beta", {"quantization": "q8_0"})
     assert r.status_code == 400 and r.json()["error"]["message"].startswith("quantization")
