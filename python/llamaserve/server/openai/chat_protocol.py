@@ -16,7 +16,7 @@ from llamaserve.tool_calls import Tool, ToolChoice
 CHAT_PARAMETERS = SAMPLING_PARAMETERS | {"model", "messages", "max_completion_tokens", "logprobs", "top_logprobs",
                                          "response_format", "tools", "tool_choice"}
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
-_TOOL_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,64}$")
+TOOL_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,64}$")
 
 _TEXT_PART = {"type": "object", "required": ["type", "text"],
               "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}
@@ -39,7 +39,7 @@ _MESSAGE_SCHEMA = {"type": "object", "required": ["role"], "properties": {
 _TOOL = {"type": "object", "required": ["function"], "properties": {
     "type": {"const": "function"},
     "function": {"type": "object", "required": ["name"], "properties": {
-        "name": {"type": "string", "pattern": _TOOL_NAME.pattern}, "description": {"type": "string"},
+        "name": {"type": "string", "pattern": TOOL_NAME.pattern}, "description": {"type": "string"},
         "parameters": {"type": "object"}}}}}
 CHAT_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["messages"], "additionalProperties": False,
@@ -135,7 +135,7 @@ def _message(i: int, value: Any, tools: dict[str, Tool] | None = None) -> dict[s
     return out
 
 
-def _with_tool_names(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def with_tool_names(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Give each tool result the name of the call it answers (templates often show it)."""
     names = {}
     for m in messages:
@@ -171,7 +171,7 @@ def _tools(value: Any) -> list[Tool]:
             raise invalid(f"{name}.type: only function tools are supported")
         function = json_object(f"{name}.function", tool.get("function"))
         fname = text(f"{name}.function.name", function.get("name"))
-        if not _TOOL_NAME.match(fname):
+        if not TOOL_NAME.match(fname):
             raise invalid(f"{name}.function.name: must be 1 to 64 letters, digits, '_', '-' or '.'")
         description = function.get("description")
         parameters = function.get("parameters")
@@ -183,7 +183,7 @@ def _tools(value: Any) -> list[Tool]:
     return tools
 
 
-def _tool_choice(value: Any, tools: list[Tool]) -> ToolChoice:
+def tool_choice(value: Any, tools: list[Tool]) -> ToolChoice:
     if value is None:
         return ToolChoice("auto" if tools else "none")
     if isinstance(value, str):
@@ -209,13 +209,13 @@ def parse_chat(body: Any) -> ChatRequest:
     if not raw_messages:
         raise invalid("messages: must not be empty")
     tools = _tools(values["tools"]) if "tools" in values else []
-    messages = _with_tool_names([_message(i, m) for i, m in enumerate(raw_messages)])
+    messages = with_tool_names([_message(i, m) for i, m in enumerate(raw_messages)])
     logprobs = check_bool("logprobs", values.get("logprobs", False))
     top_logprobs = check_integer("top_logprobs", values.get("top_logprobs", 0), 0, MAX_TOP_LOGPROBS)
     if "top_logprobs" in values and not logprobs:
         raise invalid("top_logprobs: needs logprobs set to true")
     fmt = _response_format(values["response_format"]) if "response_format" in values else ResponseFormat("text")
-    choice = _tool_choice(values.get("tool_choice"), tools)
+    choice = tool_choice(values.get("tool_choice"), tools)
     if fmt.type != "text" and choice.mode in ("required", "function"):
         raise invalid("response_format: cannot be combined with a forced tool_choice")
     return ChatRequest(model_name(values), messages, sampling(values, body), logprobs, top_logprobs,

@@ -17,7 +17,7 @@ from llamaserve.generation_params import PARAMETERS, check_bool
 from llamaserve.json_grammar import SchemaError, schema_to_grammar
 from llamaserve.server.errors import invalid
 from llamaserve.server.openai.chat_protocol import (
-    _TOOL_NAME, ChatRequest, ResponseFormat, _tool_choice, _with_tool_names)
+    TOOL_NAME, ChatRequest, ResponseFormat, tool_choice, with_tool_names)
 from llamaserve.server.openai.protocol import (
     GENERATION_PARAMETERS, MAX_NAME, SAMPLING_SCHEMA, json_array, json_object, model_name, present, sampling, text)
 from llamaserve.tool_calls import Tool, ToolCall, ToolChoice
@@ -44,7 +44,7 @@ RESPONSES_SCHEMA: dict[str, Any] = {
                    "instructions": {"type": "string"},
                    "max_output_tokens": SAMPLING_SCHEMA["max_tokens"],
                    "tools": {"type": "array", "items": {"type": "object", "required": ["type", "name"], "properties": {
-                       "type": {"const": "function"}, "name": {"type": "string", "pattern": _TOOL_NAME.pattern},
+                       "type": {"const": "function"}, "name": {"type": "string", "pattern": TOOL_NAME.pattern},
                        "description": {"type": "string"}, "parameters": {"type": "object"},
                        "strict": {"type": "boolean"}}}},
                    "tool_choice": {"oneOf": [{"enum": ["none", "auto", "required"]}, {
@@ -123,7 +123,7 @@ def _messages(value: Any, instructions: str | None) -> list[dict[str, Any]]:
         else:
             raise invalid(f"{name}.type: must be message, function_call or function_call_output, "
                           f"got {str(kind)[:32]!r}")
-    return _with_tool_names(messages)
+    return with_tool_names(messages)
 
 
 # -- tools, tool_choice, text.format ---------------------------------------------------------
@@ -137,7 +137,7 @@ def _tools(value: Any) -> tuple[list[Tool], list[dict[str, Any]]]:
         if tool.get("type") != "function":
             raise invalid(f"{name}.type: only function tools are supported")
         fname = text(f"{name}.name", tool.get("name"))
-        if not _TOOL_NAME.match(fname):
+        if not TOOL_NAME.match(fname):
             raise invalid(f"{name}.name: must be 1 to 64 letters, digits, '_', '-' or '.'")
         description = None if tool.get("description") is None else text(f"{name}.description", tool["description"])
         parameters = None if tool.get("parameters") is None else json_object(f"{name}.parameters", tool["parameters"])
@@ -152,7 +152,7 @@ def _tools(value: Any) -> tuple[list[Tool], list[dict[str, Any]]]:
 
 def _choice(value: Any, tools: list[Tool]) -> ToolChoice:
     if not isinstance(value, dict):  # absent, or none / auto / required: as in chat
-        return _tool_choice(value, tools)
+        return tool_choice(value, tools)
     if value.get("type") != "function":
         raise invalid("tool_choice.type: only function is supported")
     name = text("tool_choice.name", value.get("name"))
