@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from llamaserve.errors import EngineError
+
+if TYPE_CHECKING:
+    from llamaserve.config import ServerConfig
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -26,11 +30,23 @@ def _serve(args: argparse.Namespace) -> int:
 
     try:
         config = from_arguments(args)
-        run(config)
+        if config.ray:
+            _serve_on_ray(config)
+        else:
+            run(config)
     except (ValueError, OSError) as exc:  # a bad setting or key file, found before serving
         print(f"llamaserve serve: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _serve_on_ray(config: ServerConfig) -> None:
+    """`serve --ray`: Ray is imported only here, and only if asked for."""
+    try:
+        from llamaserve.ray.launch import run
+    except ImportError as exc:
+        raise ValueError(f"--ray: {exc}") from None
+    run(config)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -80,6 +80,27 @@ class ServerConfig:
     drain_timeout: float = _opt("--drain-timeout", "seconds to let in-flight requests finish on "
                                 "shutdown", 60.0)
     log_level: str = _opt("--log-level", "log level: " + ", ".join(LOG_LEVELS), "info")
+    # -- shared rate limits, and serving as a Ray Serve application (llamaserve[ray]) --
+    rate_limit_redis: str | None = _opt("--rate-limit-redis", "Redis URL (redis://host:6379/0) where "
+                                        "--rate-limit counts, so the limit holds across processes "
+                                        "and replicas (default: counted in this process)", None)
+    rate_limit_redis_fallback: str = _opt("--rate-limit-redis-fallback", "while Redis cannot be "
+                                          "reached: 'local' (count in this process; each process "
+                                          "allows the full limit) or 'deny' (503)", "local")
+    ray: bool = _opt("--ray", "serve as a Ray Serve application (pip install 'llamaserve[ray]'): "
+                     "joins the cluster RAY_ADDRESS names, else starts a local one", False)
+    replicas: int = _opt("--replicas", "engine replicas under --ray (the minimum when autoscaling)", 1)
+    max_replicas: int = _opt("--max-replicas", "under --ray, autoscale up to this many replicas on "
+                             "ongoing requests per replica (0: a fixed --replicas)", 0)
+    target_ongoing_requests: float = _opt("--target-ongoing-requests", "autoscaling target: "
+                                          "requests per replica (0: --parallel)", 0.0)
+    replica_cpus: float = _opt("--replica-cpus", "CPUs Ray reserves for each replica (0: --threads, "
+                               "or 1 when --threads is automatic)", 0.0)
+    replica_gpus: float = _opt("--replica-gpus", "GPUs Ray reserves for each replica (with "
+                               "--gpu-layers -1 and a CUDA build)", 0.0)
+    prefix_affinity: bool = _opt("--prefix-affinity", "under --ray, send a request whose prompt "
+                                 "starts like an earlier one to the replica that served it (its "
+                                 "prefix cache), unless that replica is busier than the others", True)
 
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, what: str) -> None:
@@ -105,6 +126,16 @@ class ServerConfig:
         need(self.max_models >= 0, "max_models", "must not be negative")
         need(self.idle_unload >= 0, "idle_unload", "must not be negative")
         need(self.load_wait >= 0, "load_wait", "must not be negative")
+        need(self.rate_limit_redis is None or self.rate_limit_redis.startswith(("redis://", "rediss://", "unix://")),
+             "rate_limit_redis", "must be a redis://, rediss:// or unix:// URL")
+        need(self.rate_limit_redis_fallback in ("local", "deny"), "rate_limit_redis_fallback",
+             "must be local or deny")
+        need(self.replicas >= 1, "replicas", "must be at least 1")
+        need(self.max_replicas == 0 or self.max_replicas >= self.replicas, "max_replicas",
+             "must be 0 or at least replicas")
+        need(self.target_ongoing_requests >= 0, "target_ongoing_requests", "must not be negative")
+        need(self.replica_cpus >= 0, "replica_cpus", "must not be negative")
+        need(self.replica_gpus >= 0, "replica_gpus", "must not be negative")
         if self.max_memory is not None:
             from llamaserve.models.memory import parse_size
 
@@ -147,7 +178,7 @@ class ServerConfig:
 
 
 def _is_secret(name: str) -> bool:
-    return name in ("api_keys", "jwt_secret")
+    return name in ("api_keys", "jwt_secret", "rate_limit_redis")  # a Redis URL may hold a password
 
 
 def env_name(field_name: str) -> str:

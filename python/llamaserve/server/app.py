@@ -31,6 +31,7 @@ from llamaserve.server.llamacpp import api_router as llamacpp_api
 from llamaserve.server.native import api_router as native_api
 from llamaserve.server.openai import api_router as openai_api
 from llamaserve.server.ratelimit import FixedWindowLimiter, RateLimitMiddleware
+from llamaserve.server.ratelimit_redis import RedisWindowLimiter
 from llamaserve.server.sse import ClientGone
 
 
@@ -47,6 +48,16 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
     return Response(status_code=499)  # nobody reads it; it labels the request in metrics
 
 
+def _rate_limiter(config: ServerConfig) -> FixedWindowLimiter | RedisWindowLimiter | None:
+    """--rate-limit counted in this process, or in Redis with --rate-limit-redis."""
+    if not config.rate_limit:
+        return None
+    if config.rate_limit_redis:
+        return RedisWindowLimiter(config.rate_limit_redis, config.rate_limit, config.rate_limit_window,
+                                  config.rate_limit_redis_fallback)
+    return FixedWindowLimiter(config.rate_limit, config.rate_limit_window)
+
+
 def create_app(config: ServerConfig | None = None, engine: Engine | None = None, *,
                loader: Loader | None = None) -> Starlette:
     """The app. Its lifespan loads the configured model (the default one when none is named)
@@ -57,6 +68,8 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None,
     metrics = ServerMetrics(host)
     ctx = ServerContext(config, host, metrics, GenerationService(host, metrics, config))
 
+    limiter = _rate_limiter(config)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         loading = asyncio.create_task(host.start())
@@ -65,6 +78,8 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None,
         finally:
             await asyncio.gather(loading, return_exceptions=True)
             await host.close(config.drain_timeout)
+            if isinstance(limiter, RedisWindowLimiter):
+                await limiter.aclose()
 
     routes = [
         *playground.routes(),  # GET /
@@ -86,7 +101,7 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None,
             allow_headers=["Authorization", "Content-Type", "X-API-Key", "Accept"],
             expose_headers=["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"]))
     authenticator = Authenticator(config) if config.auth_enabled else None
-    if config.rate_limit:
+    if limiter is not None:
         def identify(scope: Scope) -> str:
             if authenticator is not None:
                 identity, _ = authenticator.authenticate(scope)
@@ -95,8 +110,7 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None,
             return "ip:" + client_ip(scope)
 
         middleware.append(Middleware(
-            RateLimitMiddleware, limiter=FixedWindowLimiter(config.rate_limit, config.rate_limit_window),
-            identify=identify, applies=is_api_path))
+            RateLimitMiddleware, limiter=limiter, identify=identify, applies=is_api_path))
     if authenticator is not None:
         middleware.append(Middleware(AuthMiddleware, authenticator=authenticator,
                                      protect_metrics=config.metrics_require_auth))

@@ -3,9 +3,11 @@ subject, else client IP). Every limited response carries X-RateLimit-Limit, -Rem
 -Reset (epoch seconds); over the limit is 429 RATE_LIMITED with Retry-After."""
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -41,10 +43,10 @@ class FixedWindowLimiter:
 
 
 class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, limiter: FixedWindowLimiter, identify: Callable[[Scope], str],
+    def __init__(self, app: ASGIApp, limiter: Any, identify: Callable[[Scope], str],
                  applies: Callable[[str], bool]) -> None:
         self.app = app
-        self.limiter = limiter
+        self.limiter = limiter  # FixedWindowLimiter, or RedisWindowLimiter (ratelimit_redis.py)
         self.identify = identify
         self.applies = applies
 
@@ -52,7 +54,13 @@ class RateLimitMiddleware:
         if scope["type"] != "http" or scope["method"] == "OPTIONS" or not self.applies(scope["path"]):
             await self.app(scope, receive, send)
             return
-        allowed, remaining, reset = self.limiter.hit(self.identify(scope))
+        try:
+            counted = self.limiter.hit(self.identify(scope))
+            # RedisWindowLimiter (ratelimit_redis.py) counts in Redis: a coroutine
+            allowed, remaining, reset = await counted if inspect.isawaitable(counted) else counted
+        except ApiError as error:  # the limit's store is unreachable and may not be bypassed
+            await error.response()(scope, receive, send)
+            return
         headers = {"X-RateLimit-Limit": str(self.limiter.limit),
                    "X-RateLimit-Remaining": str(remaining),
                    "X-RateLimit-Reset": str(math.ceil(reset))}
