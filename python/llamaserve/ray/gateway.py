@@ -22,6 +22,8 @@ from llamaserve.ray.failures import internal_error, replica_failed, send_failure
 
 log = logging.getLogger("ray.serve")
 
+ATTEMPTS = 2  # a request whose replica died before answering is sent once more
+
 # The parts of an ASGI scope the app reads; the rest (Serve's own state) stays here.
 SCOPE_KEYS = ("type", "asgi", "http_version", "method", "scheme", "path", "raw_path",
               "query_string", "root_path", "headers", "client", "server")
@@ -80,24 +82,30 @@ class GatewayApp:
             return
         keys = prefix_keys(scope["path"], body) if self.affinity else []
         portable = {k: scope[k] for k in SCOPE_KEYS if k in scope}
-        responses = self.servers.remote(portable, body, prefix_keys=keys)
-        started = streaming = False
-        try:
-            async for batch in responses:
-                for message in batch:
-                    if message["type"] == "http.response.start":
-                        started = True
-                        streaming = _is_event_stream(message)
-                    await send(message)
-        except asyncio.CancelledError:  # the client left: so does the replica's request
-            responses.cancel()
-            raise
-        except ray_exceptions.RayActorError:  # the replica died (or is unreachable) mid-request
-            log.warning("a replica failed during %s %s", scope["method"], scope["path"])
-            await send_failure(scope, send, replica_failed(), started, streaming)
-        except ray_exceptions.RayTaskError as exc:  # the app itself crashed (it answers its errors)
-            log.error("replica error: %s", exc)
-            await send_failure(scope, send, internal_error(), started, streaming)
+        for attempt in range(1, ATTEMPTS + 1):
+            started = streaming = False
+            responses = self.servers.remote(portable, body, prefix_keys=keys)
+            try:
+                async for batch in responses:
+                    for message in batch:
+                        if message["type"] == "http.response.start":
+                            started = True
+                            streaming = _is_event_stream(message)
+                        await send(message)
+                return
+            except asyncio.CancelledError:  # the client left: so does the replica's request
+                responses.cancel()
+                raise
+            except ray_exceptions.RayActorError:  # the replica died (or is unreachable)
+                log.warning("a replica failed during %s %s (attempt %d)", scope["method"], scope["path"], attempt)
+                if started or attempt == ATTEMPTS:
+                    await send_failure(scope, send, replica_failed(), started, streaming)
+                    return
+                # Nothing reached the client yet: another replica takes the request.
+            except ray_exceptions.RayTaskError as exc:  # the app crashed (it answers its own errors)
+                log.error("replica error: %s", exc)
+                await send_failure(scope, send, internal_error(), started, streaming)
+                return
 
 
 def _is_event_stream(start: Message) -> bool:
