@@ -250,3 +250,53 @@ def test_serve_run_arguments_become_a_server_config():
     with pytest.raises(ValueError, match="unknown argument"):
         config_from_args({"modle": "x"}, environ={})
     assert json.dumps(server_options(ServerConfig(replicas=3))["num_replicas"]) == "3"
+
+
+def test_the_deploy_files_are_valid_serve_configs_that_build():
+    """deploy/serve-config.yaml (serve deploy) and the RayService's serveConfigV2 pass Serve's
+    own schema, and their args build the application."""
+    from pathlib import Path
+
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    import llamaserve.ray
+
+    root = Path(__file__).resolve().parent.parent / "deploy"
+    service = yaml.safe_load((root / "rayservice.yaml").read_text())
+    assert service["kind"] == "RayService" and service["spec"]["rayClusterConfig"]["rayVersion"] == ray.__version__
+    for document in (yaml.safe_load((root / "serve-config.yaml").read_text()),
+                     yaml.safe_load(service["spec"]["serveConfigV2"])):
+        application = ServeDeploySchema.model_validate(document).applications[0]
+        assert application.import_path == "llamaserve.ray:app"
+        assert isinstance(llamaserve.ray.app(application.args), serve.Application)
+
+
+def test_prefix_keys_follow_a_conversation_and_nothing_else():
+    from llamaserve.ray.affinity import BLOCK_CHARS, AffinityMap, prefix_keys, prompt_text
+
+    def body(**fields) -> bytes:
+        return json.dumps(fields).encode()
+
+    turn1 = [{"role": "system", "content": LONG_PREFIX}, {"role": "user", "content": "Where is the rake?"}]
+    turn2 = [*turn1, {"role": "assistant", "content": "On the left."}, {"role": "user", "content": "And the hoe?"}]
+    first = prefix_keys("/v1/chat/completions", body(messages=turn1))
+    second = prefix_keys("/v1/chat/completions", body(messages=turn2))
+    assert len(first) == len(prompt_text("/v1/chat/completions", {"messages": turn1})) // BLOCK_CHARS > 2
+    assert second[:len(first) - 1] == first[:-1]  # every whole block of turn 1 is shared
+    assert prefix_keys("/v1/chat/completions", body(messages=turn1, model="other"))[0] != first[0]
+    assert prefix_keys("/api/v1/generate", body(prompt="short")) == []
+    assert prefix_keys("/api/v1/generate", body(prompt=LONG_PREFIX))[0] != first[0]
+    assert prefix_keys("/v1/models", b"") == [] and prefix_keys("/v1/completions", b"not json") == []
+    assert len(prefix_keys("/v1/completions", body(prompt="x" * 100_000))) == 32  # bounded
+
+    routes = AffinityMap(capacity=3)
+    routes.remember(["a", "b"], "r1")
+    routes.remember(["a", "c"], "r2")
+    assert routes.lookup(["a", "b"], {"r1", "r2"}) == "r1"  # the longest known prefix
+    assert routes.lookup(["a", "x"], {"r1", "r2"}) == "r2"  # "a" was last served by r2
+    assert routes.lookup(["a", "b"], {"r2"}) == "r2"  # r1 is gone
+    routes.remember(["d"], "r1")
+    assert len(routes) == 3
+    routes.forget("r1")
+    assert routes.lookup(["d"], {"r1", "r2"}) is None
