@@ -273,7 +273,7 @@ def test_the_deploy_files_are_valid_serve_configs_that_build():
 
 
 def test_prefix_keys_follow_a_conversation_and_nothing_else():
-    from llamaserve.ray.affinity import BLOCK_CHARS, AffinityMap, prefix_keys, prompt_text
+    from llamaserve.ray.affinity import BLOCK_CHARS, MAX_KEYS, AffinityMap, prefix_keys
 
     def body(**fields) -> bytes:
         return json.dumps(fields).encode()
@@ -282,21 +282,24 @@ def test_prefix_keys_follow_a_conversation_and_nothing_else():
     turn2 = [*turn1, {"role": "assistant", "content": "On the left."}, {"role": "user", "content": "And the hoe?"}]
     first = prefix_keys("/v1/chat/completions", body(messages=turn1))
     second = prefix_keys("/v1/chat/completions", body(messages=turn2))
-    assert len(first) == len(prompt_text("/v1/chat/completions", {"messages": turn1})) // BLOCK_CHARS > 2
-    assert second[:len(first) - 1] == first[:-1]  # every whole block of turn 1 is shared
+    assert len(first) == 2 and second[:2] == first and len(second) == 4  # a key per message
+    other_user = [turn1[0], {"role": "user", "content": "Do you sell hoses?"}]
+    assert prefix_keys("/v1/chat/completions", body(messages=other_user))[0] == first[0]  # the system prompt
     assert prefix_keys("/v1/chat/completions", body(messages=turn1, model="other"))[0] != first[0]
     assert prefix_keys("/api/v1/generate", body(prompt="short")) == []
-    assert prefix_keys("/api/v1/generate", body(prompt=LONG_PREFIX))[0] != first[0]
+    plain = prefix_keys("/api/v1/generate", body(prompt=LONG_PREFIX))
+    assert len(plain) == -(-len(LONG_PREFIX) // BLOCK_CHARS) and plain[0] != first[0]
+    assert prefix_keys("/api/v1/generate/stream", body(prompt=LONG_PREFIX + "more"))[:-1] == plain[:-1]
     assert prefix_keys("/v1/models", b"") == [] and prefix_keys("/v1/completions", b"not json") == []
-    assert len(prefix_keys("/v1/completions", body(prompt="x" * 100_000))) == 32  # bounded
+    assert len(prefix_keys("/v1/completions", body(prompt="x" * 100_000))) == MAX_KEYS  # bounded
 
     routes = AffinityMap(capacity=3)
     routes.remember(["a", "b"], "r1")
     routes.remember(["a", "c"], "r2")
-    assert routes.lookup(["a", "b"], {"r1", "r2"}) == "r1"  # the longest known prefix
-    assert routes.lookup(["a", "x"], {"r1", "r2"}) == "r2"  # "a" was last served by r2
-    assert routes.lookup(["a", "b"], {"r2"}) == "r2"  # r1 is gone
+    assert routes.lookup(["a", "b"], {"r1", "r2"}) == ["r1"]  # the longest known prefix
+    assert routes.lookup(["a", "x"], {"r1", "r2"}) == ["r1", "r2"]  # both hold the shared one
+    assert routes.lookup(["a", "b"], {"r2"}) == ["r2"]  # r1 is gone
     routes.remember(["d"], "r1")
     assert len(routes) == 3
     routes.forget("r1")
-    assert routes.lookup(["d"], {"r1", "r2"}) is None
+    assert routes.lookup(["d"], {"r1", "r2"}) == [] and routes.lookup(["a"], {"r1", "r2"}) == ["r2"]

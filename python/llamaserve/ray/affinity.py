@@ -1,11 +1,12 @@
 """Prefix keys for routing: which earlier requests a request's prompt starts like.
 
-A prompt (a completion's `prompt`, or chat messages in order: system prompt, turns so far)
-becomes one canonical text; its keys are hashes of that text's first BLOCK, 2*BLOCK, ...
-characters. A request that continues a conversation shares every key of the earlier turn's
-prompt, so the longest key a replica served last names the replica whose prefix cache holds
-the most of it. Block-aligned keys (rather than one hash of the whole prompt) are what let
-`[system, user1, assistant1, user2]` find the replica of `[system, user1]`.
+A prompt is cut into pieces whose ends are the places worth matching at: one piece per chat
+message (system prompt, then each turn), or BLOCK_CHARS characters of a plain prompt. Its
+keys are hashes of every prefix of whole pieces (the model's name included). A conversation's
+next turn repeats the last turn's messages, so one of its keys is the whole previous prompt:
+the replica that served it holds that prefix in its cache. A prefix many requests share (one
+system prompt) is remembered with each replica that served it, so those requests still
+spread over the replicas that hold it.
 
 No Ray here: the gateway computes the keys, the router (router.py) looks them up.
 """
@@ -17,8 +18,10 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any
 
-BLOCK_CHARS = 256  # a prompt shorter than this has no key: its prefill is cheap anyway
-MAX_KEYS = 32  # prompts longer than MAX_KEYS * BLOCK_CHARS share keys with their start
+BLOCK_CHARS = 256  # a plain prompt's pieces
+MIN_PREFIX_CHARS = 64  # a shorter prefix costs little to prefill anywhere: no key
+MAX_KEYS = 32  # the longest prefixes only: a long conversation's earlier turns are in them
+REPLICAS_PER_KEY = 4  # replicas remembered for a shared prefix, most recent last
 ROUTED_PATHS = ("/api/v1/generate", "/api/v1/generate/stream", "/v1/completions",
                 "/v1/chat/completions", "/v1/messages", "/v1/responses")
 
@@ -33,31 +36,31 @@ def _text(content: Any) -> str:
     return "" if content is None else json.dumps(content, sort_keys=True, default=str)
 
 
-def _messages(messages: Any) -> str:
+def _messages(messages: Any) -> list[str]:
     if not isinstance(messages, list):
-        return ""
-    parts = []
-    for message in messages:
-        if isinstance(message, dict):
-            parts.append(f"{message.get('role', message.get('type', ''))}\x1e{_text(message.get('content'))}")
-        else:
-            parts.append(_text(message))
-    return "\x1d".join(parts)
+        return []
+    return [f"{m.get('role', m.get('type', ''))}\x1e{_text(m.get('content', m.get('output')))}\x1d"
+            if isinstance(m, dict) else _text(m) + "\x1d" for m in messages]
 
 
-def prompt_text(path: str, body: dict[str, Any]) -> str:
-    """The canonical prompt text of a generation request (empty when it has none)."""
-    if path in ("/v1/chat/completions",):
+def _blocks(text: str, block: int) -> list[str]:
+    return [text[i:i + block] for i in range(0, len(text), block)]
+
+
+def prompt_pieces(path: str, body: dict[str, Any], block: int = BLOCK_CHARS) -> list[str]:
+    """The prompt of a generation request, cut where prefixes are worth matching."""
+    if path == "/v1/chat/completions":
         return _messages(body.get("messages"))
     if path == "/v1/messages":  # Anthropic: the system prompt comes apart from the turns
-        return _text(body.get("system")) + "\x1d" + _messages(body.get("messages"))
+        return [_text(body.get("system")) + "\x1d", *_messages(body.get("messages"))]
     if path == "/v1/responses":
         items = body.get("input")
-        return _text(body.get("instructions")) + "\x1d" + (items if isinstance(items, str) else _messages(items))
+        turns = _blocks(items, block) if isinstance(items, str) else _messages(items)
+        return [_text(body.get("instructions")) + "\x1d", *turns]
     prompt = body.get("prompt")
     if isinstance(prompt, list):  # /v1/completions: a batch of prompts, or token ids
-        prompt = prompt[0] if prompt and isinstance(prompt[0], str) else json.dumps(prompt[:MAX_KEYS * 64])
-    return prompt if isinstance(prompt, str) else ""
+        prompt = prompt[0] if prompt and isinstance(prompt[0], str) else json.dumps(prompt[:MAX_KEYS * block])
+    return _blocks(prompt, block) if isinstance(prompt, str) else []
 
 
 def prefix_keys(path: str, raw_body: bytes, block: int = BLOCK_CHARS) -> list[str]:
@@ -71,41 +74,47 @@ def prefix_keys(path: str, raw_body: bytes, block: int = BLOCK_CHARS) -> list[st
         return []
     if not isinstance(body, dict):
         return []
-    text = prompt_text(path, body)
     digest = hashlib.blake2b(str(body.get("model", "default")).encode(), digest_size=12)
-    keys = []
-    for end in range(block, min(len(text), block * MAX_KEYS) + 1, block):
-        digest.update(text[end - block:end].encode("utf-8", "surrogatepass"))
-        keys.append(digest.copy().hexdigest())
-    return keys
+    keys, length = [], 0
+    for piece in prompt_pieces(path, body, block):
+        digest.update(piece.encode("utf-8", "surrogatepass"))
+        length += len(piece)
+        if length >= MIN_PREFIX_CHARS:
+            keys.append(digest.copy().hexdigest())
+    return keys[-MAX_KEYS:]
 
 
 class AffinityMap:
-    """Bounded LRU: prefix key -> the replica that served it last."""
+    """Bounded LRU: prefix key -> the replicas that served it, most recent last."""
 
     def __init__(self, capacity: int = 100_000) -> None:
         self.capacity = capacity
-        self._replicas: OrderedDict[str, Hashable] = OrderedDict()
+        self._replicas: OrderedDict[str, list[Hashable]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._replicas)
 
     def remember(self, keys: list[str], replica: Hashable) -> None:
         for key in keys:
-            self._replicas[key] = replica
-            self._replicas.move_to_end(key)
+            replicas = [r for r in self._replicas.pop(key, []) if r != replica]
+            self._replicas[key] = [*replicas[-(REPLICAS_PER_KEY - 1):], replica]
         while len(self._replicas) > self.capacity:
             self._replicas.popitem(last=False)
 
-    def lookup(self, keys: list[str], alive: Any) -> Hashable | None:
-        """The replica of the longest key still in `alive` (a container of replicas)."""
+    def lookup(self, keys: list[str], alive: Any) -> list[Hashable]:
+        """The replicas (in `alive`, a container) that served the longest of `keys` any of
+        them served; [] when none did."""
         for key in reversed(keys):
-            replica = self._replicas.get(key)
-            if replica is not None and replica in alive:
+            replicas = [r for r in self._replicas.get(key, ()) if r in alive]
+            if replicas:
                 self._replicas.move_to_end(key)
-                return replica
-        return None
+                return replicas
+        return []
 
     def forget(self, replica: Hashable) -> None:
-        for key in [k for k, r in self._replicas.items() if r == replica]:
-            del self._replicas[key]
+        for key in list(self._replicas):
+            left = [r for r in self._replicas[key] if r != replica]
+            if left:
+                self._replicas[key] = left
+            else:
+                del self._replicas[key]

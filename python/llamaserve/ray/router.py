@@ -1,11 +1,11 @@
 """PrefixAffinityRouter: a Ray Serve request router for the engine replicas.
 
 A request whose prompt starts like one a replica served (its prefix keys, affinity.py, sent
-by the gateway as the `prefix_keys` argument) goes to that replica, whose prefix cache holds
-the shared part, unless that replica has IMBALANCE more ongoing requests than the least busy
-one; then, and for requests without a known prefix, power of two choices decides (two
-replicas at random, the less busy one). Either way the chosen replica is remembered for the
-request's keys.
+by the gateway as the `prefix_keys` argument) goes to the least busy of the replicas that
+served its longest known prefix (their prefix caches hold it), leaving out any with more than
+IMBALANCE ongoing requests beyond the least busy replica of all; when none is left, and for
+requests without a known prefix, power of two choices decides (two replicas at random, the
+less busy one). Either way the chosen replica is remembered for the request's keys.
 
 Not FIFOMixin: it hands a replica chosen for one request to whichever request waited
 longest, which would send a prefix to a replica that never saw it.
@@ -30,8 +30,6 @@ class PrefixAffinityRouter(LocalityMixin, MultiplexMixin, RequestRouter):
     def initialize_state(self, imbalance: int = IMBALANCE, capacity: int = 100_000, **_: Any) -> None:
         self.imbalance = imbalance
         self.affinity = AffinityMap(capacity)
-        self.routed = 0  # requests with prefix keys ...
-        self.affine = 0  # ... sent to the replica their prefix was seen on
 
     @staticmethod
     def _keys(pending_request: PendingRequest | None) -> list[str]:
@@ -49,27 +47,23 @@ class PrefixAffinityRouter(LocalityMixin, MultiplexMixin, RequestRouter):
                               pending_request: PendingRequest | None = None) -> list[list[RunningReplica]]:
         if not candidate_replicas:
             return []
-        keys = self._keys(pending_request)
-        by_id = {r.replica_id: r for r in candidate_replicas}
-        preferred_id = self.affinity.lookup(keys, by_id) if keys else None
         fallback = self._two_choices(candidate_replicas)
-        if preferred_id is None:
+        keys = self._keys(pending_request)
+        if not keys:
             return [fallback]
-        preferred = by_id[preferred_id]
+        by_id = {r.replica_id: r for r in candidate_replicas}
         least = min(self._queue_len(r) for r in candidate_replicas)
-        if self._queue_len(preferred) - least > self.imbalance:
+        preferred = [by_id[i] for i in self.affinity.lookup(keys, by_id)
+                     if self._queue_len(by_id[i]) - least <= self.imbalance]
+        if not preferred:
             return [fallback]
-        # The preferred replica first; if it refuses (full), the two random ones.
-        return [[preferred], [r for r in fallback if r is not preferred] or fallback]
+        # The least busy replica holding the prefix; if all refuse (full), the two random ones.
+        return [preferred, [r for r in fallback if r not in preferred] or fallback]
 
     def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result: Any) -> None:
         keys = self._keys(pending_request)
-        if not keys:
-            return
-        self.routed += 1
-        if self.affinity.lookup(keys, (replica_id,)) is not None:
-            self.affine += 1
-        self.affinity.remember(keys, replica_id)
+        if keys:
+            self.affinity.remember(keys, replica_id)
 
     def on_replica_actor_died(self, replica_id: ReplicaID) -> None:
         super().on_replica_actor_died(replica_id)
