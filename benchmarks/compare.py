@@ -3,6 +3,7 @@
 side: same machine, model, threads, slots and context, the same HTTP load, in one run.
 
     python benchmarks/compare.py [--model gemma-3-270m] [--levels 1 8 16] [--threads 2] [--tokens 64] [--rounds 3]
+    python benchmarks/compare.py --chat [--rounds 1]   # the multi-turn chat load instead
 
 Each server is started on loopback with as many slots as the concurrency level, loaded
 with the same streaming /v1/completions requests (equal output lengths: end-of-sequence
@@ -12,6 +13,11 @@ per-round ratios (both sides measured minutes apart at most), with their range.
 llama-cpp-python's server serializes requests, so it runs in the first round only.
 Writes results.json, results.md and results.png into benchmarks/out/ (never committed) and
 prints the table with the ratios the benchmark issue targets.
+
+--chat runs `llamaserve bench chat`'s load instead (8 clients x 4 turns sharing a ~1,500-token
+system prompt, sent as the OpenAI SDK sends it, 32 tokens a turn) against each server started
+fresh with 8 slots of 4096 tokens: its first run is the cold one, its second the warm one. It
+also reports each server's resident memory and the KV cache bytes it allocated.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -34,7 +41,7 @@ import llama_tools  # noqa: E402
 from engine import batched_bench_s_tg, llama_bench_tg  # noqa: E402
 
 import llamaserve  # noqa: E402
-from llamaserve.bench import loadgen  # noqa: E402
+from llamaserve.bench import chat_load, loadgen  # noqa: E402
 from llamaserve.default_model import BENCHMARK_MODEL, MODEL_HELP, named_model  # noqa: E402
 
 Command = Callable[[int, int], list[str]]  # (port, slots) -> argv
@@ -83,6 +90,86 @@ def run_server(name: str, command: Command, spec: loadgen.LoadSpec, level: int,
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+def resident_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+
+
+def kv_bytes(name: str, url: str, log_path: Path) -> int:
+    """The KV cache a server allocated: llamaserve says so in its model list, llama-server in its log."""
+    if name == "llamaserve":
+        models = httpx.get(url + "/api/v1/models", timeout=10).json()["models"]
+        return sum(m.get("memory", {}).get("kv_cache", 0) for m in models if m.get("status") == "loaded")
+    sizes = re.findall(r"llama_kv_cache: size =\s*([0-9.]+) MiB", log_path.read_text(errors="replace"))
+    return int(sum(float(x) for x in sizes) * 2**20)
+
+
+def run_chat_server(name: str, command: Command, spec: chat_load.ChatSpec, runs: int) -> dict:
+    port = free_port()
+    log_path = llama_tools.SCRATCH / f"{name}-chat.log"
+    log = open(log_path, "w")
+    process = subprocess.Popen(command(port, spec.clients), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, process)
+        print(f"{name}: chat load, {spec.clients} slots", file=sys.stderr, flush=True)
+        results = [chat_load.run(chat_load.ChatSpec(**{**spec.__dict__, "url": url})).as_dict()
+                   for _ in range(runs)]
+        return {"runs": results, "rss_bytes": resident_bytes(process.pid),
+                "kv_bytes": kv_bytes(name, url, log_path)}
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+CHAT_TARGETS = [  # (label, figure, run: 0 cold / 1 warm, ours / theirs at most (or at least, for tok/s))
+    ("TTFT p50 of turns 2-4 / llama-server's", "ttft_later_p50_s", 0, 0.5),
+    ("TTFT p50 of turn 1, cold / llama-server's cold", "ttft_turn1_p50_s", 0, 0.3),
+    ("TTFT p50 of turn 1, warm / llama-server's warm", "ttft_turn1_p50_s", 1, 1.0),
+    ("output tok/s of the chat load / llama-server's", "output_tok_s", 0, 1.2),
+]
+
+
+def chat_main(args: argparse.Namespace, bin_dir: Path, model: Path, banned: tuple[int, ...]) -> int:
+    spec = chat_load.ChatSpec(url="", model=model.stem, banned_tokens=banned)
+    commands = servers(bin_dir, model, args.threads, 4096)
+    rounds: dict[str, list[dict]] = {}
+    for round_index in range(args.rounds):
+        print(f"round {round_index + 1} of {args.rounds}", file=sys.stderr, flush=True)
+        for name in ("llamaserve", "llama-server"):
+            rounds.setdefault(name, []).append(run_chat_server(name, commands[name], spec, runs=2))
+    lines = ["| server | run | TTFT p50, turns 2-4 s | TTFT p50, turn 1 s | output tok/s | wall s "
+             "| cached prompt tokens | errors |", "|---|---|---|---|---|---|---|---|"]
+    for name, per_round in rounds.items():
+        for r in per_round:
+            for k, run in enumerate(r["runs"]):
+                lines.append(f"| {name} | {('cold', 'warm')[k]} | {run['ttft_later_p50_s']:.2f} "
+                             f"| {run['ttft_turn1_p50_s']:.2f} | {run['output_tok_s']:.1f} | {run['wall_s']:.1f} "
+                             f"| {run['cached_fraction']:.0%} | {run['errors']} |")
+    lines += ["", "| server | resident memory MB | KV cache MB |", "|---|---|---|"]
+    for name, per_round in rounds.items():
+        r = per_round[-1]
+        lines.append(f"| {name} | {r['rss_bytes'] / 2**20:.0f} | {r['kv_bytes'] / 2**20:.0f} |")
+    lines += ["", "| figure | ratio | target |", "|---|---|---|"]
+    for label, figure, run, target in CHAT_TARGETS:
+        values = [o["runs"][run][figure] / t["runs"][run][figure]
+                  for o, t in zip(rounds["llamaserve"], rounds["llama-server"])]
+        lines.append(f"| {label} | {spread(values, '.3f')} | {'>=' if figure == 'output_tok_s' else '<='} {target} |")
+    kv = [o["kv_bytes"] / t["kv_bytes"] for o, t in zip(rounds["llamaserve"], rounds["llama-server"]) if t["kv_bytes"]]
+    if kv:
+        lines.append(f"| KV cache bytes / llama-server -np 8 -c 32768 | {spread(kv, '.3f')} | <= 1.0 |")
+    text = (f"Measured on {os.cpu_count()} CPUs, {args.threads} threads, {model.name}, "
+            f"{spec.clients} clients x {spec.turns} turns, {spec.max_tokens} tokens a turn\n\n" + "\n".join(lines))
+    (llama_tools.SCRATCH / "chat-results.json").write_text(json.dumps(rounds, indent=2))
+    (llama_tools.SCRATCH / "chat-results.md").write_text(text + "\n")
+    print(text)
+    return 0
 
 
 def servers(bin_dir: Path, model: Path, threads: int, n_ctx: int) -> dict[str, Command]:
@@ -209,6 +296,7 @@ def main() -> int:
     parser.add_argument("--requests-per-client", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3, help="repeats of the whole run, interleaved")
     parser.add_argument("--servers", nargs="+", help="only these (default: every one found)")
+    parser.add_argument("--chat", action="store_true", help="the multi-turn chat load (see above)")
     args = parser.parse_args()
     model_name, model = named_model(args.model)
     print(f"model {model_name} ({model.name})", file=sys.stderr, flush=True)
@@ -216,6 +304,8 @@ def main() -> int:
     bin_dir = llama_tools.build(["llama-server", "llama-bench", "llama-batched-bench"])
     with llamaserve.Engine.load(model, n_ctx=64, n_parallel=1) as engine:
         banned = tuple(engine.metadata["eog_tokens"])
+    if args.chat:
+        return chat_main(args, bin_dir, model, banned)
     spec = loadgen.LoadSpec(url="", model=model.stem, max_tokens=args.tokens, banned_tokens=banned)
 
     widths = [level for level in args.levels if level > 1]

@@ -215,7 +215,13 @@ PYBIND11_MODULE(_native, m) {
         .def_readwrite("n_threads", &EngineOptions::n_threads)
         .def_readwrite("n_gpu_layers", &EngineOptions::n_gpu_layers)
         .def_readwrite("max_queue", &EngineOptions::max_queue)
-        .def_readwrite("kv_unified", &EngineOptions::kv_unified);
+        .def_readwrite("kv_unified", &EngineOptions::kv_unified)
+        .def_readwrite("n_kv", &EngineOptions::n_kv)
+        .def_readwrite("cache_ram", &EngineOptions::cache_ram)
+        .def_readwrite("type_k", &EngineOptions::type_k)
+        .def_readwrite("type_v", &EngineOptions::type_v)
+        .def_readwrite("flash_attn", &EngineOptions::flash_attn)
+        .def_readwrite("swa_full", &EngineOptions::swa_full);
 
     py::class_<AsyncNotifier, std::shared_ptr<AsyncNotifier>>(m, "AsyncNotifier")
         .def(py::init<>())
@@ -294,6 +300,22 @@ PYBIND11_MODULE(_native, m) {
             }
             return out;
         }, "Bytes per buffer type (device or host): weights, context (KV), compute.")
+        .def_property_readonly("cache_stats", [](const Engine & e) {
+            const CacheStats c = e.cache_stats();
+            py::dict d;
+            d["kv_cells"] = c.kv_cells;
+            d["kv_cells_used"] = c.kv_cells_used;
+            d["kv_cells_reserved"] = c.kv_cells_reserved;
+            d["prompt_tokens"] = c.prompt_tokens;
+            d["cached_tokens"] = c.cached_tokens;
+            d["requests_hit"] = c.requests_hit;
+            d["host_entries"] = c.host.entries;
+            d["host_bytes"] = c.host.bytes;
+            d["host_budget"] = c.host.budget;
+            d["host_hits"] = c.host.hits;
+            d["host_evictions"] = c.host.evictions;
+            return d;
+        }, "KV cells (in all, held, promised) and prefix-cache counters.")
         .def("close", &Engine::close, py::call_guard<py::gil_scoped_release>());
 
     py::class_<Embedder>(m, "Embedder", "Sentence embeddings on a context of their own over an engine's model.")

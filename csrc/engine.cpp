@@ -32,6 +32,31 @@ void free_cpu_threadpool(ggml_threadpool_t pool) {
     if (release) release(pool);
 }
 
+ggml_type kv_cache_type(const char * name, const std::string & type) {
+    static const std::pair<const char *, ggml_type> kTypes[] = {
+        {"f32", GGML_TYPE_F32},   {"f16", GGML_TYPE_F16},   {"bf16", GGML_TYPE_BF16},
+        {"q8_0", GGML_TYPE_Q8_0}, {"q4_0", GGML_TYPE_Q4_0}, {"q4_1", GGML_TYPE_Q4_1},
+        {"iq4_nl", GGML_TYPE_IQ4_NL}, {"q5_0", GGML_TYPE_Q5_0}, {"q5_1", GGML_TYPE_Q5_1},
+    };
+    for (const auto & [label, value] : kTypes) {
+        if (type == label) return value;
+    }
+    throw InvalidRequest(std::string(name) + ": unknown KV cache type '" + type +
+                         "' (f32, f16, bf16, q8_0, q4_0, q4_1, iq4_nl, q5_0, q5_1)");
+}
+
+llama_flash_attn_type flash_attn_type(const std::string & mode) {
+    if (mode == "auto") return LLAMA_FLASH_ATTN_TYPE_AUTO;
+    if (mode == "on") return LLAMA_FLASH_ATTN_TYPE_ENABLED;
+    if (mode == "off") return LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    throw InvalidRequest("flash_attn: must be auto, on or off");
+}
+
+// Prefixes shorter than this are not worth a snapshot (or a wait for one).
+constexpr size_t kMinSnapshotTokens = 128;
+// A snapshot or a wait must save at least this many tokens of prefill.
+constexpr size_t kMinSnapshotGain = 64;
+
 // A request that never reached a slot.
 void end_unstarted(Request & request) {
     StreamStats stats;
@@ -43,9 +68,17 @@ void end_unstarted(Request & request) {
 }  // namespace
 
 Engine::Engine(const std::string & model_path, const EngineOptions & options)
-    : options_(options) {
+    : options_(options), prefix_cache_(options.cache_ram) {
     if (options_.n_parallel < 1) throw InvalidRequest("n_parallel: must be at least 1");
     if (options_.n_ctx < 8) throw InvalidRequest("n_ctx: must be at least 8");
+    if (options_.n_kv < 0) throw InvalidRequest("n_kv: must not be negative");
+    if (options_.n_kv == 0) options_.n_kv = options_.n_ctx * options_.n_parallel;
+    if (!options_.kv_unified && options_.n_kv < 8 * options_.n_parallel) {
+        throw InvalidRequest("n_kv: must be at least 8 cells per slot");
+    }
+    const ggml_type type_k = kv_cache_type("type_k", options_.type_k);
+    const ggml_type type_v = kv_cache_type("type_v", options_.type_v);
+    const llama_flash_attn_type flash_attn = flash_attn_type(options_.flash_attn);
     if (options_.n_batch < options_.n_parallel) {
         throw InvalidRequest("n_batch: must be at least n_parallel");
     }
@@ -59,8 +92,12 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
     model_ = std::make_unique<Model>(model_path, load);
 
     auto params = llama_context_default_params();
-    // Every slot may use its whole window, so the cache never runs out mid-decode.
-    params.n_ctx = static_cast<uint32_t>(options_.n_ctx) * options_.n_parallel;
+    // One pool of cells (kv_unified) that requests take by need, or an equal share per slot.
+    params.n_ctx = static_cast<uint32_t>(options_.n_kv);
+    params.type_k = type_k;
+    params.type_v = type_v;
+    params.flash_attn_type = flash_attn;
+    params.swa_full = options_.swa_full;
     params.n_batch = options_.n_batch;
     params.n_ubatch = std::min(options_.n_batch, 512);
     params.n_seq_max = options_.n_parallel;
@@ -76,7 +113,11 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
     threadpool_ = new_cpu_threadpool(options_.n_threads);
     if (threadpool_) llama_attach_threadpool(ctx_, threadpool_, threadpool_);
 
-    n_swa_ = llama_model_n_swa(model_->get());
+    n_swa_ = options_.swa_full ? 0 : llama_model_n_swa(model_->get());
+    const int32_t n_ctx_context = static_cast<int32_t>(llama_n_ctx(ctx_));  // llama.cpp pads it
+    n_ctx_seq_ = std::min(options_.n_ctx, options_.kv_unified ? n_ctx_context : n_ctx_context / options_.n_parallel);
+    partial_reuse_ = n_swa_ == 0 && !llama_model_is_recurrent(model_->get()) &&
+                     !llama_model_is_hybrid(model_->get());
     for (const auto & [buft, use] : llama_get_memory_breakdown(ctx_)) {
         memory_use_.push_back({ggml_backend_buft_name(buft), use.model, use.context, use.compute});
     }
@@ -85,6 +126,8 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
     in_batch_.reserve(options_.n_parallel);
     slots_.reserve(options_.n_parallel);
     for (int32_t i = 0; i < options_.n_parallel; ++i) slots_.emplace_back(i);
+    slot_used_at_.assign(options_.n_parallel, 0);
+    reserved_.assign(options_.n_parallel, 0);
     scheduler_ = std::thread([this] { run(); });
 }
 
@@ -137,9 +180,9 @@ std::shared_ptr<TokenStream> Engine::submit_tokens(std::vector<llama_token> prom
     for (llama_token t : prompt) {
         if (!model_->valid_token(t)) throw InvalidRequest("prompt: unknown token id " + std::to_string(t));
     }
-    if (static_cast<int64_t>(prompt.size()) >= options_.n_ctx) {
+    if (static_cast<int64_t>(prompt.size()) >= n_ctx_seq_) {
         throw ContextLengthExceeded("prompt has " + std::to_string(prompt.size()) +
-                                    " tokens but the context holds " + std::to_string(options_.n_ctx) +
+                                    " tokens but the context holds " + std::to_string(n_ctx_seq_) +
                                     " (prompt and completion together)");
     }
     if (options.logprobs < -1 || options.logprobs > kMaxTopLogprobs) {
@@ -175,15 +218,16 @@ std::shared_ptr<TokenStream> Engine::submit_tokens(std::vector<llama_token> prom
     return stream;
 }
 
-Slot * Engine::pick_slot(const Request & request) {
-    // The free slot whose cache serves most of this prompt; else an empty one, so the
-    // other slots' caches live on.
+Slot * Engine::pick_slot(const Request & request, const std::vector<Slot *> & taken) {
+    // The free slot whose cache serves most of this prompt; else an empty one, else the
+    // one used longest ago, so that the caches most likely to be asked for again live on.
+    llama_memory_t mem = llama_get_memory(ctx_);
     Slot * best = nullptr;
-    size_t best_score = 0;
+    std::tuple<size_t, bool, uint64_t> best_score{};
     for (auto & slot : slots_) {
-        if (slot.busy()) continue;
-        const size_t reuse = request.cache_prompt ? slot.reusable_prefix(request.prompt) : 0;
-        const size_t score = 2 * reuse + (slot.has_cache() ? 0 : 1);
+        if (slot.busy() || std::find(taken.begin(), taken.end(), &slot) != taken.end()) continue;
+        const size_t reuse = request.cache_prompt ? slot.usable_prefix(request.prompt, mem, n_swa_) : 0;
+        const std::tuple<size_t, bool, uint64_t> score{reuse, !slot.has_cache(), ~slot_used_at_[slot.seq()]};
         if (!best || score > best_score) {
             best = &slot;
             best_score = score;
@@ -192,8 +236,39 @@ Slot * Engine::pick_slot(const Request & request) {
     return best;
 }
 
-void Engine::admit_locked() {
+int64_t Engine::cells_needed(const Request & request) const {
+    const int64_t prompt = static_cast<int64_t>(request.prompt.size());
+    const int64_t completion = request.max_tokens < 0 ? n_ctx_seq_ : request.max_tokens;
+    return std::min<int64_t>(n_ctx_seq_, prompt + completion);
+}
+
+bool Engine::make_room(const std::vector<Slot *> & taken) {
+    // Only a shared pool has room to make: a slot's own share is always its own.
+    if (!options_.kv_unified) return true;
+    auto free_cells = [&] {
+        int64_t used = 0;
+        for (auto & slot : slots_) {
+            const bool running = slot.busy() || std::find(taken.begin(), taken.end(), &slot) != taken.end();
+            used += running ? reserved_[slot.seq()] : static_cast<int64_t>(slot.n_cached());
+        }
+        return options_.n_kv - used;
+    };
+    while (free_cells() < 0) {
+        Slot * oldest = nullptr;
+        for (auto & slot : slots_) {
+            if (slot.busy() || !slot.has_cache() ||
+                std::find(taken.begin(), taken.end(), &slot) != taken.end()) continue;
+            if (!oldest || slot_used_at_[slot.seq()] < slot_used_at_[oldest->seq()]) oldest = &slot;
+        }
+        if (!oldest) return false;
+        oldest->drop_cache(ctx_);
+    }
+    return true;
+}
+
+void Engine::admit_locked(std::vector<std::pair<Slot *, std::unique_ptr<Request>>> & admitted) {
     auto & queue = waiting_->queue;
+    std::vector<Slot *> taken;
     while (!queue.empty()) {
         if (queue.front()->stream->cancelled()) {
             // Cancelled just now: its cancel is about to look for it in the queue.
@@ -201,17 +276,115 @@ void Engine::admit_locked() {
             queue.pop_front();
             continue;
         }
-        Slot * slot = pick_slot(*queue.front());
+        Slot * slot = pick_slot(*queue.front(), taken);
         if (!slot) return;
-        std::unique_ptr<Request> request = std::move(queue.front());
+        // Promise it the cells it may grow to (the prefix its slot holds for it among them).
+        reserved_[slot->seq()] = cells_needed(*queue.front());
+        taken.push_back(slot);
+        if (!make_room(taken)) {
+            // The pool is promised to running requests: this one waits for their cells.
+            reserved_[slot->seq()] = 0;
+            return;
+        }
+        admitted.emplace_back(slot, std::move(queue.front()));
         queue.pop_front();
         ++busy_slots_;
-        guarded(*slot, "starting", [&] { slot->start(std::move(request), ctx_, n_swa_); });
     }
+}
+
+void Engine::start_request(Slot & slot, std::unique_ptr<Request> & request) {
+    llama_memory_t mem = llama_get_memory(ctx_);
+    const size_t own = request->cache_prompt ? slot.usable_prefix(request->prompt, mem, n_swa_) : 0;
+    slot_used_at_[slot.seq()] = steps_;
+    slot.start(std::move(request), ctx_, own);
+    if (slot.caching() && prefix_cache_.enabled()) {
+        const auto match = prefix_cache_.find(slot.prompt(), partial_reuse_);
+        if (match.reuse > own && slot.restore(ctx_, *match.snapshot, match.reuse)) prefix_cache_.count_hit();
+        plan_snapshots(slot);
+    }
+    prompt_tokens_ += slot.prompt().size();
+    cached_tokens_ += slot.n_fed();
+    if (slot.n_fed() > 0) ++requests_hit_;
+}
+
+void Engine::plan_snapshots(Slot & slot) {
+    const auto & prompt = slot.prompt();
+    const size_t have = slot.n_fed();
+    const size_t last = prompt.size() - 1;  // the last prompt token is decoded for its logits
+    // Where this prompt leaves another one (a shared system prompt, few-shot block, tool
+    // list): a snapshot there serves every later prompt that shares it. When a running
+    // request is still prefilling towards that point, wait for its snapshot instead of
+    // prefilling the same tokens beside it.
+    Slot * leader = nullptr;
+    size_t leader_shares = 0;
+    size_t shared = std::min(prefix_cache_.longest_shared(prompt), last);
+    for (auto & other : slots_) {
+        if (&other == &slot) continue;
+        const auto & theirs = other.busy() ? other.prompt() : other.cached_tokens();
+        const size_t common = common_prefix(theirs, prompt, last);
+        shared = std::max(shared, common);
+        if (other.busy() && other.caching() && !other.following() && other.n_fed() < common &&
+            common > leader_shares) {
+            leader = &other;
+            leader_shares = common;
+        }
+    }
+    if (leader && leader_shares >= kMinSnapshotTokens && leader_shares >= have + kMinSnapshotGain) {
+        leader->add_checkpoint(leader_shares);
+        slot.follow(*leader, leader_shares);
+    } else if (shared >= kMinSnapshotTokens && shared >= have + kMinSnapshotGain &&
+               !prefix_cache_.holds(prompt, shared)) {
+        slot.add_checkpoint(shared);
+    }
+    // The whole prompt but its last token: the next turn of this conversation, or the same
+    // prompt again, starts from there.
+    if (last >= kMinSnapshotTokens && last >= have + kMinSnapshotGain) slot.add_checkpoint(last);
+}
+
+void Engine::take_snapshots() {
+    for (auto & slot : slots_) {
+        while (slot.busy() && slot.at_checkpoint()) {
+            guarded(slot, "caching a prefix", [&] {
+                if (prefix_cache_.would_keep(llama_state_seq_get_size(ctx_, slot.seq()))) {
+                    prefix_cache_.insert(slot.snapshot(ctx_));
+                }
+                slot.passed_checkpoint();
+            });
+        }
+    }
+}
+
+void Engine::resume_followers() {
+    for (auto & slot : slots_) {
+        if (!slot.busy() || !slot.following() || !slot.leader_done()) continue;
+        slot.stop_following();
+        guarded(slot, "restoring a prefix", [&] {
+            const size_t before = slot.n_fed();
+            const auto match = prefix_cache_.find(slot.prompt(), partial_reuse_);
+            if (match.reuse > before && slot.restore(ctx_, *match.snapshot, match.reuse)) {
+                prefix_cache_.count_hit();
+                cached_tokens_ += slot.n_fed() - before;
+                if (before == 0) ++requests_hit_;
+            }
+        });
+    }
+}
+
+CacheStats Engine::cache_stats() const {
+    CacheStats stats;
+    stats.kv_cells = static_cast<int64_t>(llama_n_ctx(ctx_));
+    stats.kv_cells_used = kv_cells_used_.load();
+    stats.kv_cells_reserved = kv_cells_reserved_.load();
+    stats.prompt_tokens = prompt_tokens_.load();
+    stats.cached_tokens = cached_tokens_.load();
+    stats.requests_hit = requests_hit_.load();
+    stats.host = prefix_cache_.stats();
+    return stats;
 }
 
 void Engine::finish_slot(Slot & slot, const std::string & reason, const std::string & error) {
     // Free the slot's place first: whoever sees the stream finish may submit at once.
+    reserved_[slot.seq()] = 0;
     --busy_slots_;
     slot.finish(reason, ctx_, error);
 }
@@ -266,21 +439,46 @@ void Engine::run() {
 
 void Engine::step() {
     in_batch_.clear();
+    ++steps_;
+    std::vector<std::pair<Slot *, std::unique_ptr<Request>>> admitted;
     {
         std::unique_lock<std::mutex> lock(waiting_->mu);
         waiting_->cv.wait(lock, [&] {
             return waiting_->stopping || !waiting_->queue.empty() || busy_slots_.load() > 0;
         });
         if (waiting_->stopping) return;
-        admit_locked();
+        admit_locked(admitted);
+    }
+    // Restoring a prefix copies its KV: outside the lock, so submitters never wait on it.
+    for (auto & [slot, request] : admitted) {
+        Slot & s = *slot;
+        if (!guarded(s, "starting", [&] { start_request(s, request); }) && request) {
+            --busy_slots_;
+            reserved_[s.seq()] = 0;
+            end_unstarted(*request);
+        }
     }
     for (auto & slot : slots_) {
         if (slot.busy() && slot.stream().cancelled()) {
             guarded(slot, "cancelling", [&] { finish_slot(slot, "cancelled"); });
         }
     }
+    take_snapshots();
+    resume_followers();
     build_batch();
+    publish_cache_use();
     if (!in_batch_.empty()) decode_and_sample();
+}
+
+void Engine::publish_cache_use() {
+    int64_t used = 0;
+    int64_t reserved = 0;
+    for (auto & slot : slots_) {
+        used += static_cast<int64_t>(slot.n_cached());
+        reserved += reserved_[slot.seq()];
+    }
+    kv_cells_used_ = used;
+    kv_cells_reserved_ = reserved;
 }
 
 void Engine::build_batch() {
@@ -295,17 +493,16 @@ void Engine::build_batch() {
     batch_.n_tokens = 0;
     for (auto & slot : slots_) {
         if (!slot.busy()) continue;
-        int32_t n = 1;
-        if (slot.prefilling()) {
-            n = std::min(slot.prompt_left(), budget);
-            budget -= n;
-        }
+        const bool prefilling = slot.prefilling();
+        const int32_t n = prefilling ? std::min(slot.prompt_left(), budget) : 1;
         const int32_t before = batch_.n_tokens;
         if (!guarded(slot, "batching", [&] { slot.add_to_batch(batch_, n); })) {
             batch_.n_tokens = before;  // no tokens of an ended request
         } else if (batch_.n_tokens > before) {
             in_batch_.push_back(&slot);
         }
+        // What it took (a prefill may stop short at a snapshot point, or wait for a leader).
+        if (prefilling) budget -= batch_.n_tokens - before;
     }
 }
 
@@ -329,7 +526,7 @@ void Engine::decode_and_sample() {
         if (slot->batch_index() < 0) continue;  // a prompt chunk before the last
         guarded(*slot, "sampling", [&] {
             const llama_token token = slot->sample(ctx_, n_vocab);
-            if (const char * reason = slot->accept(token, *model_, options_.n_ctx)) {
+            if (const char * reason = slot->accept(token, *model_, n_ctx_seq_)) {
                 finish_slot(*slot, reason);
             }
         });

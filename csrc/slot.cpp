@@ -22,26 +22,27 @@ void batch_add(llama_batch & batch, llama_token token, llama_pos pos, llama_seq_
 
 }  // namespace
 
-size_t Slot::reusable_prefix(const std::vector<llama_token> & prompt) const {
-    const size_t limit = std::min(cache_.size(), prompt.size() - 1);
-    size_t n = 0;
-    while (n < limit && cache_[n] == prompt[n]) ++n;
-    return n;
+size_t Slot::usable_prefix(const std::vector<llama_token> & prompt, llama_memory_t mem,
+                           int32_t n_swa) const {
+    const size_t reuse = common_prefix(cache_, prompt, prompt.size() - 1);
+    if (reuse == 0 || n_swa <= 0 || reuse == cache_.size()) return reuse;
+    // Cut back to `reuse`, the next tokens attend to the window before it: those cells
+    // must still be there (a window cache reuses the cells that fall out of it).
+    const llama_pos pos_min = llama_memory_seq_pos_min(mem, seq_);
+    const llama_pos needed_from = static_cast<llama_pos>(reuse) - n_swa;
+    return pos_min <= std::max<llama_pos>(0, needed_from) ? reuse : 0;
 }
 
-void Slot::start(std::unique_ptr<Request> request, llama_context * ctx, int32_t n_swa) {
+void Slot::drop_cache(llama_context * ctx) {
+    llama_memory_seq_rm(llama_get_memory(ctx), seq_, -1, -1);
+    cache_.clear();
+}
+
+void Slot::start(std::unique_ptr<Request> request, llama_context * ctx, size_t reuse) {
     request_ = std::move(request);
     llama_memory_t mem = llama_get_memory(ctx);
-    size_t reuse = request_->cache_prompt ? reusable_prefix(request_->prompt) : 0;
-    if (reuse > 0 && n_swa > 0) {
-        // A sliding-window cache may have dropped the early positions the next tokens
-        // must attend to; then nothing is reusable.
-        const llama_pos pos_min = llama_memory_seq_pos_min(mem, seq_);
-        const llama_pos needed_from = std::max<llama_pos>(0, static_cast<llama_pos>(reuse) - n_swa);
-        if (pos_min > 0 && pos_min >= needed_from) reuse = 0;
-    }
     if (!llama_memory_seq_rm(mem, seq_, static_cast<llama_pos>(reuse), -1)) {
-        llama_memory_seq_rm(mem, seq_, -1, -1);
+        llama_memory_seq_rm(mem, seq_, -1, -1);  // a recurrent state cannot be cut back
         reuse = 0;
     }
     cache_.resize(reuse);
@@ -52,6 +53,67 @@ void Slot::start(std::unique_ptr<Request> request, llama_context * ctx, int32_t 
     n_generated_ = 0;
     pending_token_ = LLAMA_TOKEN_NULL;
     batch_index_ = -1;
+    checkpoints_.clear();
+    leader_ = nullptr;
+}
+
+bool Slot::restore(llama_context * ctx, const PrefixSnapshot & snapshot, size_t reuse) {
+    llama_memory_t mem = llama_get_memory(ctx);
+    llama_memory_seq_rm(mem, seq_, -1, -1);
+    cache_.clear();
+    bool ok = llama_state_seq_set_data(ctx, snapshot.state.data(), snapshot.state.size(), seq_) > 0;
+    if (ok && reuse < snapshot.tokens.size()) {
+        ok = llama_memory_seq_rm(mem, seq_, static_cast<llama_pos>(reuse), -1);
+    }
+    if (!ok) {
+        llama_memory_seq_rm(mem, seq_, -1, -1);
+        reuse = 0;
+    }
+    cache_.assign(snapshot.tokens.begin(), snapshot.tokens.begin() + reuse);
+    n_prompt_fed_ = reuse;
+    cached_prompt_tokens_ = static_cast<int32_t>(reuse);
+    n_past_ = static_cast<int32_t>(reuse);
+    while (!checkpoints_.empty() && checkpoints_.front() <= reuse) checkpoints_.erase(checkpoints_.begin());
+    return ok;
+}
+
+PrefixSnapshot Slot::snapshot(llama_context * ctx) const {
+    PrefixSnapshot out;
+    out.state.resize(llama_state_seq_get_size(ctx, seq_));
+    const size_t written = llama_state_seq_get_data(ctx, out.state.data(), out.state.size(), seq_);
+    out.state.resize(written);
+    if (written > 0) out.tokens = cache_;
+    return out;
+}
+
+void Slot::add_checkpoint(size_t position) {
+    if (position <= n_prompt_fed_ || position >= request_->prompt.size()) return;
+    auto it = std::lower_bound(checkpoints_.begin(), checkpoints_.end(), position);
+    if (it == checkpoints_.end() || *it != position) checkpoints_.insert(it, position);
+}
+
+bool Slot::at_checkpoint() const {
+    return busy() && !checkpoints_.empty() && checkpoints_.front() == n_prompt_fed_;
+}
+
+void Slot::passed_checkpoint() {
+    if (!checkpoints_.empty()) checkpoints_.erase(checkpoints_.begin());
+}
+
+bool Slot::is_leader_of(size_t position) const {
+    return std::binary_search(checkpoints_.begin(), checkpoints_.end(), position);
+}
+
+void Slot::follow(const Slot & leader, size_t position) {
+    leader_ = &leader;
+    leader_request_ = leader.request_id();
+    leader_position_ = position;
+}
+
+bool Slot::leader_done() const {
+    // The checkpoint leaves the leader's list once its snapshot is in the host cache.
+    return !leader_->busy() || leader_->request_id() != leader_request_ ||
+           !leader_->is_leader_of(leader_position_);
 }
 
 void Slot::add_to_batch(llama_batch & batch, int32_t budget) {
@@ -63,8 +125,10 @@ void Slot::add_to_batch(llama_batch & batch, int32_t budget) {
         cache_.push_back(pending_token_);
         return;
     }
+    if (leader_) return;  // waits for the leader's snapshot
     const auto & prompt = request_->prompt;
-    const size_t n = std::min<size_t>(budget, prompt.size() - n_prompt_fed_);
+    size_t n = std::min<size_t>(budget, prompt.size() - n_prompt_fed_);
+    if (!checkpoints_.empty()) n = std::min(n, checkpoints_.front() - n_prompt_fed_);
     for (size_t k = 0; k < n; ++k) {
         const bool last = n_prompt_fed_ + 1 == prompt.size();
         if (last) batch_index_ = batch.n_tokens;
@@ -136,6 +200,8 @@ void Slot::finish(const std::string & reason, llama_context * ctx, const std::st
     const std::unique_ptr<Request> request = std::move(request_);
     decoder_.reset();
     const bool keep = request->cache_prompt && (reason == "stop" || reason == "length");
+    checkpoints_.clear();
+    leader_ = nullptr;
     if (!keep) {
         llama_memory_seq_rm(llama_get_memory(ctx), seq_, -1, -1);
         cache_.clear();

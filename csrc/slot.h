@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "llama.h"
+#include "prefix_cache.h"
 #include "sampling.h"
 #include "text_decoder.h"
 #include "token_stream.h"
@@ -22,7 +23,7 @@ struct Request {
     int32_t max_tokens = -1;  // -1 = until the context is full
     std::vector<std::string> stop;
     int32_t logprobs = -1;  // see GenerationOptions::logprobs
-    bool cache_prompt = false;
+    bool cache_prompt = true;
     std::shared_ptr<TokenStream> stream;
 };
 
@@ -36,13 +37,42 @@ public:
     int32_t prompt_left() const { return static_cast<int32_t>(request_->prompt.size() - n_prompt_fed_); }
     TokenStream & stream() { return *request_->stream; }
 
-    // How many leading prompt tokens this slot's cached KV could serve (never all of
-    // them: the last prompt token is always decoded, for its logits).
-    size_t reusable_prefix(const std::vector<llama_token> & prompt) const;
-    bool has_cache() const { return !cache_.empty(); }
+    const std::vector<llama_token> & prompt() const { return request_->prompt; }
+    bool caching() const { return request_->cache_prompt; }
+    uint64_t request_id() const { return request_->stream->id(); }
+    size_t n_fed() const { return n_prompt_fed_; }
+    // Cells this sequence holds (its prompt cache while idle).
+    size_t n_cached() const { return cache_.size(); }
+    const std::vector<llama_token> & cached_tokens() const { return cache_; }
 
-    // Takes the request; keeps the cached KV prefix it may reuse and drops the rest.
-    void start(std::unique_ptr<Request> request, llama_context * ctx, int32_t n_swa);
+    // How many leading tokens of `prompt` this slot's KV can serve: never all of them (the
+    // last prompt token is always decoded, for its logits), and with a sliding window only
+    // as far back as the cells the window has kept.
+    size_t usable_prefix(const std::vector<llama_token> & prompt, llama_memory_t mem, int32_t n_swa) const;
+    bool has_cache() const { return !cache_.empty(); }
+    // Frees an idle slot's cells (its prompt cache).
+    void drop_cache(llama_context * ctx);
+
+    // Takes the request; keeps the first `reuse` cached tokens' KV and drops the rest.
+    void start(std::unique_ptr<Request> request, llama_context * ctx, size_t reuse);
+    // Replaces this sequence's KV with a host snapshot's first `reuse` tokens (false, and
+    // an empty sequence, if llama.cpp refuses it).
+    bool restore(llama_context * ctx, const PrefixSnapshot & snapshot, size_t reuse);
+    // This sequence's KV as it stands, for the host cache.
+    PrefixSnapshot snapshot(llama_context * ctx) const;
+
+    // Prefill pauses at `position` so that the engine can snapshot the prefix there.
+    void add_checkpoint(size_t position);
+    // The prefill stands at its next checkpoint (the engine takes it, then calls passed).
+    bool at_checkpoint() const;
+    void passed_checkpoint();
+    // Waits, feeding nothing, until `leader` has prefilled to `position` (and snapshot it).
+    void follow(const Slot & leader, size_t position);
+    bool following() const { return leader_ != nullptr; }
+    // Whether the leader is done with what this slot waits for (or gone).
+    bool leader_done() const;
+    void stop_following() { leader_ = nullptr; }
+    bool is_leader_of(size_t position) const;
 
     // Adds this slot's next tokens to the batch: the pending sampled token, or up to
     // `budget` prompt tokens (none when the budget is 0).
@@ -75,6 +105,10 @@ private:
     // so a reader never sees the last piece without the end (and sends them as one event).
     std::string final_text_;
     int32_t batch_index_ = -1;
+    std::vector<size_t> checkpoints_;  // ascending prompt positions still to snapshot
+    const Slot * leader_ = nullptr;    // see follow()
+    uint64_t leader_request_ = 0;
+    size_t leader_position_ = 0;
 };
 
 }  // namespace llamaserve

@@ -33,6 +33,12 @@ def _text(message) -> str:
     return "".join(block.text for block in message.content if block.type == "text")
 
 
+def prompt_tokens(usage) -> int:
+    """Anthropic counts prompt tokens read from the cache apart from input_tokens."""
+    assert usage.cache_creation_input_tokens == 0
+    return usage.input_tokens + usage.cache_read_input_tokens
+
+
 def _chat_prompt_tokens(openai_client, model, messages) -> int:
     """What /v1/chat/completions counts for the same conversation (the same template path)."""
     r = openai_client.chat.completions.create(model=model, messages=messages, max_tokens=1, temperature=0)
@@ -46,7 +52,7 @@ def test_message(client, served_model, openai_client):
     assert [b.type for b in m.content] == ["text"] and _text(m)
     assert m.stop_reason in ("end_turn", "max_tokens") and m.stop_sequence is None
     assert 0 < m.usage.output_tokens <= 8
-    assert m.usage.input_tokens == _chat_prompt_tokens(openai_client, served_model, QUESTION)
+    assert prompt_tokens(m.usage) == _chat_prompt_tokens(openai_client, served_model, QUESTION)
 
 
 def test_system_prompt_as_a_string_or_text_blocks(client, served_model, openai_client):
@@ -56,7 +62,7 @@ def test_system_prompt_as_a_string_or_text_blocks(client, served_model, openai_c
                                        system=[{"type": "text", "text": "Be brief."}])
     system = {"role": "system", "content": "Be brief."}
     expected = _chat_prompt_tokens(openai_client, served_model, [system, *QUESTION])
-    assert as_string.usage.input_tokens == as_blocks.usage.input_tokens == expected
+    assert prompt_tokens(as_string.usage) == prompt_tokens(as_blocks.usage) == expected
     assert _text(as_string) == _text(as_blocks)
 
 
@@ -80,7 +86,7 @@ def test_streaming_helper_gives_the_same_message(client, served_model):
         final = stream.get_final_message()
     assert len(pieces) > 1 and "".join(pieces) == _text(whole) == _text(final)
     assert final.id.startswith("msg_") and final.stop_reason == whole.stop_reason
-    assert final.usage.input_tokens == whole.usage.input_tokens
+    assert prompt_tokens(final.usage) == prompt_tokens(whole.usage)
     assert final.usage.output_tokens == whole.usage.output_tokens
 
 
@@ -137,7 +143,7 @@ def test_tool_use_round_trip(client, served_model, openai_client):
     # The same conversation in OpenAI's words makes the same prompt.
     openai_call = {"id": call.id, "type": "function",
                    "function": {"name": call.name, "arguments": json.dumps(call.input)}}
-    assert answer.usage.input_tokens == _chat_prompt_tokens(openai_client, served_model, [
+    assert prompt_tokens(answer.usage) == _chat_prompt_tokens(openai_client, served_model, [
         *question, {"role": "assistant", "content": None, "tool_calls": [openai_call]},
         {"role": "tool", "tool_call_id": call.id, "content": "sunny, 21C"}])
 

@@ -36,6 +36,23 @@ def test_bench_serve_reports_every_level_with_equal_output_lengths(base_url, ser
         assert level["client_cpu_pct"] >= 0
 
 
+def test_bench_chat_runs_multi_turn_conversations_that_reuse_their_prefix(base_url, served_model, tmp_path):
+    out = tmp_path / "chat.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "llamaserve", "bench", "chat", "--url", base_url, "--model", served_model,
+         "--clients", "2", "--turns", "2", "--tokens", "5", "--system-words", "120", "--runs", "1",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "| run | TTFT p50, turn 1 s | TTFT p50, later turns s |" in run.stdout
+    [result] = json.loads(out.read_text())
+    assert result["errors"] == 0 and result["clients"] == 2 and result["turns"] == 2
+    assert 0 < result["ttft_turn1_p50_s"] and 0 < result["ttft_later_p50_s"]
+    assert abs(result["output_tok_s"] * result["wall_s"] - 2 * 2 * 5) < 1e-6  # equal lengths: EOS banned
+    # Each second turn resends the first: the server served most of it from its cache.
+    assert result["cached_fraction"] > 0.3
+
+
 def test_loadgen_sends_the_api_key(serve_app, served_model):
     from llamaserve.config import ServerConfig
 

@@ -139,7 +139,10 @@ def test_logprobs(openai_client, served_model):
         for c in chunk.choices:
             if c.logprobs is not None:
                 streamed.extend(c.logprobs.content)
-    assert [(e.token, e.logprob) for e in streamed] == [(e.token, e.logprob) for e in entries]
+    # The second request reuses the first one's cached prompt: a reused prefix may move a
+    # log-probability a little (batch numerics; README, "Prefix caching").
+    assert [e.token for e in streamed] == [e.token for e in entries]
+    assert [e.logprob for e in streamed] == pytest.approx([e.logprob for e in entries], abs=0.1)
     plain = openai_client.chat.completions.create(model=served_model, messages=QUESTION, max_tokens=2, temperature=0)
     assert plain.choices[0].logprobs is None
 

@@ -10,6 +10,9 @@ from typing import Any
 
 ENV_PREFIX = "LLAMASERVE_"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+# The choices llama.cpp takes (Engine.load checks them too).
+KV_CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
+FLASH_ATTN_MODES = ("auto", "on", "off")
 
 
 def _opt(flag: str, help: str, default: Any = MISSING, **extra: Any) -> Any:
@@ -50,6 +53,22 @@ class ServerConfig:
     port: int = _opt("--port", "port to listen on", 8000)
     n_parallel: int = _opt("--parallel", "requests decoded together (slots)", 4)
     n_ctx: int = _opt("--ctx", "context size of each request, prompt and completion together", 4096)
+    # -- KV cache and prefix cache --
+    kv_cells: int = _opt("--kv-cells", "KV cache cells in all, split evenly over the slots or, with "
+                         "--kv-unified, one pool (0: --ctx for every slot, less if the machine's free "
+                         "memory cannot hold that)", 0)
+    kv_unified: bool = _opt("--kv-unified", "one KV pool that requests take from by need (prompt + "
+                            "max_tokens), waiting while it is promised to running ones; off: an equal "
+                            "private share per slot, which decodes faster with many slots", False)
+    cache_ram: str = _opt("--cache-ram", "host memory for prefix snapshots, e.g. 2GB: a shared prompt "
+                          "prefix evicted from the slots comes back from here without recompute (0: off)",
+                          "1GB")
+    cache_type_k: str = _opt("--cache-type-k", "KV cache type of K: f32, f16, bf16, q8_0, q4_0, q4_1, "
+                             "iq4_nl, q5_0, q5_1", "f16")
+    cache_type_v: str = _opt("--cache-type-v", "KV cache type of V (a quantized V needs --flash-attn)", "f16")
+    flash_attn: str = _opt("--flash-attn", "flash attention: auto, on or off", "auto")
+    swa_full: bool = _opt("--swa-full", "full-size cache for sliding-window layers (more memory; a "
+                          "cached prefix is reusable at any length, not only where it was saved)", False)
     n_threads: int = _opt("--threads", "CPU threads for decoding (0: automatic)", 0)
     n_gpu_layers: int = _opt("--gpu-layers", "layers to offload to a GPU (-1: all)", 0)
     max_queue: int = _opt("--max-queue", "requests that may wait for a slot; beyond it 503", 256)
@@ -111,6 +130,10 @@ class ServerConfig:
         need(self.n_parallel >= 1, "n_parallel", "must be at least 1")
         need(self.n_ctx >= 8, "n_ctx", "must be at least 8")
         need(self.n_threads >= 0, "n_threads", "must not be negative")
+        need(self.kv_cells >= 0, "kv_cells", "must not be negative")
+        need(self.flash_attn in FLASH_ATTN_MODES, "flash_attn", "must be one of " + ", ".join(FLASH_ATTN_MODES))
+        for name in ("cache_type_k", "cache_type_v"):
+            need(getattr(self, name) in KV_CACHE_TYPES, name, "must be one of " + ", ".join(KV_CACHE_TYPES))
         need(self.max_queue >= 0, "max_queue", "must not be negative")
         need(self.default_max_tokens >= 1, "default_max_tokens", "must be at least 1")
         need(self.rate_limit >= 0, "rate_limit", "must not be negative")
@@ -137,20 +160,16 @@ class ServerConfig:
         need(self.replica_cpus >= 0, "replica_cpus", "must not be negative")
         need(self.replica_gpus >= 0, "replica_gpus", "must not be negative")
         if self.max_memory is not None:
-            from llamaserve.models.memory import parse_size
-
-            try:
-                need(parse_size(self.max_memory) > 0, "max_memory", "must be positive")
-            except ValueError as exc:
-                raise ValueError(f"max_memory: {exc}") from None
+            need(_size("max_memory", self.max_memory) > 0, "max_memory", "must be positive")
+        _size("cache_ram", self.cache_ram)
 
     @property
     def max_memory_bytes(self) -> int | None:
-        if self.max_memory is None:
-            return None
-        from llamaserve.models.memory import parse_size
+        return None if self.max_memory is None else _size("max_memory", self.max_memory)
 
-        return parse_size(self.max_memory)
+    @property
+    def cache_ram_bytes(self) -> int:
+        return _size("cache_ram", self.cache_ram)
 
     @property
     def auth_enabled(self) -> bool:
@@ -175,6 +194,15 @@ class ServerConfig:
         shown = {f.name: ("***" if _is_secret(f.name) and getattr(self, f.name) else getattr(self, f.name))
                  for f in fields(self)}
         return "ServerConfig(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+
+def _size(name: str, text: str) -> int:
+    from llamaserve.models.memory import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
 
 
 def _is_secret(name: str) -> bool:

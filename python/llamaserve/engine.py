@@ -14,12 +14,14 @@ from typing import Any
 import numpy
 
 from llamaserve import _native
+from llamaserve.config import FLASH_ATTN_MODES, KV_CACHE_TYPES
 from llamaserve.default_model import default_model_path
 from llamaserve.errors import EngineError, InvalidRequest, QueueFull
 from llamaserve.generation_params import (
-    check_bool, check_integer, check_prompt, check_text, check_token_ids, validate)
+    check_bool, check_choice, check_integer, check_prompt, check_text, check_token_ids, validate)
 
 Prompt = str | Sequence[int]
+DEFAULT_CACHE_RAM = 1 << 30  # host memory for prefix snapshots
 # (token id, log-probability, [(alternative id, log-probability), ...])
 TokenLogprob = tuple[int, float, list[tuple[int, float]]]
 
@@ -301,8 +303,16 @@ class Engine:
     def load(cls, path: str | os.PathLike[str] | None = None, *, n_ctx: int = 4096,
              n_parallel: int = 4, n_batch: int = 512, n_threads: int = 0,
              n_gpu_layers: int = 0, max_queue: int = 256, kv_unified: bool = False,
+             n_kv: int = 0, cache_ram: int = DEFAULT_CACHE_RAM, cache_type_k: str = "f16",
+             cache_type_v: str = "f16", flash_attn: str = "auto", swa_full: bool = False,
              verbose: bool = False) -> Engine:
-        """Load a GGUF file (the default model when path is None)."""
+        """Load a GGUF file (the default model when path is None).
+
+        n_ctx bounds one request (prompt and completion); n_kv is the KV cells in all (0:
+        n_ctx for each slot), an equal private share per slot, or with kv_unified=True one
+        pool that requests take from by need (prompt + max_tokens), waiting while it is
+        promised to running ones. cache_ram is the bytes of host memory that keep prefix
+        snapshots (0: none)."""
         options = _native.EngineOptions()
         options.n_ctx = check_integer("n_ctx", n_ctx, 8, 2**24)
         options.n_parallel = check_integer("n_parallel", n_parallel, 1, 1024)
@@ -311,6 +321,12 @@ class Engine:
         options.n_gpu_layers = check_integer("n_gpu_layers", n_gpu_layers, -1, 100000)
         options.max_queue = check_integer("max_queue", max_queue, 0, 2**20)
         options.kv_unified = check_bool("kv_unified", kv_unified)
+        options.n_kv = check_integer("n_kv", n_kv, 0, 2**31 - 1)
+        options.cache_ram = check_integer("cache_ram", cache_ram, 0, 2**62)
+        options.type_k = check_choice("cache_type_k", cache_type_k, KV_CACHE_TYPES)
+        options.type_v = check_choice("cache_type_v", cache_type_v, KV_CACHE_TYPES)
+        options.flash_attn = check_choice("flash_attn", flash_attn, FLASH_ATTN_MODES)
+        options.swa_full = check_bool("swa_full", swa_full)
         _native.set_verbose(verbose)
         model_path = Path(path) if path is not None else default_model_path()
         return cls(_native.Engine(str(model_path), options))
@@ -333,6 +349,14 @@ class Engine:
     def memory_use(self) -> list[dict[str, Any]]:
         """What llama.cpp allocated, per buffer type: model, context (KV) and compute bytes."""
         return self._native.memory_use
+
+    @property
+    def cache_stats(self) -> dict[str, int]:
+        """KV cells (kv_cells in all, kv_cells_used held by requests and idle slots' prompt
+        caches, kv_cells_reserved promised to running requests) and prefix-cache counters
+        (prompt_tokens, cached_tokens, requests_hit; host_entries, host_bytes, host_budget,
+        host_hits, host_evictions)."""
+        return self._native.cache_stats
 
     @property
     def busy_slots(self) -> int:

@@ -59,6 +59,12 @@ def check_bool(name: str, value: Any) -> bool:
     return value
 
 
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise InvalidRequest(f"{name}: must be one of {', '.join(choices)}")
+    return value
+
+
 def check_text(name: str, value: Any) -> str:
     """A string that can be encoded as UTF-8 for the native engine."""
     if not isinstance(value, str):
@@ -202,7 +208,8 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
     _flag("add_special", "add the model's special tokens (BOS) to a text prompt"),
     _flag("parse_special", "read control tokens written in a text prompt"),
     _integer("logprobs", 0, MAX_TOP_LOGPROBS, "log-probabilities of each token and its top N alternatives"),
-    _flag("cache_prompt", "reuse a finished request's KV cache for a shared prompt prefix"),
+    _flag("cache_prompt", "reuse cached KV for the prompt's longest cached prefix (default true; "
+          "false recomputes the whole prompt, for bit-reproducible results)"),
 )}
 
 

@@ -1,4 +1,4 @@
-"""`llamaserve bench serve|engine`: the load generator and the in-process figures."""
+"""`llamaserve bench serve|chat|engine`: the load generators and the in-process figures."""
 from __future__ import annotations
 
 import argparse
@@ -29,6 +29,27 @@ def _serve(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps([r.as_dict() for r in results], indent=2))
     return 1 if any(r.errors for r in results) else 0
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from llamaserve.bench import chat_load
+
+    spec = chat_load.ChatSpec(url=args.url.rstrip("/"), model=args.model, clients=args.clients,
+                              turns=args.turns, max_tokens=args.tokens, system_words=args.system_words,
+                              banned_tokens=tuple(args.ban), api_key=args.api_key)
+    runs = [chat_load.run(spec) for _ in range(args.runs)]
+    print(f"{args.clients} clients x {args.turns} turns sharing one system prompt, {args.tokens} tokens a turn")
+    print("| run | TTFT p50, turn 1 s | TTFT p50, later turns s | output tok/s | wall s | cached prompt tokens | errors |")
+    print("|---|---|---|---|---|---|---|")
+    for k, r in enumerate(runs, 1):
+        print(f"| {k} | {r.ttft_turn1_p50_s:.2f} | {r.ttft_later_p50_s:.2f} | {r.output_tok_s:.1f} "
+              f"| {r.wall_s:.1f} | {r.cached_fraction:.0%} | {r.errors} |")
+    for r in runs:
+        if r.first_error:
+            print(f"{r.errors} turns failed; the first: {r.first_error}")
+    if args.json:
+        Path(args.json).write_text(json.dumps([r.as_dict() for r in runs], indent=2))
+    return 1 if any(r.errors for r in runs) else 0
 
 
 def _engine(args: argparse.Namespace) -> int:
@@ -71,6 +92,24 @@ def add_bench_commands(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--api-key")
     serve.add_argument("--json", help="also write the results here")
     serve.set_defaults(run=_serve)
+
+    chat = kinds.add_parser("chat", help="multi-turn chats sharing a system prompt, as the OpenAI SDK "
+                            "sends them, against any OpenAI-compatible server")
+    chat.add_argument("--url", required=True, help="server root, e.g. http://127.0.0.1:8000")
+    chat.add_argument("--model", default="default")
+    chat.add_argument("--clients", type=int, default=8)
+    chat.add_argument("--turns", type=int, default=4)
+    chat.add_argument("--tokens", type=int, default=32, help="output tokens per turn")
+    chat.add_argument("--system-words", type=int, default=1100,
+                      help="length of the shared system prompt in words (1100: about 1,500 tokens)")
+    chat.add_argument("--runs", type=int, default=2, help="times to run the same conversations "
+                      "(the second shows what a server keeps between them)")
+    chat.add_argument("--ban", type=_token_ids, default=[1, 106],
+                      help="end-of-sequence token ids to ban so every turn has --tokens tokens "
+                           "(default: Gemma's 1,106)")
+    chat.add_argument("--api-key")
+    chat.add_argument("--json", help="also write the results here")
+    chat.set_defaults(run=_chat)
 
     engine = kinds.add_parser("engine", help="in-process decode and prompt figures")
     engine.add_argument("--model", default=BENCHMARK_MODEL, help=MODEL_HELP)

@@ -89,7 +89,6 @@ def request_body(spec: LoadSpec, index: int) -> dict:
         "stream": True,
         "stream_options": {"include_usage": True},
         "logit_bias": {str(t): -100 for t in spec.banned_tokens},
-        "cache_prompt": True,  # llama-server's default; asked of every server alike
     }
 
 

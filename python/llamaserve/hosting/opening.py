@@ -12,7 +12,8 @@ from typing import Any
 from llamaserve.config import ServerConfig
 from llamaserve.engine import Engine
 from llamaserve.hosting.loaded import LoadedModel
-from llamaserve.models import GGUFFormatError, MemoryEstimate, ModelEntry, ModelRegistry, read_gguf_info
+from llamaserve.hosting.kv_sizing import kv_cells
+from llamaserve.models import GGUFFormatError, GGUFInfo, MemoryEstimate, ModelEntry, ModelRegistry, read_gguf_info
 
 log = logging.getLogger("llamaserve.hosting")
 
@@ -20,10 +21,16 @@ Loader = Callable[..., Engine]  # loader(path, **engine options) -> Engine
 
 
 def engine_options(config: ServerConfig, registry: ModelRegistry, n_gpu_layers: int,
-                   entry: ModelEntry | None = None) -> dict[str, Any]:
+                   entry: ModelEntry | None = None, info: GGUFInfo | None = None) -> dict[str, Any]:
     settings = registry.settings_for(entry) if entry is not None else registry.defaults
-    return {"n_ctx": settings.n_ctx or config.n_ctx, "n_parallel": settings.n_parallel or config.n_parallel,
-            "n_threads": config.n_threads, "n_gpu_layers": n_gpu_layers, "max_queue": config.max_queue}
+    n_ctx, n_parallel = settings.n_ctx or config.n_ctx, settings.n_parallel or config.n_parallel
+    info = info or (entry.info if entry is not None else None)
+    return {"n_ctx": n_ctx, "n_parallel": n_parallel, "n_threads": config.n_threads,
+            "n_gpu_layers": n_gpu_layers, "max_queue": config.max_queue,
+            "n_kv": kv_cells(config, info, n_ctx, n_parallel, n_gpu_layers),
+            "kv_unified": config.kv_unified, "cache_ram": config.cache_ram_bytes,
+            "cache_type_k": config.cache_type_k, "cache_type_v": config.cache_type_v,
+            "flash_attn": config.flash_attn, "swa_full": config.swa_full}
 
 
 def wrap(engine: Engine, path: Path, registry: ModelRegistry, *, owned: bool, n_gpu_layers: int,
@@ -54,9 +61,17 @@ async def open_model(loader: Loader, config: ServerConfig, registry: ModelRegist
                      n_gpu_layers: int, entry: ModelEntry | None = None, *, name: str | None = None,
                      also: tuple[str, ...] = ()) -> LoadedModel:
     started = time.perf_counter()
-    options = engine_options(config, registry, n_gpu_layers, entry)
+    try:
+        info = entry.info if entry is not None and entry.info is not None else read_gguf_info(path)
+    except GGUFFormatError:
+        info = None  # llama.cpp may still read it; its own error says why if not
+    options = engine_options(config, registry, n_gpu_layers, entry, info)
     engine = await asyncio.to_thread(loader, path, **options)
     elapsed = time.perf_counter() - started
     log.info("loaded %s in %.1fs", path.name, elapsed)
+    n_ctx_train = engine.metadata.get("n_ctx_train") or 0
+    if 0 < n_ctx_train < options["n_ctx"]:
+        log.warning("--ctx %d is more than %s was trained for (%d tokens): text past that length "
+                    "may degrade", options["n_ctx"], path.name, n_ctx_train)
     return wrap(engine, path, registry, owned=True, n_gpu_layers=n_gpu_layers, load_time=elapsed,
                 entry=entry, name=name, also=also)

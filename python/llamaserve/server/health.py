@@ -33,6 +33,21 @@ def memory_usage() -> str:
     return f"{process_memory() / 2**30:.1f}GB/{machine_memory() / 2**30:.1f}GB"
 
 
+def kv_cache(stats: dict[str, int]) -> dict[str, object]:
+    """KV cells and prefix-cache use, as /health shows them."""
+    cells, used = stats["kv_cells"], stats["kv_cells_used"]
+    return {
+        "cells": cells, "cells_used": used, "cells_reserved": stats["kv_cells_reserved"],
+        "usage": round(used / cells, 4) if cells else 0.0,
+        "prefix_cache": {
+            "prompt_tokens": stats["prompt_tokens"], "cached_tokens": stats["cached_tokens"],
+            "requests_hit": stats["requests_hit"], "host_entries": stats["host_entries"],
+            "host_bytes": stats["host_bytes"], "host_budget": stats["host_budget"],
+            "host_hits": stats["host_hits"],
+        },
+    }
+
+
 def health_endpoint(host: ModelHost, metrics: ServerMetrics):  # noqa: ANN201 - a Starlette endpoint
     async def health(request: Request) -> JSONResponse:
         model = host.current
@@ -49,6 +64,7 @@ def health_endpoint(host: ModelHost, metrics: ServerMetrics):  # noqa: ANN201 - 
             total, busy = model.engine.n_parallel, model.engine.busy_slots
             body["slots"] = {"total": total, "busy": busy, "free": total - busy}
             body["queue_depth"] = model.engine.queue_depth
+            body["kv_cache"] = kv_cache(model.engine.cache_stats)
             return JSONResponse(body)
         if host.state == "idle":  # every model was unloaded (--idle-unload, unload): still serving
             body["status"] = "idle"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,7 +20,8 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 
 
 class _EngineCollector(Collector):
-    """Slots and queue, read from the engine at scrape time."""
+    """Slots, queue, KV cache and prefix cache, read from the engine at scrape time (vLLM's
+    kv_cache_usage_perc and prefix-cache counters are the model)."""
 
     def __init__(self, host: ModelHost) -> None:
         self.host = host
@@ -29,11 +30,30 @@ class _EngineCollector(Collector):
         queue = GaugeMetricFamily("queue_depth", "Requests waiting for a slot", labels=["model"])
         busy = GaugeMetricFamily("busy_slots", "Slots generating now", labels=["model"])
         total = GaugeMetricFamily("slots_total", "Slots of the loaded model", labels=["model"])
+        cells = GaugeMetricFamily("kv_cache_cells", "KV cache cells in all", labels=["model"])
+        used = GaugeMetricFamily("kv_cache_cells_used", "KV cache cells held by requests and idle "
+                                 "slots' prompt caches", labels=["model"])
+        usage = GaugeMetricFamily("kv_cache_usage_perc", "Fraction of KV cache cells held (0 to 1)",
+                                  labels=["model"])
+        queries = CounterMetricFamily("prefix_cache_queries", "Prompt tokens looked up in the prefix "
+                                      "cache", labels=["model"])
+        hits = CounterMetricFamily("prefix_cache_hits", "Prompt tokens served from the prefix cache",
+                                   labels=["model"])
+        host_bytes = GaugeMetricFamily("prefix_cache_host_bytes", "Host memory held by prefix "
+                                       "snapshots", labels=["model"])
         for model in list(self.host.loaded.values()):  # every loaded model
-            queue.add_metric([model.name], model.engine.queue_depth)
-            busy.add_metric([model.name], model.engine.busy_slots)
-            total.add_metric([model.name], model.engine.n_parallel)
-        yield from (queue, busy, total)
+            engine, name = model.engine, [model.name]
+            queue.add_metric(name, engine.queue_depth)
+            busy.add_metric(name, engine.busy_slots)
+            total.add_metric(name, engine.n_parallel)
+            kv = engine.cache_stats
+            cells.add_metric(name, kv["kv_cells"])
+            used.add_metric(name, kv["kv_cells_used"])
+            usage.add_metric(name, kv["kv_cells_used"] / kv["kv_cells"] if kv["kv_cells"] else 0.0)
+            queries.add_metric(name, kv["prompt_tokens"])
+            hits.add_metric(name, kv["cached_tokens"])
+            host_bytes.add_metric(name, kv["host_bytes"])
+        yield from (queue, busy, total, cells, used, usage, queries, hits, host_bytes)
 
 
 class ServerMetrics:

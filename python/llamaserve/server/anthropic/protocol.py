@@ -195,8 +195,10 @@ def parse_messages(body: Any) -> ChatRequest:
 
 # -- responses -------------------------------------------------------------------------------
 
-def usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
-    return {"input_tokens": input_tokens, "output_tokens": output_tokens}
+def usage(input_tokens: int, output_tokens: int, cache_read: int = 0) -> dict[str, int]:
+    """Anthropic counts cached prompt tokens apart: input_tokens are the others."""
+    return {"input_tokens": input_tokens - cache_read, "output_tokens": output_tokens,
+            "cache_read_input_tokens": cache_read, "cache_creation_input_tokens": 0}
 
 
 def message(msg_id: str, model: str, content: list[dict[str, Any]], stop_reason: str | None,

@@ -74,8 +74,9 @@ def body(messages: MessagesPlan, out: Output, text_of: TokenText) -> dict[str, A
     text, calls = _content(messages, out.joined)
     blocks = ([protocol.text_block(text)] if text else []) + [protocol.tool_use_block(c) for c in calls]
     stop_sequence = _stop_sequence(messages, out.logprobs, text_of)
+    usage = protocol.usage(out.stats["prompt_tokens"], out.stats["completion_tokens"], out.stats["cached_tokens"])
     return protocol.message(messages.id, messages.model, blocks, _stop_reason(out.stats, calls, stop_sequence),
-                            stop_sequence, protocol.usage(out.stats["prompt_tokens"], out.stats["completion_tokens"]))
+                            stop_sequence, usage)
 
 
 class MessageEvents:
@@ -118,8 +119,9 @@ class MessageEvents:
     def _end(self, stats: dict[str, Any], calls: list[ToolCall], records: list[TokenLogprob]) -> bytes:
         stop_sequence = _stop_sequence(self.messages, records, self.text_of)
         delta = {"stop_reason": _stop_reason(stats, calls, stop_sequence), "stop_sequence": stop_sequence}
-        return (protocol.event("message_delta", {"type": "message_delta", "delta": delta,
-                                                 "usage": {"output_tokens": stats["completion_tokens"]}})
+        # The final counts: which prompt tokens came from the cache is known only now.
+        usage = protocol.usage(stats["prompt_tokens"], stats["completion_tokens"], stats["cached_tokens"])
+        return (protocol.event("message_delta", {"type": "message_delta", "delta": delta, "usage": usage})
                 + protocol.event("message_stop", {"type": "message_stop"}))
 
     async def _iterate(self) -> AsyncIterator[bytes]:

@@ -138,7 +138,7 @@ def parse_embeddings(body: Any) -> EmbeddingsRequest:
 def completion_body(c: Completion, model: str) -> dict[str, Any]:
     return {
         "text": c.text,
-        "usage": usage(c.usage.prompt_tokens, c.usage.completion_tokens),
+        "usage": usage(c.usage.prompt_tokens, c.usage.completion_tokens, c.usage.cached_tokens),
         "latency": round(c.latency, 6),
         "finish_reason": c.finish_reason,
         "time_to_first_token": None if c.time_to_first_token is None else round(c.time_to_first_token, 6),
@@ -161,7 +161,7 @@ def final_event(stats: dict[str, Any], model: str, last_piece: str = "") -> dict
         "token": last_piece,
         "finished": True,
         "finish_reason": stats["finish_reason"],
-        "usage": usage(stats["prompt_tokens"], stats["completion_tokens"]),
+        "usage": usage(stats["prompt_tokens"], stats["completion_tokens"], stats["cached_tokens"]),
         "latency": round(stats["total_time"], 6),
         "model": model,
     }

@@ -122,7 +122,8 @@ async def plan(req: ChatRequest, model: LoadedModel, default_max_tokens: int) ->
 
 def _usage(outputs: list[Output]) -> dict[str, int]:
     stats = [o.stats for o in outputs if o.stats is not None]
-    return usage(max((s["prompt_tokens"] for s in stats), default=0), sum(s["completion_tokens"] for s in stats))
+    return usage(max((s["prompt_tokens"] for s in stats), default=0), sum(s["completion_tokens"] for s in stats),
+                 max((s["cached_tokens"] for s in stats), default=0))
 
 
 def body(env: Envelope, chat: ChatPlan, outputs: list[Output], text_of: TokenText) -> dict[str, Any]:

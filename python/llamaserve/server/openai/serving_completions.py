@@ -49,8 +49,9 @@ def plan(req: CompletionRequest, model: LoadedModel, default_max_tokens: int) ->
 
 
 def _usage(outputs: list[Output], n: int) -> dict[str, int]:
-    prompt_tokens = sum(o.stats["prompt_tokens"] for k, o in enumerate(outputs) if k % n == 0 and o.stats)
-    return usage(prompt_tokens, sum(o.stats["completion_tokens"] for o in outputs if o.stats))
+    firsts = [o.stats for k, o in enumerate(outputs) if k % n == 0 and o.stats]  # one per prompt
+    return usage(sum(s["prompt_tokens"] for s in firsts), sum(o.stats["completion_tokens"] for o in outputs if o.stats),
+                 sum(s["cached_tokens"] for s in firsts))
 
 
 def body(env: Envelope, comp: CompletionPlan, outputs: list[Output], text_of: TokenText, n: int) -> dict[str, Any]:
