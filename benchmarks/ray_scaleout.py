@@ -7,9 +7,10 @@ and the prefix-affinity router's hit rate on a chat load, against Serve's power 
 
 Throughput load: `--clients` clients, each sending non-streamed /v1/completions (distinct
 prompts, --max-tokens output tokens, end of sequence ignored) back to back for --duration s.
-Chat load: --conversations users at once, each a few turns long, sharing one long system
-prompt; a turn is an affinity hit when the replica that served the previous turn serves it
-(X-Llamaserve-Replica). Prints one JSON object (and writes it with --out).
+Chat load: --conversations users at once, each --turns turns long with --think seconds
+(on average) between them, sharing one long system prompt; a turn is an affinity hit when
+the replica that served the previous turn serves it (X-Llamaserve-Replica), and the cached
+fraction is cached prompt tokens over prompt tokens (usage.prompt_tokens_details). Prints one JSON object (and writes it with --out).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -65,7 +67,7 @@ async def throughput(url: str, clients: int, duration: float, max_tokens: int) -
             "requests": done, "errors": errors, "seconds": round(elapsed, 1)}
 
 
-async def chat_affinity(url: str, conversations: int, turns: int) -> dict[str, Any]:
+async def chat_affinity(url: str, conversations: int, turns: int, think: float) -> dict[str, Any]:
     hits = follow_ups = prompt_tokens = cached = 0
     cached_reported = False
     served: dict[str, int] = {}
@@ -75,7 +77,11 @@ async def chat_affinity(url: str, conversations: int, turns: int) -> dict[str, A
         messages = [{"role": "system", "content": SYSTEM},
                     {"role": "user", "content": f"I am customer {index}. {QUESTIONS[0]}"}]
         last = None
+        rng = random.Random(index)
         for turn in range(turns):
+            # Users read and type between turns (and do not all start at once): without it a
+            # closed loop sends each next turn to the replica that just freed a slot.
+            await asyncio.sleep(rng.uniform(0, 2 * think))
             reply = await http.post(url + "/v1/chat/completions", json={
                 "messages": messages, "max_tokens": 12, "cache_prompt": True, "seed": index})
             reply.raise_for_status()
@@ -136,9 +142,9 @@ def ray_rows(args: argparse.Namespace) -> dict[str, Any]:
         serve.run(build_application(ServerConfig(**base)), name="bench", route_prefix="/")
         rows["replicas_ready_s"] = round(time.monotonic() - started, 1)
         rows["throughput"] = asyncio.run(throughput(url, args.clients, args.duration, args.max_tokens))
-        rows["chat_prefix_affinity"] = asyncio.run(chat_affinity(url, args.conversations, args.turns))
+        rows["chat_prefix_affinity"] = asyncio.run(chat_affinity(url, args.conversations, args.turns, args.think))
         serve.run(build_application(ServerConfig(**base, prefix_affinity=False)), name="bench", route_prefix="/")
-        rows["chat_power_of_two"] = asyncio.run(chat_affinity(url, args.conversations, args.turns))
+        rows["chat_power_of_two"] = asyncio.run(chat_affinity(url, args.conversations, args.turns, args.think))
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -177,6 +183,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--conversations", type=int, default=8)
     parser.add_argument("--turns", type=int, default=4)
+    parser.add_argument("--think", type=float, default=0.5, help="mean seconds a user waits between turns")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     ray_side = ray_rows(args)

@@ -18,12 +18,12 @@ APP_NAME = "llamaserve"
 
 
 def run(config: ServerConfig) -> None:
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     started = time.monotonic()
     ray.init(address=os.environ.get("RAY_ADDRESS") or None, logging_level=config.log_level.upper()
              if config.log_level != "trace" else "DEBUG")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which sets its own (exit 15)
+        signal.signal(sig, lambda *_: stop.set())
     try:
         serve.start(http_options={"host": config.host, "port": config.port})
         serve.run(build_application(config), name=APP_NAME, route_prefix="/")
