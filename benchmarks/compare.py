@@ -17,7 +17,8 @@ prints the table with the ratios the benchmark issue targets.
 --chat runs `llamaserve bench chat`'s load instead (8 clients x 4 turns sharing a ~1,500-token
 system prompt, sent as the OpenAI SDK sends it, 32 tokens a turn) against each server started
 fresh with 8 slots of 4096 tokens: its first run is the cold one, its second the warm one. It
-also reports each server's resident memory and the KV cache bytes it allocated.
+also reports each server's resident memory once loaded (the KV cache is allocated then) and
+after the load.
 """
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ import argparse
 import importlib.util
 import json
 import os
-import re
 import socket
 import statistics
 import subprocess
@@ -97,28 +97,38 @@ def resident_bytes(pid: int) -> int:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
 
 
-def kv_bytes(name: str, url: str, log_path: Path) -> int:
-    """The KV cache a server allocated: llamaserve says so in its model list, llama-server in its log."""
-    if name == "llamaserve":
-        models = httpx.get(url + "/api/v1/models", timeout=10).json()["models"]
-        return sum(m.get("memory", {}).get("kv_cache", 0) for m in models if m.get("status") == "loaded")
-    sizes = re.findall(r"llama_kv_cache: size =\s*([0-9.]+) MiB", log_path.read_text(errors="replace"))
-    return int(sum(float(x) for x in sizes) * 2**20)
+def kv_cache_bytes(name: str, command: Command, slots: int) -> int:
+    """The KV cache a server allocates, as llama.cpp sizes it: llamaserve lists it with its
+    model; llama-server logs it at verbosity 4 (so it is started once more, just for that)."""
+    port = free_port()
+    argv = command(port, slots) + (["-lv", "4"] if name == "llama-server" else [])
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, process)
+        if name == "llamaserve":
+            models = httpx.get(url + "/api/v1/models", timeout=10).json()["models"]
+            return sum(m["memory"].get("kv_cache", 0) for m in models if m.get("loaded"))
+    finally:
+        process.terminate()
+        out, _ = process.communicate(timeout=30)
+    sizes = [float(line.split("size =")[1].split("MiB")[0]) for line in out.splitlines()
+             if "llama_kv_cache: size =" in line]
+    return int(sum(sizes) * 2**20)
 
 
 def run_chat_server(name: str, command: Command, spec: chat_load.ChatSpec, runs: int) -> dict:
     port = free_port()
-    log_path = llama_tools.SCRATCH / f"{name}-chat.log"
-    log = open(log_path, "w")
+    log = open(llama_tools.SCRATCH / f"{name}-chat.log", "w")
     process = subprocess.Popen(command(port, spec.clients), stdout=log, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_ready(url, process)
+        idle = resident_bytes(process.pid)  # weights, KV cache and buffers, before any request
         print(f"{name}: chat load, {spec.clients} slots", file=sys.stderr, flush=True)
         results = [chat_load.run(chat_load.ChatSpec(**{**spec.__dict__, "url": url})).as_dict()
                    for _ in range(runs)]
-        return {"runs": results, "rss_bytes": resident_bytes(process.pid),
-                "kv_bytes": kv_bytes(name, url, log_path)}
+        return {"runs": results, "rss_idle_bytes": idle, "rss_bytes": resident_bytes(process.pid)}
     finally:
         process.terminate()
         try:
@@ -152,18 +162,22 @@ def chat_main(args: argparse.Namespace, bin_dir: Path, model: Path, banned: tupl
                 lines.append(f"| {name} | {('cold', 'warm')[k]} | {run['ttft_later_p50_s']:.2f} "
                              f"| {run['ttft_turn1_p50_s']:.2f} | {run['output_tok_s']:.1f} | {run['wall_s']:.1f} "
                              f"| {run['cached_fraction']:.0%} | {run['errors']} |")
-    lines += ["", "| server | resident memory MB | KV cache MB |", "|---|---|---|"]
+    lines += ["", "| server | resident MB, loaded and idle | resident MB, after the load (prompt caches) |",
+              "|---|---|---|"]
     for name, per_round in rounds.items():
         r = per_round[-1]
-        lines.append(f"| {name} | {r['rss_bytes'] / 2**20:.0f} | {r['kv_bytes'] / 2**20:.0f} |")
+        lines.append(f"| {name} | {r['rss_idle_bytes'] / 2**20:.0f} | {r['rss_bytes'] / 2**20:.0f} |")
     lines += ["", "| figure | ratio | target |", "|---|---|---|"]
     for label, figure, run, target in CHAT_TARGETS:
         values = [o["runs"][run][figure] / t["runs"][run][figure]
                   for o, t in zip(rounds["llamaserve"], rounds["llama-server"])]
         lines.append(f"| {label} | {spread(values, '.3f')} | {'>=' if figure == 'output_tok_s' else '<='} {target} |")
-    kv = [o["kv_bytes"] / t["kv_bytes"] for o, t in zip(rounds["llamaserve"], rounds["llama-server"]) if t["kv_bytes"]]
-    if kv:
-        lines.append(f"| KV cache bytes / llama-server -np 8 -c 32768 | {spread(kv, '.3f')} | <= 1.0 |")
+    kv = {name: kv_cache_bytes(name, commands[name], spec.clients) for name in rounds}
+    lines.append(f"| KV cache bytes ({kv['llamaserve'] / 2**20:.0f} MiB) / llama-server -np 8 -c 32768's "
+                 f"({kv['llama-server'] / 2**20:.0f} MiB) | {kv['llamaserve'] / kv['llama-server']:.3f} | <= 1.0 |")
+    idle = [o["rss_idle_bytes"] / t["rss_idle_bytes"] for o, t in zip(rounds["llamaserve"], rounds["llama-server"])]
+    lines.append(f"| resident memory, loaded and idle / llama-server's (Python included) | {spread(idle, '.3f')} "
+                 "| reference |")
     text = (f"Measured on {os.cpu_count()} CPUs, {args.threads} threads, {model.name}, "
             f"{spec.clients} clients x {spec.turns} turns, {spec.max_tokens} tokens a turn\n\n" + "\n".join(lines))
     (llama_tools.SCRATCH / "chat-results.json").write_text(json.dumps(rounds, indent=2))
@@ -339,9 +353,12 @@ def main() -> int:
     text = (f"Measured on {machine}; each row is the median of {args.rounds} rounds "
             f"(llama-cpp-python: one).\n\n" + table(results, ratios))
     (out / "results.md").write_text(text + "\n")
-    plot(results, out / "results.png", machine)
     print(text)
-    print(f"\nwrote {out / 'results.json'}, results.md, results.png")
+    try:
+        plot(results, out / "results.png", machine)
+        print(f"\nwrote {out / 'results.json'}, results.md, results.png")
+    except ImportError:  # matplotlib is optional
+        print(f"\nwrote {out / 'results.json'}, results.md (no results.png: matplotlib is not installed)")
     return 0
 
 

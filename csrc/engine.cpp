@@ -52,6 +52,11 @@ llama_flash_attn_type flash_attn_type(const std::string & mode) {
     throw InvalidRequest("flash_attn: must be auto, on or off");
 }
 
+// Prompt tokens after which a step takes no further prompt (see build_batch). Measured on the
+// chat load (8 clients, ~19 new tokens a turn): TTFT p50 of later turns 0.76-0.90 s with no
+// limit, 0.55 s at 24, 0.31-0.44 s at one prompt a step, aggregate tok/s within noise.
+constexpr int32_t kStepPrefillTarget = 16;
+
 // Prefixes shorter than this are not worth a snapshot (or a wait for one).
 constexpr size_t kMinSnapshotTokens = 128;
 // A snapshot or a wait must save at least this many tokens of prefill.
@@ -295,7 +300,7 @@ void Engine::admit_locked(std::vector<std::pair<Slot *, std::unique_ptr<Request>
 void Engine::start_request(Slot & slot, std::unique_ptr<Request> & request) {
     llama_memory_t mem = llama_get_memory(ctx_);
     const size_t own = request->cache_prompt ? slot.usable_prefix(request->prompt, mem, n_swa_) : 0;
-    slot_used_at_[slot.seq()] = steps_;
+    slot_used_at_[slot.seq()] = ++admissions_;
     slot.start(std::move(request), ctx_, own);
     if (slot.caching() && prefix_cache_.enabled()) {
         const auto match = prefix_cache_.find(slot.prompt(), partial_reuse_);
@@ -439,7 +444,6 @@ void Engine::run() {
 
 void Engine::step() {
     in_batch_.clear();
-    ++steps_;
     std::vector<std::pair<Slot *, std::unique_ptr<Request>>> admitted;
     {
         std::unique_lock<std::mutex> lock(waiting_->mu);
@@ -483,26 +487,44 @@ void Engine::publish_cache_use() {
 
 void Engine::build_batch() {
     // Every decoding slot gets its one token, then prompt chunks share what is left,
-    // so a long prompt never stalls the streams already running. The tokens go into
-    // the batch in slot order: llama.cpp splits a batch over per-sequence caches into
-    // passes of consecutive sequences, and slots out of order cost extra passes.
+    // so a long prompt never stalls the streams already running. Prompts are fed oldest
+    // request first, and once a step carries kStepPrefillTarget prompt tokens no further
+    // prompt joins it: many short prompts (the next turns of many chats) then get their first
+    // tokens one step after another, not all after one long step. The tokens go into the
+    // batch in slot order: llama.cpp splits a batch over per-sequence caches into passes of
+    // consecutive sequences, and slots out of order cost extra passes.
     int32_t budget = options_.n_batch;
+    std::vector<Slot *> prompts;
     for (auto & slot : slots_) {
-        if (slot.busy() && !slot.prefilling()) --budget;
+        if (!slot.busy()) continue;
+        if (!slot.prefilling()) {
+            --budget;
+        } else if (slot.prefill_ready() > 0) {
+            prompts.push_back(&slot);
+        }
+    }
+    std::sort(prompts.begin(), prompts.end(), [&](const Slot * a, const Slot * b) {
+        return slot_used_at_[a->seq()] < slot_used_at_[b->seq()];
+    });
+    std::vector<int32_t> planned(slots_.size(), 0);
+    int32_t prompt_tokens = 0;
+    for (Slot * slot : prompts) {
+        if (budget <= 0 || prompt_tokens >= kStepPrefillTarget) break;
+        const int32_t n = static_cast<int32_t>(std::min<size_t>(slot->prefill_ready(), budget));
+        planned[slot->seq()] = n;
+        budget -= n;
+        prompt_tokens += n;
     }
     batch_.n_tokens = 0;
     for (auto & slot : slots_) {
         if (!slot.busy()) continue;
-        const bool prefilling = slot.prefilling();
-        const int32_t n = prefilling ? std::min(slot.prompt_left(), budget) : 1;
+        const int32_t n = slot.prefilling() ? planned[slot.seq()] : 1;
         const int32_t before = batch_.n_tokens;
         if (!guarded(slot, "batching", [&] { slot.add_to_batch(batch_, n); })) {
             batch_.n_tokens = before;  // no tokens of an ended request
         } else if (batch_.n_tokens > before) {
             in_batch_.push_back(&slot);
         }
-        // What it took (a prefill may stop short at a snapshot point, or wait for a leader).
-        if (prefilling) budget -= batch_.n_tokens - before;
     }
 }
 

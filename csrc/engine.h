@@ -145,8 +145,8 @@ private:
     int32_t n_ctx_seq_ = 0;  // cells one request may use
     bool partial_reuse_ = false;  // a snapshot's KV can be cut back (no window, not recurrent)
     PrefixCache prefix_cache_;
-    std::vector<uint64_t> slot_used_at_;  // step of each slot's last request (for LRU)
-    uint64_t steps_ = 0;
+    std::vector<uint64_t> slot_used_at_;  // admission number of each slot's last request
+    uint64_t admissions_ = 0;
     std::vector<int64_t> reserved_;  // cells promised to each slot's running request
     std::atomic<int64_t> kv_cells_used_{0};
     std::atomic<int64_t> kv_cells_reserved_{0};

@@ -92,6 +92,12 @@ void Slot::add_checkpoint(size_t position) {
     if (it == checkpoints_.end() || *it != position) checkpoints_.insert(it, position);
 }
 
+size_t Slot::prefill_ready() const {
+    if (leader_) return 0;
+    const size_t left = request_->prompt.size() - n_prompt_fed_;
+    return checkpoints_.empty() ? left : std::min(left, checkpoints_.front() - n_prompt_fed_);
+}
+
 bool Slot::at_checkpoint() const {
     return busy() && !checkpoints_.empty() && checkpoints_.front() == n_prompt_fed_;
 }

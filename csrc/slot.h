@@ -35,6 +35,8 @@ public:
     bool busy() const { return request_ != nullptr; }
     bool prefilling() const { return n_prompt_fed_ < request_->prompt.size(); }
     int32_t prompt_left() const { return static_cast<int32_t>(request_->prompt.size() - n_prompt_fed_); }
+    // Prompt tokens it would feed now: up to its next snapshot point; none while it follows.
+    size_t prefill_ready() const;
     TokenStream & stream() { return *request_->stream; }
 
     const std::vector<llama_token> & prompt() const { return request_->prompt; }
