@@ -303,3 +303,45 @@ def test_prefix_keys_follow_a_conversation_and_nothing_else():
     assert len(routes) == 3
     routes.forget("r1")
     assert routes.lookup(["d"], {"r1", "r2"}) == [] and routes.lookup(["a"], {"r1", "r2"}) == ["r2"]
+
+
+def test_llamaserve_serve_ray_joins_a_cluster_and_stops_on_sigterm(cluster, tmp_path):
+    """`llamaserve serve --ray` for users who never wrote Ray: here it joins this cluster
+    (RAY_ADDRESS), whose proxy already listens, and takes its application down on SIGTERM."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    command = [sys.executable, "-m", "llamaserve", "serve", "--ray", "--replicas", "1", "--threads", "1",
+               "--ctx", "512", "--parallel", "2", "--default-max-tokens", "4"]
+    log = tmp_path / "serve.log"
+    with log.open("w") as stderr:
+        server = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    try:
+        ready = server.stdout.readline()
+        assert "replica(s) ready" in ready, log.read_text()[-3000:]
+        reply = httpx.post(cluster + "/v1/completions", json={"prompt": "Hello"}, timeout=60)
+        assert reply.status_code == 200 and reply.json()["usage"]["completion_tokens"] <= 4
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0
+        assert "llamaserve" not in serve.status().applications
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        server.stdout.close()
+
+
+def test_the_core_package_never_imports_ray():
+    import subprocess
+    import sys
+
+    code = ("import sys, llamaserve, llamaserve.cli, llamaserve.server.app, llamaserve.server.serve; "
+            "llamaserve.cli.build_parser(); print(sorted(m for m in sys.modules if m.split('.')[0] == 'ray'))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+    help_text = subprocess.run([sys.executable, "-m", "llamaserve", "serve", "--help"], capture_output=True,
+                               text=True, check=True).stdout
+    for flag in ("--ray", "--replicas", "--max-replicas", "--replica-gpus", "--rate-limit-redis"):
+        assert flag in help_text

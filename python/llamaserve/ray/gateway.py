@@ -5,7 +5,9 @@ a request router at the proxy never sees the prompt. The gateway reads the body,
 its prefix keys (affinity.py) and calls the engine replicas' `handle_http` through a
 deployment handle, whose request router (router.py) picks the replica; the replica's ASGI
 messages stream back unchanged (SSE included). A client that leaves cancels the call, which
-cancels the replica's generator and frees its engine slot.
+cancels the replica's generator and frees its engine slot. A replica that dies before it
+answered gets the request sent once more, to another; after, the client gets a clean error
+(failures.py).
 """
 from __future__ import annotations
 
