@@ -263,7 +263,7 @@ def test_serve_run_arguments_become_a_server_config():
     from llamaserve.ray.settings import config_from_args, server_options
 
     config = config_from_args({"model": "m.gguf", "replicas": 2, "threads": "1", "max-replicas": 4,
-                               "prefix_affinity": "false", "api-keys": ["a", "b"]}, environ={})
+                               "prefix_affinity": "false", "api-keys": ["a", "b"], "ctx": None}, environ={})
     assert (config.model, config.replicas, config.n_threads, config.max_replicas) == ("m.gguf", 2, 1, 4)
     assert config.api_keys == ("a", "b") and not config.prefix_affinity
     options = server_options(config)

@@ -36,6 +36,8 @@ def config_from_args(args: Mapping[str, Any], environ: Mapping[str, str] | None 
                          "options without dashes (model, replicas, threads, ...)")
     merged = dict(os.environ if environ is None else environ)
     for key, value in args.items():
+        if value is None:  # `model: null` in YAML: the default
+            continue
         raw = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
         merged[env_name(names[key])] = raw
     return ServerConfig.from_env(merged)
