@@ -23,6 +23,7 @@ after the load.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -31,7 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -71,25 +72,30 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 120.0) -> N
     raise RuntimeError("server did not become ready")
 
 
+@contextlib.contextmanager
+def started(command: Command, slots: int, log_name: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A server on a free loopback port, ready, logging into the scratch folder; stopped after."""
+    port = free_port()
+    with open(llama_tools.SCRATCH / log_name, "w") as log:
+        process = subprocess.Popen(command(port, slots), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_ready(url, process)
+            yield url, process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
 def run_server(name: str, command: Command, spec: loadgen.LoadSpec, level: int,
                requests_per_client: int) -> loadgen.LevelResult:
-    port = free_port()
-    argv = command(port, level)
-    log = open(llama_tools.SCRATCH / f"{name}-{level}.log", "w")
-    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_ready(url, process)
+    with started(command, level, f"{name}-{level}.log") as (url, _):
         level_spec = loadgen.LoadSpec(**{**spec.__dict__, "url": url})
         print(f"{name}: {level} slots", file=sys.stderr, flush=True)
         return loadgen.run(level_spec, [level], requests_per_client)[0]
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 def resident_bytes(pid: int) -> int:
@@ -118,24 +124,12 @@ def kv_cache_bytes(name: str, command: Command, slots: int) -> int:
 
 
 def run_chat_server(name: str, command: Command, spec: chat_load.ChatSpec, runs: int) -> dict:
-    port = free_port()
-    log = open(llama_tools.SCRATCH / f"{name}-chat.log", "w")
-    process = subprocess.Popen(command(port, spec.clients), stdout=log, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_ready(url, process)
+    with started(command, spec.clients, f"{name}-chat.log") as (url, process):
         idle = resident_bytes(process.pid)  # weights, KV cache and buffers, before any request
         print(f"{name}: chat load, {spec.clients} slots", file=sys.stderr, flush=True)
         results = [chat_load.run(chat_load.ChatSpec(**{**spec.__dict__, "url": url})).as_dict()
                    for _ in range(runs)]
         return {"runs": results, "rss_idle_bytes": idle, "rss_bytes": resident_bytes(process.pid)}
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 CHAT_TARGETS = [  # (label, figure, run: 0 cold / 1 warm, ours / theirs at most (or at least, for tok/s))

@@ -167,3 +167,24 @@ def test_http_usage_health_and_metrics_report_the_cache(openai_client, served_mo
     metrics = httpx.get(base_url + "/metrics").text
     for name in ("kv_cache_usage_perc", "kv_cache_cells_used", "prefix_cache_queries_total", "prefix_cache_hits_total"):
         assert f"\n{name}{{" in metrics, name
+
+
+def test_default_kv_cells_never_exceed_the_free_memory(model_path, caplog):
+    from llamaserve.config import ServerConfig
+    from llamaserve.hosting.kv_sizing import available_memory, kv_bytes_per_cell, kv_cells
+    from llamaserve.models import read_gguf_info
+
+    info = read_gguf_info(model_path)
+    config = ServerConfig()
+    free = available_memory()
+    assert free is not None and kv_bytes_per_cell(info, config) > 0
+    # What fits is left as it is (0: the engine's n_ctx per slot) ...
+    assert kv_cells(config, info, 4096, 4, 0) == 0
+    # ... what does not is cut to what the free memory holds, and said so.
+    wanted = 2 * free // int(kv_bytes_per_cell(info, config)) // 4
+    with caplog.at_level("WARNING", logger="llamaserve.hosting"):
+        cells = kv_cells(config, info, 1024, 4 * (wanted // 1024 + 1), 0)
+    assert 1024 <= cells and cells * kv_bytes_per_cell(info, config) < free
+    assert "more than the" in caplog.text
+    # A quantized cache needs fewer bytes a cell.
+    assert kv_bytes_per_cell(info, ServerConfig(cache_type_k="q8_0", cache_type_v="q8_0")) < kv_bytes_per_cell(info, config)

@@ -4,7 +4,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+
+def _report(results: list[Any], json_path: str | None, failed: Callable[[Any], str]) -> int:
+    """The first error of each failed run, the JSON file if asked for, and the exit status."""
+    for r in results:
+        if r.first_error:
+            print(f"{failed(r)}; the first: {r.first_error}")
+    if json_path:
+        Path(json_path).write_text(json.dumps([r.as_dict() for r in results], indent=2))
+    return 1 if any(r.errors for r in results) else 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -23,12 +35,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"| {r.concurrency} | {r.output_tok_s:.1f} | {r.request_s:.2f} | {r.ttft_p50_ms:.1f} "
               f"| {r.ttft_p99_ms:.1f} | {r.itl_p50_ms:.1f} | {r.itl_p99_ms:.1f} | {r.errors} "
               f"| {r.retried} | {r.client_cpu_pct:.0f} |")
-    for r in results:
-        if r.first_error:
-            print(f"concurrency {r.concurrency}: {r.errors} failed; the first: {r.first_error}")
-    if args.json:
-        Path(args.json).write_text(json.dumps([r.as_dict() for r in results], indent=2))
-    return 1 if any(r.errors for r in results) else 0
+    return _report(results, args.json, lambda r: f"concurrency {r.concurrency}: {r.errors} failed")
 
 
 def _chat(args: argparse.Namespace) -> int:
@@ -44,12 +51,7 @@ def _chat(args: argparse.Namespace) -> int:
     for k, r in enumerate(runs, 1):
         print(f"| {k} | {r.ttft_turn1_p50_s:.2f} | {r.ttft_later_p50_s:.2f} | {r.output_tok_s:.1f} "
               f"| {r.wall_s:.1f} | {r.cached_fraction:.0%} | {r.errors} |")
-    for r in runs:
-        if r.first_error:
-            print(f"{r.errors} turns failed; the first: {r.first_error}")
-    if args.json:
-        Path(args.json).write_text(json.dumps([r.as_dict() for r in runs], indent=2))
-    return 1 if any(r.errors for r in runs) else 0
+    return _report(runs, args.json, lambda r: f"{r.errors} turns failed")
 
 
 def _engine(args: argparse.Namespace) -> int:
