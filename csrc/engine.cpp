@@ -77,8 +77,12 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
     if (options_.n_parallel < 1) throw InvalidRequest("n_parallel: must be at least 1");
     if (options_.n_ctx < 8) throw InvalidRequest("n_ctx: must be at least 8");
     if (options_.n_kv < 0) throw InvalidRequest("n_kv: must not be negative");
-    if (options_.n_kv == 0) options_.n_kv = options_.n_ctx * options_.n_parallel;
-    if (!options_.kv_unified && options_.n_kv < 8 * options_.n_parallel) {
+    if (options_.n_kv == 0) {
+        const int64_t cells = static_cast<int64_t>(options_.n_ctx) * options_.n_parallel;
+        if (cells > INT32_MAX) throw InvalidRequest("n_ctx * n_parallel: more KV cells than llama.cpp can hold");
+        options_.n_kv = static_cast<int32_t>(cells);
+    }
+    if (!options_.kv_unified && options_.n_kv / options_.n_parallel < 8) {
         throw InvalidRequest("n_kv: must be at least 8 cells per slot");
     }
     const ggml_type type_k = kv_cache_type("type_k", options_.type_k);

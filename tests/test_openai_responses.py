@@ -32,7 +32,10 @@ def _deduplicated(types: list[str]) -> list[str]:
 
 
 def test_text_input_answers_as_chat_does(openai_client, engine, served_model):
-    r = openai_client.responses.create(model=served_model, input=QUESTION, max_output_tokens=12, temperature=0)
+    # Both requests without the prefix cache: their texts are compared (README, "Prefix caching").
+    exact = {"cache_prompt": False}
+    r = openai_client.responses.create(model=served_model, input=QUESTION, max_output_tokens=12, temperature=0,
+                                       extra_body=exact)
     assert r.id.startswith("resp_") and r.object == "response" and r.created_at > 0
     assert r.model == served_model and r.error is None and r.tools == [] and r.parallel_tool_calls is True
     (message,) = r.output
@@ -43,7 +46,8 @@ def test_text_input_answers_as_chat_does(openai_client, engine, served_model):
     assert r.usage.input_tokens == _gemma_prompt_tokens(engine, messages)  # the chat template made the prompt
     assert 0 < r.usage.output_tokens <= 12 and r.usage.total_tokens == r.usage.input_tokens + r.usage.output_tokens
     assert r.usage.output_tokens_details.reasoning_tokens == 0 and r.usage.input_tokens_details.cached_tokens >= 0
-    chat = openai_client.chat.completions.create(model=served_model, messages=messages, max_tokens=12, temperature=0)
+    chat = openai_client.chat.completions.create(model=served_model, messages=messages, max_tokens=12, temperature=0,
+                                                 extra_body=exact)
     assert r.output_text == chat.choices[0].message.content
 
 

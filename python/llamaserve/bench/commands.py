@@ -72,6 +72,15 @@ def _token_ids(text: str) -> list[int]:
     return [int(t) for t in text.split(",") if t.strip()]
 
 
+def _add_load_options(parser: argparse.ArgumentParser, unit: str) -> None:
+    """What every HTTP load shares: equal lengths, the key, the results file."""
+    parser.add_argument("--ban", type=_token_ids, default=[1, 106],
+                        help=f"end-of-sequence token ids to ban so every {unit} has --tokens tokens "
+                             "(default: Gemma's 1,106)")
+    parser.add_argument("--api-key")
+    parser.add_argument("--json", help="also write the results here")
+
+
 def add_bench_commands(commands: argparse._SubParsersAction) -> None:
     from llamaserve.bench import loadgen
     from llamaserve.default_model import BENCHMARK_MODEL, MODEL_HELP
@@ -88,11 +97,7 @@ def add_bench_commands(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--prompt", action="append",
                        help="a prompt to send (repeat for several, used in turn; default: 16 "
                             "different story prompts)")
-    serve.add_argument("--ban", type=_token_ids, default=[1, 106],
-                       help="end-of-sequence token ids to ban so every output has --tokens tokens "
-                            "(default: Gemma's 1,106)")
-    serve.add_argument("--api-key")
-    serve.add_argument("--json", help="also write the results here")
+    _add_load_options(serve, "output")
     serve.set_defaults(run=_serve)
 
     chat = kinds.add_parser("chat", help="multi-turn chats sharing a system prompt, as the OpenAI SDK "
@@ -106,11 +111,7 @@ def add_bench_commands(commands: argparse._SubParsersAction) -> None:
                       help="length of the shared system prompt in words (1100: about 1,500 tokens)")
     chat.add_argument("--runs", type=int, default=2, help="times to run the same conversations "
                       "(the second shows what a server keeps between them)")
-    chat.add_argument("--ban", type=_token_ids, default=[1, 106],
-                      help="end-of-sequence token ids to ban so every turn has --tokens tokens "
-                           "(default: Gemma's 1,106)")
-    chat.add_argument("--api-key")
-    chat.add_argument("--json", help="also write the results here")
+    _add_load_options(chat, "turn")
     chat.set_defaults(run=_chat)
 
     engine = kinds.add_parser("engine", help="in-process decode and prompt figures")

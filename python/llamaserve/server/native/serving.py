@@ -35,8 +35,8 @@ class NativeEvents:
             while pieces := await stream.next_pieces():
                 if stream.drained:  # the last piece goes out with the end, as the spec's stream shows
                     *pieces, last = pieces
-                for piece in pieces:  # one write per event: naive clients read one per chunk
-                    yield token_event(piece)
+                if pieces:  # what came together goes as one event in one write: naive clients
+                    yield token_event("".join(pieces))  # (the spec's example) parse a read as one event
             event = protocol.final_event(stream.stats, self.generation.model.name, last)
         except EngineError as exc:  # failed mid-stream: the status line is long sent
             event = {"token": last, "finished": True, "finish_reason": "error", **to_api_error(exc).body()}
