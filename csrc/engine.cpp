@@ -354,9 +354,8 @@ void Engine::take_snapshots() {
     for (auto & slot : slots_) {
         while (slot.busy() && slot.at_checkpoint()) {
             guarded(slot, "caching a prefix", [&] {
-                if (prefix_cache_.would_keep(llama_state_seq_get_size(ctx_, slot.seq()))) {
-                    prefix_cache_.insert(slot.snapshot(ctx_));
-                }
+                const size_t size = llama_state_seq_get_size(ctx_, slot.seq());
+                if (prefix_cache_.would_keep(size)) prefix_cache_.insert(slot.snapshot(ctx_, size));
                 slot.passed_checkpoint();
             });
         }

@@ -77,9 +77,9 @@ bool Slot::restore(llama_context * ctx, const PrefixSnapshot & snapshot, size_t 
     return ok;
 }
 
-PrefixSnapshot Slot::snapshot(llama_context * ctx) const {
+PrefixSnapshot Slot::snapshot(llama_context * ctx, size_t size) const {
     PrefixSnapshot out;
-    out.state.resize(llama_state_seq_get_size(ctx, seq_));
+    out.state.resize(size);
     const size_t written = llama_state_seq_get_data(ctx, out.state.data(), out.state.size(), seq_);
     out.state.resize(written);
     if (written > 0) out.tokens = cache_;

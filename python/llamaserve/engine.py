@@ -306,13 +306,9 @@ class Engine:
              n_kv: int = 0, cache_ram: int = DEFAULT_CACHE_RAM, cache_type_k: str = "f16",
              cache_type_v: str = "f16", flash_attn: str = "auto", swa_full: bool = False,
              verbose: bool = False) -> Engine:
-        """Load a GGUF file (the default model when path is None).
-
-        n_ctx bounds one request (prompt and completion); n_kv is the KV cells in all (0:
-        n_ctx for each slot), an equal private share per slot, or with kv_unified=True one
-        pool that requests take from by need (prompt + max_tokens), waiting while it is
-        promised to running ones. cache_ram is the bytes of host memory that keep prefix
-        snapshots (0: none)."""
+        """Load a GGUF file (the default model when path is None). n_ctx bounds one request;
+        n_kv is the KV cells in all (0: n_ctx per slot), an equal share per slot or, with
+        kv_unified, one pool taken by need; cache_ram is the host memory for prefix snapshots."""
         options = _native.EngineOptions()
         options.n_ctx = check_integer("n_ctx", n_ctx, 8, 2**24)
         options.n_parallel = check_integer("n_parallel", n_parallel, 1, 1024)
@@ -352,10 +348,7 @@ class Engine:
 
     @property
     def cache_stats(self) -> dict[str, int]:
-        """KV cells (kv_cells in all, kv_cells_used held by requests and idle slots' prompt
-        caches, kv_cells_reserved promised to running requests) and prefix-cache counters
-        (prompt_tokens, cached_tokens, requests_hit; host_entries, host_bytes, host_budget,
-        host_hits, host_evictions)."""
+        """KV cells (in all, used, reserved for running requests) and prefix-cache counters."""
         return self._native.cache_stats
 
     @property
