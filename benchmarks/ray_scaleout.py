@@ -83,7 +83,7 @@ async def chat_affinity(url: str, conversations: int, turns: int, think: float) 
             # closed loop sends each next turn to the replica that just freed a slot.
             await asyncio.sleep(rng.uniform(0, 2 * think))
             reply = await http.post(url + "/v1/chat/completions", json={
-                "messages": messages, "max_tokens": 12, "cache_prompt": True, "seed": index})
+                "messages": messages, "max_tokens": 12, "seed": index})  # as the OpenAI SDK sends it
             reply.raise_for_status()
             replica = reply.headers.get("x-llamaserve-replica")
             served[replica] = served.get(replica, 0) + 1
