@@ -22,7 +22,7 @@ namespace llamaserve {
 
 struct EngineOptions {
     int32_t n_ctx = 4096;    // per request: prompt + completion tokens
-    int32_t n_kv = 0;        // KV cells the slots share (0: n_ctx for every slot)
+    int32_t n_kv = 0;        // KV cells in all, split per slot or one pool (0: n_ctx for every slot)
     int32_t n_parallel = 4;  // sequences decoded together
     int32_t n_batch = 512;   // tokens per decode step (decoding slots + prefill chunks)
     int32_t n_threads = 0;   // 0 = all hardware threads
