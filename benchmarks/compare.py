@@ -19,6 +19,18 @@ system prompt, sent as the OpenAI SDK sends it, 32 tokens a turn) against each s
 fresh with 8 slots of 4096 tokens: its first run is the cold one, its second the warm one. It
 also reports each server's resident memory once loaded (the KV cache is allocated then) and
 after the load.
+
+--spec measures speculative decoding with `llamaserve bench spec`'s load (one client, a fresh
+prompt every run, 256 tokens, greedy): `edit` (repeat code with one rename) and `quote` (a
+summary quoting its source), both ~450-token prompts, and `free` (free writing, where drafts
+mostly fail), against each server started fresh with 1 slot of 4096 tokens, 2 threads,
+SmolLM2-135M-Instruct Q4_1 unless --model/--threads say otherwise: llama-server without
+speculation and with each n-gram --spec-type, llamaserve --spec off and at its default (n-gram
+drafts), and with --draft-model F both servers with that draft model. Each round runs every
+server on every workload (a cell is the best of --runs runs); every server of a round gets the
+same prompts. Writes spec-results.json and spec-results.md, and prints the target ratios:
+
+    python benchmarks/compare.py --spec [--draft-model F] [--runs 3] [--rounds 1] [--workloads edit quote free]
 """
 from __future__ import annotations
 
@@ -33,6 +45,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -42,7 +55,7 @@ import llama_tools  # noqa: E402
 from engine import batched_bench_s_tg, llama_bench_tg  # noqa: E402
 
 import llamaserve  # noqa: E402
-from llamaserve.bench import chat_load, loadgen  # noqa: E402
+from llamaserve.bench import chat_load, loadgen, spec_load  # noqa: E402
 from llamaserve.default_model import BENCHMARK_MODEL, MODEL_HELP, named_model  # noqa: E402
 
 Command = Callable[[int, int], list[str]]  # (port, slots) -> argv
@@ -180,6 +193,157 @@ def chat_main(args: argparse.Namespace, bin_dir: Path, model: Path, banned: tupl
     return 0
 
 
+LLAMA_SPEC_TYPES = ("ngram-simple", "ngram-map-k", "ngram-cache", "ngram-mod")  # llama-server --spec-type
+
+
+def _plus(command: Command, extra: list[str]) -> Command:
+    return lambda port, slots: command(port, slots) + extra
+
+
+def spec_rows(commands: dict[str, Command], draft: Path | None) -> dict[str, tuple[Command, dict]]:
+    """Row name -> (server command, request fields the row adds). A row is a server's command
+    line plus options; add one here to measure another setting."""
+    ours, theirs = commands["llamaserve"], commands["llama-server"]
+    rows: dict[str, tuple[Command, dict]] = {"llama-server": (theirs, {})}
+    for spec_type in LLAMA_SPEC_TYPES:
+        rows[f"llama-server --spec-type {spec_type}"] = (_plus(theirs, ["--spec-type", spec_type]), {})
+    rows["llamaserve --spec off"] = (_plus(ours, ["--spec", "off"]), {})
+    rows["llamaserve"] = (ours, {})  # the default: --spec ngram
+    if draft is not None:
+        # A plain model as the draft: llama-server infers no type from it, so it is named.
+        rows["llama-server --spec-draft-model"] = (
+            _plus(theirs, ["--spec-type", "draft-simple", "--spec-draft-model", str(draft)]), {})
+        rows["llamaserve --draft-model"] = (_plus(ours, ["--draft-model", str(draft)]), {})
+    return rows
+
+
+SpecRuns = dict[str, list[dict]]  # row -> one entry per round: {"workloads": {name: result}} or {"error": ...}
+
+
+def run_spec_row(name: str, command: Command, spec: spec_load.SpecLoadSpec) -> dict:
+    """One fresh server with 1 slot, every workload; a server that does not start is a failed
+    row (its log says why), not the end of the run."""
+    log = "spec-" + "".join(c if c.isalnum() else "-" for c in name).strip("-") + ".log"
+    print(f"{name}: {', '.join(spec.workloads)}", file=sys.stderr, flush=True)
+    try:
+        with started(command, 1, log) as (url, _):
+            results = spec_load.run(replace(spec, url=url))
+    except RuntimeError as exc:
+        print(f"{name}: {exc} (see {llama_tools.SCRATCH / log})", file=sys.stderr, flush=True)
+        return {"error": f"{exc} (see {log})"}
+    return {"workloads": {r.workload: r.as_dict() for r in results}}
+
+
+SPEC_TARGETS = [  # (label, workload, our row, reference row (None: the best llama-server --spec-type), target)
+    ("edit: llamaserve / the best llama-server --spec-type", "edit", "llamaserve", None, ">= 1.2"),
+    ("edit: llamaserve / llamaserve --spec off", "edit", "llamaserve", "llamaserve --spec off", ">= 2.0"),
+    ("free: llamaserve / llamaserve --spec off", "free", "llamaserve", "llamaserve --spec off",
+     ">= 1.0 (within noise)"),
+    ("quote: llamaserve / llamaserve --spec off", "quote", "llamaserve", "llamaserve --spec off", "reference"),
+    ("quote: llamaserve / the best llama-server --spec-type", "quote", "llamaserve", None, "reference"),
+    ("edit: llamaserve --draft-model / llama-server --spec-draft-model", "edit", "llamaserve --draft-model",
+     "llama-server --spec-draft-model", "reference"),
+]
+
+
+def _best(entry: dict, workload: str) -> float | None:
+    result = entry.get("workloads", {}).get(workload)
+    if not result or result["best_tok_s"] != result["best_tok_s"]:  # missing, or NaN: every run failed
+        return None
+    return result["best_tok_s"]
+
+
+def spec_ratio_rows(runs: SpecRuns, workloads: list[str], rounds: int) -> list[tuple[str, str, str]]:
+    """(figure, median of the per-round ratios with their range, target), for each figure
+    whose workload and rows ran."""
+    out = []
+    for label, workload, ours, ref, target in SPEC_TARGETS:
+        if workload not in workloads or ours not in runs or (ref is not None and ref not in runs):
+            continue
+        values, best_names = [], []
+        for k in range(rounds):
+            mine = _best(runs[ours][k], workload)
+            if ref is not None:
+                refs = {ref: _best(runs[ref][k], workload)}
+            else:
+                refs = {name: _best(runs[name][k], workload) for name in runs
+                        if name.startswith("llama-server --spec-type ")}
+            refs = {name: v for name, v in refs.items() if v}
+            if mine is not None and refs:
+                best = max(refs, key=refs.get)
+                values.append(mine / refs[best])
+                best_names.append(best.removeprefix("llama-server --spec-type "))
+        if ref is None and best_names:
+            label += f" ({', '.join(sorted(set(best_names)))})"
+        out.append((label, spread(values, ".3f") if values else "n/a (a row failed or did not run)", target))
+    return out
+
+
+def spec_table(runs: SpecRuns, workloads: list[str]) -> str:
+    """A row per server and workload: the best tok/s of each round (their median and range),
+    the median run's, and drafts summed over every run."""
+    def summed(values: list[int | None]) -> int | None:
+        reported = [v for v in values if v is not None]
+        return sum(reported) if reported else None
+
+    lines = ["| server | workload | best tok/s | median tok/s | drafted | accepted | accepted % | errors |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, per_round in runs.items():
+        failed = [e["error"] for e in per_round if "error" in e]
+        if failed:
+            lines.append(f"| {name} | | | | | | | {failed[0]} |")
+        for workload in workloads:
+            cells = [e["workloads"][workload] for e in per_round if workload in e.get("workloads", {})]
+            if not cells:
+                continue
+            best = [c["best_tok_s"] for c in cells if c["best_tok_s"] == c["best_tok_s"]]
+            medians = [c["median_tok_s"] for c in cells if c["median_tok_s"] == c["median_tok_s"]]
+            drafted, accepted = summed([c["drafted"] for c in cells]), summed([c["accepted"] for c in cells])
+            share = f"{accepted / drafted:.0%}" if drafted and accepted is not None else ""
+            lines.append(f"| {name} | {workload} | {spread(best, '.1f') if best else 'n/a'} "
+                         f"| {format(statistics.median(medians), '.1f') if medians else 'n/a'} "
+                         f"| {'' if drafted is None else drafted} | {'' if accepted is None else accepted} "
+                         f"| {share} | {sum(c['errors'] for c in cells)} |")
+    return "\n".join(lines)
+
+
+def spec_main(args: argparse.Namespace, bin_dir: Path, model_name: str, model: Path,
+              banned: tuple[int, ...]) -> int:
+    draft = Path(args.draft_model).expanduser() if args.draft_model else None
+    spec = spec_load.SpecLoadSpec(url="", model=model.stem, workloads=tuple(args.workloads), runs=args.runs,
+                                  max_tokens=args.tokens, banned_tokens=banned)
+    rows = spec_rows(servers(bin_dir, model, args.threads, 4096), draft)
+    runs: SpecRuns = {}
+    for round_index in range(args.rounds):
+        print(f"round {round_index + 1} of {args.rounds}", file=sys.stderr, flush=True)
+        for name, (command, fields) in rows.items():
+            if args.servers and name not in args.servers:
+                continue
+            # every server of a round gets the same prompts; each round new ones
+            row_spec = replace(spec, fields=fields, seed=f"round-{round_index}")
+            runs.setdefault(name, []).append(run_spec_row(name, command, row_spec))
+    ratios = spec_ratio_rows(runs, list(args.workloads), args.rounds)
+    machine = (f"{os.cpu_count()} CPUs, {args.threads} threads, {model_name} ({model.name})"
+               + (f", draft {draft.name}" if draft else "") + f", 1 slot, 4096 context, {args.tokens} output "
+               f"tokens, one client, best of {args.runs} runs a cell, {args.rounds} round(s)")
+    text = "\n".join([
+        f"Measured on {machine}; tok/s is completion tokens over the request's wall time (prefill "
+        "included); drafted and accepted are summed over the runs.", "",
+        spec_table(runs, list(args.workloads)),
+        *(["", "| figure | ratio | target |", "|---|---|---|"] if ratios else []),
+        *(f"| {label} | {value} | {target} |" for label, value, target in ratios)])
+    out = llama_tools.SCRATCH
+    (out / "spec-results.json").write_text(json.dumps(
+        {"machine": machine, "model": {"name": model_name, "file": model.name},
+         "draft_model": str(draft) if draft else None, "workloads": list(args.workloads), "runs_per_cell": args.runs,
+         "tokens": args.tokens, "banned_tokens": list(banned), "rounds": args.rounds, "results": runs,
+         "ratios": ratios}, indent=2))
+    (out / "spec-results.md").write_text(text + "\n")
+    print(text)
+    print(f"\nwrote {out / 'spec-results.json'}, spec-results.md")
+    return 0 if all("error" not in e for rs in runs.values() for e in rs) else 1
+
+
 def servers(bin_dir: Path, model: Path, threads: int, n_ctx: int) -> dict[str, Command]:
     found: dict[str, Command] = {
         "llamaserve": lambda port, slots: [
@@ -294,24 +458,48 @@ def plot(results: dict[str, dict[int, dict]], path: Path, title: str) -> None:
     fig.savefig(path, dpi=110)
 
 
+def spec_banned(engine: llamaserve.Engine) -> tuple[int, ...]:
+    """End-of-generation tokens, and ChatML's markers where the vocabulary has them (the spec
+    prompts are ChatML): SmolLM2's 0, 1, 2 among them."""
+    banned = set(engine.metadata["eog_tokens"])
+    for marker in ("<|im_start|>", "<|im_end|>"):
+        ids = engine.tokenize(marker, add_special=False)
+        if len(ids) == 1:
+            banned.add(ids[0])
+    return tuple(sorted(banned))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=BENCHMARK_MODEL, help=MODEL_HELP)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--model", help=MODEL_HELP + " (--spec: default, SmolLM2-135M-Instruct)")
+    parser.add_argument("--threads", type=int, help="default: every CPU (--spec: 2)")
+    parser.add_argument("--tokens", type=int, help="output tokens per request (default 64; --spec: 256)")
     parser.add_argument("--ctx", type=int, default=512, help="context per slot")
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 8, 16])
     parser.add_argument("--requests-per-client", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=3, help="repeats of the whole run, interleaved")
-    parser.add_argument("--servers", nargs="+", help="only these (default: every one found)")
+    parser.add_argument("--rounds", type=int, help="repeats of the whole run, interleaved (default 3; --spec: 1)")
+    parser.add_argument("--servers", nargs="+", help="only these (default: every one found; "
+                        "--spec: row names, e.g. 'llamaserve --spec off')")
     parser.add_argument("--chat", action="store_true", help="the multi-turn chat load (see above)")
+    parser.add_argument("--spec", action="store_true", help="speculative decoding, one client (see above)")
+    parser.add_argument("--draft-model", help="--spec: also both servers with this GGUF as the draft model")
+    parser.add_argument("--workloads", nargs="+", choices=list(spec_load.WORKLOADS), default=list(spec_load.WORKLOADS),
+                        help="--spec: the workloads")
+    parser.add_argument("--runs", type=int, default=3, help="--spec: runs per cell (the best counts)")
     args = parser.parse_args()
+    args.model = args.model or ("default" if args.spec else BENCHMARK_MODEL)
+    args.threads = args.threads or (2 if args.spec else os.cpu_count() or 2)
+    args.tokens = args.tokens or (256 if args.spec else 64)
+    args.rounds = args.rounds or (1 if args.spec else 3)
     model_name, model = named_model(args.model)
     print(f"model {model_name} ({model.name})", file=sys.stderr, flush=True)
 
-    bin_dir = llama_tools.build(["llama-server", "llama-bench", "llama-batched-bench"])
+    tools = ["llama-server"] if args.spec else ["llama-server", "llama-bench", "llama-batched-bench"]
+    bin_dir = llama_tools.build(tools)
     with llamaserve.Engine.load(model, n_ctx=64, n_parallel=1) as engine:
-        banned = tuple(engine.metadata["eog_tokens"])
+        banned = spec_banned(engine) if args.spec else tuple(engine.metadata["eog_tokens"])
+    if args.spec:
+        return spec_main(args, bin_dir, model_name, model, banned)
     if args.chat:
         return chat_main(args, bin_dir, model, banned)
     spec = loadgen.LoadSpec(url="", model=model.stem, max_tokens=args.tokens, banned_tokens=banned)

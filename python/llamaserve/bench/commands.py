@@ -1,4 +1,4 @@
-"""`llamaserve bench serve|chat|engine`: the load generators and the in-process figures."""
+"""`llamaserve bench serve|chat|spec|engine`: the load generators and the in-process figures."""
 from __future__ import annotations
 
 import argparse
@@ -54,6 +54,28 @@ def _chat(args: argparse.Namespace) -> int:
     return _report(runs, args.json, lambda r: f"{r.errors} turns failed")
 
 
+def _blank(value: int | None) -> str:
+    return "" if value is None else str(value)
+
+
+def _spec(args: argparse.Namespace) -> int:
+    from llamaserve.bench import spec_load
+
+    spec = spec_load.SpecLoadSpec(url=args.url.rstrip("/"), model=args.model,
+                                  workloads=tuple(args.workloads), runs=args.runs, max_tokens=args.tokens,
+                                  banned_tokens=tuple(args.ban), fields=dict(args.field or []),
+                                  warmup=not args.no_warmup, api_key=args.api_key)
+    results = spec_load.run(spec)
+    print(f"one client, {args.tokens} tokens a run, best of {args.runs} runs a workload, a fresh prompt each "
+          "(tok/s: completion tokens over the request's wall time, prefill included)")
+    print("| workload | best tok/s | median tok/s | drafted | accepted | errors |")
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r.workload} | {r.best_tok_s:.1f} | {r.median_tok_s:.1f} | {_blank(r.drafted)} "
+              f"| {_blank(r.accepted)} | {r.errors} |")
+    return _report(results, args.json, lambda r: f"{r.workload}: {r.errors} of {r.runs} runs failed")
+
+
 def _engine(args: argparse.Namespace) -> int:
     from llamaserve.bench import engine_bench
     from llamaserve.default_model import named_model
@@ -72,17 +94,29 @@ def _token_ids(text: str) -> list[int]:
     return [int(t) for t in text.split(",") if t.strip()]
 
 
-def _add_load_options(parser: argparse.ArgumentParser, unit: str) -> None:
+def _field(text: str) -> tuple[str, Any]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=JSON, got {text!r}")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        raise argparse.ArgumentTypeError(f"{name}: {value!r} is not JSON") from None
+
+
+def _add_load_options(parser: argparse.ArgumentParser, unit: str,
+                      ban: tuple[list[int], str] = ([1, 106], "Gemma's")) -> None:
     """What every HTTP load shares: equal lengths, the key, the results file."""
-    parser.add_argument("--ban", type=_token_ids, default=[1, 106],
+    ids, whose = ban
+    parser.add_argument("--ban", type=_token_ids, default=ids,
                         help=f"end-of-sequence token ids to ban so every {unit} has --tokens tokens "
-                             "(default: Gemma's 1,106)")
+                             f"(default: {whose} {','.join(map(str, ids))})")
     parser.add_argument("--api-key")
     parser.add_argument("--json", help="also write the results here")
 
 
 def add_bench_commands(commands: argparse._SubParsersAction) -> None:
-    from llamaserve.bench import loadgen
+    from llamaserve.bench import loadgen, spec_load
     from llamaserve.default_model import BENCHMARK_MODEL, MODEL_HELP
 
     bench = commands.add_parser("bench", help="benchmarks: HTTP load or in-process engine figures")
@@ -113,6 +147,21 @@ def add_bench_commands(commands: argparse._SubParsersAction) -> None:
                       "(the second shows what a server keeps between them)")
     _add_load_options(chat, "turn")
     chat.set_defaults(run=_chat)
+
+    spec = kinds.add_parser("spec", help="one client, fresh prompts whose output repeats them (or not): "
+                            "what speculative decoding buys, against any OpenAI-compatible server")
+    spec.add_argument("--url", required=True, help="server root, e.g. http://127.0.0.1:8000")
+    spec.add_argument("--model", default="default")
+    spec.add_argument("--workloads", nargs="+", choices=list(spec_load.WORKLOADS), default=list(spec_load.WORKLOADS),
+                      help="edit: repeat code with one rename; quote: a summary quoting its source; "
+                           "free: free writing (drafts mostly fail)")
+    spec.add_argument("--runs", type=int, default=3, help="runs per workload, each a fresh prompt (the best counts)")
+    spec.add_argument("--tokens", type=int, default=256, help="output tokens per run")
+    spec.add_argument("--field", type=_field, action="append", metavar="NAME=JSON",
+                      help="a server-specific request field to add, e.g. speculative=false (repeatable)")
+    spec.add_argument("--no-warmup", action="store_true", help="skip the short untimed request sent first")
+    _add_load_options(spec, "run", (list(spec_load.SMOLLM2_END_TOKENS), "SmolLM2's"))
+    spec.set_defaults(run=_spec)
 
     engine = kinds.add_parser("engine", help="in-process decode and prompt figures")
     engine.add_argument("--model", default=BENCHMARK_MODEL, help=MODEL_HELP)
