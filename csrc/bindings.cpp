@@ -22,6 +22,8 @@ py::dict stats_dict(const StreamStats & s) {
     d["prompt_tokens"] = s.prompt_tokens;
     d["completion_tokens"] = s.completion_tokens;
     d["cached_tokens"] = s.cached_tokens;
+    d["drafted_tokens"] = s.drafted_tokens;
+    d["accepted_tokens"] = s.accepted_tokens;
     d["time_to_first_token"] = s.time_to_first_token < 0 ? py::object(py::none())
                                                          : py::object(py::float_(s.time_to_first_token));
     d["total_time"] = s.total_time;
@@ -157,6 +159,7 @@ py::dict metadata_dict(const Model & model) {
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
+    m.attr("MAX_STEP_DRAFTS") = kMaxStepDrafts;  // output rows reserved for drafted tokens
     m.doc() = "llamaserve's native engine over llama.cpp";
 
     auto engine_error = py::register_exception<EngineError>(m, "EngineError", PyExc_RuntimeError);
@@ -201,6 +204,8 @@ PYBIND11_MODULE(_native, m) {
     generation.def(py::init<>())
         .def_readwrite("ignore_eos", &GenerationOptions::ignore_eos)
         .def_readwrite("cache_prompt", &GenerationOptions::cache_prompt)
+        .def_readwrite("speculative", &GenerationOptions::speculative)
+        .def_readwrite("prediction", &GenerationOptions::prediction)
         .def_readwrite("add_special", &GenerationOptions::add_special)
         .def_readwrite("parse_special", &GenerationOptions::parse_special);
     checked_field(generation, "max_tokens", &GenerationOptions::max_tokens, native_int<int32_t>);
@@ -221,7 +226,10 @@ PYBIND11_MODULE(_native, m) {
         .def_readwrite("type_k", &EngineOptions::type_k)
         .def_readwrite("type_v", &EngineOptions::type_v)
         .def_readwrite("flash_attn", &EngineOptions::flash_attn)
-        .def_readwrite("swa_full", &EngineOptions::swa_full);
+        .def_readwrite("swa_full", &EngineOptions::swa_full)
+        .def_readwrite("spec", &EngineOptions::spec)
+        .def_readwrite("draft_model", &EngineOptions::draft_model)
+        .def_readwrite("spec_draft_max", &EngineOptions::spec_draft_max);
 
     py::class_<AsyncNotifier, std::shared_ptr<AsyncNotifier>>(m, "AsyncNotifier")
         .def(py::init<>())
@@ -316,6 +324,15 @@ PYBIND11_MODULE(_native, m) {
             d["host_evictions"] = c.host.evictions;
             return d;
         }, "KV cells (in all, held, promised) and prefix-cache counters.")
+        .def_property_readonly("speculation", &Engine::speculation,
+                               "The speculation in effect: off, ngram or draft.")
+        .def_property_readonly("speculation_stats", [](const Engine & e) {
+            const SpeculationStats s = e.speculation_stats();
+            py::dict d;
+            d["drafted"] = s.drafted;
+            d["accepted"] = s.accepted;
+            return d;
+        }, "Drafted tokens verified since the engine started, and how many were accepted.")
         .def("close", &Engine::close, py::call_guard<py::gil_scoped_release>());
 
     py::class_<Embedder>(m, "Embedder", "Sentence embeddings on a context of their own over an engine's model.")

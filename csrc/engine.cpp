@@ -1,12 +1,14 @@
 #include "engine.h"
 
 #include <algorithm>
+#include <chrono>
 #include <exception>
 
 #include "errors.h"
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
 #include "llama-ext.h"
+#include "ngram_draft.h"
 #include "text_decoder.h"
 
 namespace llamaserve {
@@ -57,6 +59,9 @@ llama_flash_attn_type flash_attn_type(const std::string & mode) {
 // limit, 0.55 s at 24, 0.31-0.44 s at one prompt a step, aggregate tok/s within noise.
 constexpr int32_t kStepPrefillTarget = 16;
 
+// How likely a draft model's first token is to be accepted, before a slot has evidence.
+constexpr double kDraftModelPrior = 0.7;
+
 // Prefixes shorter than this are not worth a snapshot (or a wait for one).
 constexpr size_t kMinSnapshotTokens = 128;
 // A snapshot or a wait must save at least this many tokens of prefill.
@@ -92,6 +97,15 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
         throw InvalidRequest("n_batch: must be at least n_parallel");
     }
     if (options_.max_queue < 0) throw InvalidRequest("max_queue: must not be negative");
+    if (options_.spec != "off" && options_.spec != "ngram" && options_.spec != "draft") {
+        throw InvalidRequest("spec: must be off, ngram or draft");
+    }
+    if ((options_.spec == "draft") != !options_.draft_model.empty()) {
+        throw InvalidRequest("spec: 'draft' and a draft_model go together");
+    }
+    if (options_.spec_draft_max < 1 || options_.spec_draft_max > kMaxStepDrafts) {
+        throw InvalidRequest("spec_draft_max: must be between 1 and " + std::to_string(kMaxStepDrafts));
+    }
     if (options_.n_threads <= 0) {
         options_.n_threads = std::max(1u, std::thread::hardware_concurrency());
     }
@@ -99,6 +113,9 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
     ModelLoadOptions load;
     load.n_gpu_layers = options_.n_gpu_layers;
     model_ = std::make_unique<Model>(model_path, load);
+    // Rejected drafts are cut off the KV: a recurrent state cannot be cut back.
+    const bool can_cut_back = !llama_model_is_recurrent(model_->get()) && !llama_model_is_hybrid(model_->get());
+    spec_ = can_cut_back ? options_.spec : "off";
 
     auto params = llama_context_default_params();
     // One pool of cells (kv_unified) that requests take by need, or an equal share per slot.
@@ -110,9 +127,10 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
     params.n_batch = options_.n_batch;
     params.n_ubatch = std::min(options_.n_batch, 512);
     params.n_seq_max = options_.n_parallel;
-    // A step asks for at most one row of logits per slot: reserving rows for a whole
-    // batch would cost n_batch x n_vocab floats (half a gigabyte for Gemma's vocabulary).
-    params.n_outputs_max = options_.n_parallel;
+    // A step asks for one row of logits per slot, and one per drafted token: reserving
+    // rows for a whole batch would cost n_batch x n_vocab floats (half a gigabyte for
+    // Gemma's vocabulary).
+    params.n_outputs_max = options_.n_parallel + (spec_ == "off" ? 0 : kMaxStepDrafts);
     params.n_threads = options_.n_threads;
     params.n_threads_batch = options_.n_threads;
     params.kv_unified = options_.kv_unified;
@@ -125,8 +143,12 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
     n_swa_ = options_.swa_full ? 0 : llama_model_n_swa(model_->get());
     const int32_t n_ctx_context = static_cast<int32_t>(llama_n_ctx(ctx_));  // llama.cpp pads it
     n_ctx_seq_ = std::min(options_.n_ctx, options_.kv_unified ? n_ctx_context : n_ctx_context / options_.n_parallel);
-    partial_reuse_ = n_swa_ == 0 && !llama_model_is_recurrent(model_->get()) &&
-                     !llama_model_is_hybrid(model_->get());
+    partial_reuse_ = n_swa_ == 0 && can_cut_back;
+    if (spec_ == "draft") {
+        draft_model_ = std::make_unique<DraftModel>(options_.draft_model, *model_, options_.n_parallel, n_ctx_seq_,
+                                                    options_.n_batch, options_.n_gpu_layers,
+                                                    options_.n_threads, threadpool_);
+    }
     for (const auto & [buft, use] : llama_get_memory_breakdown(ctx_)) {
         memory_use_.push_back({ggml_backend_buft_name(buft), use.model, use.context, use.compute});
     }
@@ -208,6 +230,8 @@ std::shared_ptr<TokenStream> Engine::submit_tokens(std::vector<llama_token> prom
     request->stop = options.stop;
     request->logprobs = options.logprobs;
     request->cache_prompt = options.cache_prompt;
+    request->speculative = options.speculative;
+    if (!options.prediction.empty()) request->prediction = model_->tokenize(options.prediction, false, false);
     request->stream = std::make_shared<TokenStream>(next_id_++, std::move(notifier));
     auto stream = request->stream;
     stream->on_cancel([waiting = std::weak_ptr<Waiting>(waiting_), id = stream->id()] {
@@ -390,6 +414,10 @@ CacheStats Engine::cache_stats() const {
     return stats;
 }
 
+SpeculationStats Engine::speculation_stats() const {
+    return {drafted_.load(), accepted_.load()};
+}
+
 void Engine::finish_slot(Slot & slot, const std::string & reason, const std::string & error) {
     // Free the slot's place first: whoever sees the stream finish may submit at once.
     reserved_[slot.seq()] = 0;
@@ -518,6 +546,11 @@ void Engine::build_batch() {
         budget -= n;
         prompt_tokens += n;
     }
+    const int32_t decoding = options_.n_batch - budget - prompt_tokens;
+    step_has_prompt_ = prompt_tokens > 0;
+    if (spec_ != "off" && decoding > 0) {
+        add_drafts(decoding, decoding + prompt_tokens, std::min(budget, kMaxStepDrafts));
+    }
     batch_.n_tokens = 0;
     for (auto & slot : slots_) {
         if (!slot.busy()) continue;
@@ -531,7 +564,41 @@ void Engine::build_batch() {
     }
 }
 
+void Engine::add_drafts(int32_t emitted, int32_t tokens, int32_t room) {
+    std::vector<Slot *> drafting;
+    std::vector<DraftCandidate> candidates;
+    for (auto & slot : slots_) {
+        if (!slot.busy() || !slot.speculative()) continue;
+        const int32_t most = std::min(options_.spec_draft_max, slot.draft_room(n_ctx_seq_));
+        if (most <= 0) continue;
+        auto & draft = slot.draft();
+        draft.clear();
+        double prior = kDraftModelPrior;
+        if (spec_ == "ngram") {
+            prior = ngram_draft(slot.history(), slot.prediction(), slot.prediction_cursor(), most, draft);
+            if (draft.empty()) continue;
+        }
+        drafting.push_back(&slot);
+        candidates.push_back({slot.acceptance().rate(prior), spec_ == "ngram" ? static_cast<int32_t>(draft.size()) : most});
+    }
+    if (drafting.empty()) return;
+    plan_drafts(step_cost_, emitted, tokens, room, candidates);
+    if (spec_ == "draft") {
+        std::vector<DraftModel::Ask> asks;
+        for (size_t i = 0; i < drafting.size(); ++i) {
+            if (candidates[i].granted == 0) continue;
+            asks.push_back({drafting[i]->seq(), &drafting[i]->history(), candidates[i].granted, &drafting[i]->draft()});
+        }
+        if (!asks.empty()) draft_model_->propose(asks);
+    }
+    for (size_t i = 0; i < drafting.size(); ++i) {
+        auto & draft = drafting[i]->draft();
+        if (static_cast<int32_t>(draft.size()) > candidates[i].granted) draft.resize(candidates[i].granted);
+    }
+}
+
 void Engine::decode_and_sample() {
+    const auto started = std::chrono::steady_clock::now();
     const int32_t rc = llama_decode(ctx_, batch_);
     if (rc != 0) {
         if (waiting_->stopping) return;  // aborted for close(): shut_down() ends them all
@@ -549,12 +616,16 @@ void Engine::decode_and_sample() {
     const int32_t n_vocab = model_->metadata().n_vocab;
     for (Slot * slot : in_batch_) {
         if (slot->batch_index() < 0) continue;  // a prompt chunk before the last
+        drafted_ += slot->draft().size();
         guarded(*slot, "sampling", [&] {
-            const llama_token token = slot->sample(ctx_, n_vocab);
-            if (const char * reason = slot->accept(token, *model_, n_ctx_seq_)) {
-                finish_slot(*slot, reason);
-            }
+            const int32_t before = slot->accepted_tokens();
+            const char * reason = slot->advance(ctx_, *model_, n_ctx_seq_, n_vocab);
+            accepted_ += slot->accepted_tokens() - before;
+            if (reason) finish_slot(*slot, reason);
         });
+    }
+    if (!step_has_prompt_) {
+        step_cost_.record(batch_.n_tokens, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
     }
 }
 

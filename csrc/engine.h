@@ -11,11 +11,13 @@
 #include <thread>
 #include <vector>
 
+#include "draft_model.h"
 #include "llama.h"
 #include "model_info.h"
 #include "prefix_cache.h"
 #include "sampling.h"
 #include "slot.h"
+#include "speculation.h"
 #include "token_stream.h"
 
 namespace llamaserve {
@@ -38,6 +40,21 @@ struct EngineOptions {
     std::string flash_attn = "auto";  // auto, on, off
     // Full-size cache for sliding-window layers: more memory, prefixes reusable anywhere.
     bool swa_full = false;
+    // Speculative decoding: "ngram" drafts from the request's own prompt and output,
+    // "draft" from `draft_model` (same vocabulary), "off" never drafts.
+    std::string spec = "ngram";
+    std::string draft_model;
+    int32_t spec_draft_max = 16;  // drafted tokens one slot may verify in one step
+};
+
+// Drafted tokens one step verifies in all: each wants a row of logits (n_vocab floats,
+// 1 MiB for Gemma 3), reserved when the context is made.
+constexpr int32_t kMaxStepDrafts = 32;
+
+// What speculation has done since the engine started, for metrics.
+struct SpeculationStats {
+    uint64_t drafted = 0;   // tokens verified beside the sampled ones
+    uint64_t accepted = 0;  // of which the model chose
 };
 
 // What the KV cache and the prefix cache hold, for health and metrics.
@@ -64,6 +81,8 @@ struct GenerationOptions {
     std::vector<std::string> stop;
     bool ignore_eos = false;
     bool cache_prompt = true;  // reuse the prompt's longest cached prefix (a slot's, or the host cache's)
+    bool speculative = true;   // drafts may speed it up (when the engine speculates)
+    std::string prediction;    // text the output will largely repeat: n-gram drafts come from it too
     int32_t logprobs = -1;  // -1 = off; 0 = the sampled token's; N = and the top N alternatives
     bool add_special = true;    // BOS etc. as the model wants
     bool parse_special = true;  // "<start_of_turn>" in a prompt is the control token
@@ -88,6 +107,10 @@ public:
     const EngineOptions & options() const { return options_; }
     int32_t n_ctx_per_request() const { return n_ctx_seq_; }
     CacheStats cache_stats() const;
+    SpeculationStats speculation_stats() const;
+    // The speculation in effect: options().spec, or "off" for a model whose KV cannot be cut
+    // back (recurrent or hybrid: rejected drafts could not be removed).
+    const std::string & speculation() const { return spec_; }
     size_t queue_depth() const;
     int32_t busy_slots() const { return busy_slots_.load(); }
     const std::vector<MemoryUse> & memory_use() const { return memory_use_; }
@@ -127,6 +150,8 @@ private:
     void resume_followers();
     void publish_cache_use();
     void build_batch();
+    // Grants drafted tokens to decoding slots (see plan_drafts) and fills them in.
+    void add_drafts(int32_t emitted, int32_t tokens, int32_t room);
     void decode_and_sample();
     void shut_down();
     void finish_slot(Slot & slot, const std::string & reason, const std::string & error = "");
@@ -157,6 +182,12 @@ private:
     std::vector<Slot> slots_;
     llama_batch batch_{};
     std::vector<Slot *> in_batch_;  // the slots with tokens in batch_ (scheduler thread only)
+    std::string spec_;  // see speculation()
+    std::unique_ptr<DraftModel> draft_model_;
+    StepCost step_cost_;
+    bool step_has_prompt_ = false;  // the step's cost says nothing of drafted tokens then
+    std::atomic<uint64_t> drafted_{0};
+    std::atomic<uint64_t> accepted_{0};
 
     std::shared_ptr<Waiting> waiting_ = std::make_shared<Waiting>();
     std::atomic<int32_t> busy_slots_{0};

@@ -53,6 +53,10 @@ void Slot::start(std::unique_ptr<Request> request, llama_context * ctx, size_t r
     n_generated_ = 0;
     pending_token_ = LLAMA_TOKEN_NULL;
     batch_index_ = -1;
+    draft_.clear();
+    acceptance_ = Acceptance();
+    n_drafted_ = 0;
+    n_accepted_ = 0;
     checkpoints_.clear();
     leader_ = nullptr;
 }
@@ -122,6 +126,19 @@ bool Slot::leader_done() const {
            !leader_->is_leader_of(leader_position_);
 }
 
+int32_t Slot::draft_room(int32_t n_ctx_seq) const {
+    // The pending token takes cell n_past_; each drafted one the next.
+    int64_t room = static_cast<int64_t>(n_ctx_seq) - n_past_ - 1;
+    if (request_->max_tokens >= 0) room = std::min<int64_t>(room, request_->max_tokens - n_generated_);
+    return static_cast<int32_t>(std::max<int64_t>(0, room));
+}
+
+const std::vector<llama_token> & Slot::history() {
+    history_.assign(cache_.begin(), cache_.end());
+    history_.push_back(pending_token_);
+    return history_;
+}
+
 void Slot::add_to_batch(llama_batch & batch, int32_t budget) {
     batch_index_ = -1;
     if (budget <= 0) return;
@@ -129,6 +146,10 @@ void Slot::add_to_batch(llama_batch & batch, int32_t budget) {
         batch_index_ = batch.n_tokens;
         batch_add(batch, pending_token_, n_past_++, seq_, true);
         cache_.push_back(pending_token_);
+        for (llama_token t : draft_) {
+            batch_add(batch, t, n_past_++, seq_, true);
+            cache_.push_back(t);
+        }
         return;
     }
     if (leader_) return;  // waits for the leader's snapshot
@@ -141,6 +162,36 @@ void Slot::add_to_batch(llama_batch & batch, int32_t budget) {
         cache_.push_back(prompt[n_prompt_fed_]);
         batch_add(batch, prompt[n_prompt_fed_++], n_past_++, seq_, last);
     }
+}
+
+const char * Slot::advance(llama_context * ctx, const Model & model, int32_t n_ctx_seq, int32_t n_vocab) {
+    const int32_t drafted = static_cast<int32_t>(draft_.size());
+    const llama_pos first = n_past_ - drafted;  // the cell after the last one decoded for sure
+    const int32_t first_index = batch_index_;
+    int32_t accepted = 0;
+    const char * reason = nullptr;
+    for (;;) {
+        batch_index_ = first_index + accepted;
+        n_past_ = first + accepted;  // where the token sampled now will go
+        const llama_token token = sample(ctx, n_vocab);
+        reason = accept(token, model, n_ctx_seq);
+        if (reason || accepted == drafted || token != draft_[accepted]) break;
+        ++accepted;
+    }
+    if (accepted < drafted) {
+        // The rejected drafts' cells: the next token goes where the first of them was.
+        llama_memory_seq_rm(llama_get_memory(ctx), seq_, first + accepted, -1);
+        cache_.resize(first + accepted);
+    }
+    if (drafted > 0) {
+        acceptance_.record(drafted, accepted);
+        n_drafted_ += drafted;
+        n_accepted_ += accepted;
+    } else if (!prefilling()) {
+        acceptance_.idle();
+    }
+    draft_.clear();
+    return reason;
 }
 
 llama_token Slot::sample(llama_context * ctx, int32_t n_vocab) {
@@ -207,6 +258,7 @@ void Slot::finish(const std::string & reason, llama_context * ctx, const std::st
     decoder_.reset();
     const bool keep = request->cache_prompt && (reason == "stop" || reason == "length");
     checkpoints_.clear();
+    draft_.clear();
     leader_ = nullptr;
     if (!keep) {
         llama_memory_seq_rm(llama_get_memory(ctx), seq_, -1, -1);
@@ -216,6 +268,8 @@ void Slot::finish(const std::string & reason, llama_context * ctx, const std::st
     stats.prompt_tokens = static_cast<int32_t>(request->prompt.size());
     stats.cached_tokens = cached_prompt_tokens_;
     stats.completion_tokens = n_generated_;
+    stats.drafted_tokens = n_drafted_;
+    stats.accepted_tokens = n_accepted_;
     stats.finish_reason = reason;
     stats.error = error;
     request->stream->finish(std::move(stats), std::move(final_text_));

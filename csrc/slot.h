@@ -7,6 +7,7 @@
 #include "llama.h"
 #include "prefix_cache.h"
 #include "sampling.h"
+#include "speculation.h"
 #include "text_decoder.h"
 #include "token_stream.h"
 
@@ -24,6 +25,9 @@ struct Request {
     std::vector<std::string> stop;
     int32_t logprobs = -1;  // see GenerationOptions::logprobs
     bool cache_prompt = true;
+    bool speculative = true;  // drafts may be verified for it (when the engine speculates)
+    std::vector<llama_token> prediction;  // text the output will largely repeat (a draft source)
+    size_t prediction_cursor = 0;         // where the last draft taken from it ended
     std::shared_ptr<TokenStream> stream;
 };
 
@@ -76,17 +80,30 @@ public:
     void stop_following() { leader_ = nullptr; }
     bool is_leader_of(size_t position) const;
 
-    // Adds this slot's next tokens to the batch: the pending sampled token, or up to
-    // `budget` prompt tokens (none when the budget is 0).
+    // Speculation: while decoding, the slot may offer drafted tokens to verify with its
+    // pending one.
+    bool speculative() const { return request_->speculative && !prefilling(); }
+    // Most drafted tokens that fit: the context's cells, and max_tokens (a draft never
+    // runs past the last token the request may emit).
+    int32_t draft_room(int32_t n_ctx_seq) const;
+    // The tokens so far: those with KV, then the pending one (what a draft continues).
+    const std::vector<llama_token> & history();
+    const std::vector<llama_token> & prediction() const { return request_->prediction; }
+    size_t & prediction_cursor() { return request_->prediction_cursor; }
+    std::vector<llama_token> & draft() { return draft_; }
+    Acceptance & acceptance() { return acceptance_; }
+    int32_t accepted_tokens() const { return n_accepted_; }  // drafted tokens the model chose so far
+
+    // Adds this slot's next tokens to the batch: the pending sampled token and its draft,
+    // or up to `budget` prompt tokens (none when the budget is 0).
     void add_to_batch(llama_batch & batch, int32_t budget);
     int32_t batch_index() const { return batch_index_; }
 
-    // Handles a freshly sampled token (LLAMA_TOKEN_NULL: none was possible): emits its text
-    // and returns the finish reason ("stop", "length") when the request is done, nullptr
-    // while it goes on.
-    const char * accept(llama_token token, const Model & model, int32_t n_ctx_seq);
-    // Samples this slot's next token (and records its log-probabilities when asked).
-    llama_token sample(llama_context * ctx, int32_t n_vocab);
+    // After the step's decode: samples the next token, and while it equals the drafted
+    // one, the token after it (one draw per emitted token, so a draft never changes what
+    // is sampled, only how many tokens one step emits). The cells of rejected drafts are
+    // freed. Returns the finish reason ("stop", "length") when the request is done.
+    const char * advance(llama_context * ctx, const Model & model, int32_t n_ctx_seq, int32_t n_vocab);
 
     // Ends the request with `reason` and tells its consumer; the slot is free even if this
     // throws. The KV cells are freed, or kept as this slot's prompt cache when the request
@@ -94,6 +111,12 @@ public:
     void finish(const std::string & reason, llama_context * ctx, const std::string & error = "");
 
 private:
+    // Handles a freshly sampled token (LLAMA_TOKEN_NULL: none was possible): emits its text
+    // and returns the finish reason when the request is done, nullptr while it goes on.
+    const char * accept(llama_token token, const Model & model, int32_t n_ctx_seq);
+    // Samples at `batch_index_` (and records its log-probabilities when asked).
+    llama_token sample(llama_context * ctx, int32_t n_vocab);
+
     const llama_seq_id seq_;
     std::unique_ptr<Request> request_;
     std::unique_ptr<TextDecoder> decoder_;
@@ -107,6 +130,11 @@ private:
     // so a reader never sees the last piece without the end (and sends them as one event).
     std::string final_text_;
     int32_t batch_index_ = -1;
+    std::vector<llama_token> draft_;    // in the batch after the pending token
+    std::vector<llama_token> history_;  // see history()
+    Acceptance acceptance_;
+    int32_t n_drafted_ = 0;
+    int32_t n_accepted_ = 0;
     std::vector<size_t> checkpoints_;  // ascending prompt positions still to snapshot
     const Slot * leader_ = nullptr;    // see follow()
     uint64_t leader_request_ = 0;

@@ -8,11 +8,14 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
+from llamaserve.native import MAX_STEP_DRAFTS
+
 ENV_PREFIX = "LLAMASERVE_"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 # The choices llama.cpp takes (Engine.load checks them too).
 KV_CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
 FLASH_ATTN_MODES = ("auto", "on", "off")
+SPEC_MODES = ("ngram", "draft", "off")
 
 
 def _opt(flag: str, help: str, default: Any = MISSING, **extra: Any) -> Any:
@@ -69,6 +72,15 @@ class ServerConfig:
     flash_attn: str = _opt("--flash-attn", "flash attention: auto, on or off", "auto")
     swa_full: bool = _opt("--swa-full", "full-size cache for sliding-window layers (more memory; a "
                           "cached prefix is reusable at any length, not only where it was saved)", False)
+    # -- speculative decoding --
+    spec: str | None = _opt("--spec", "speculative decoding: ngram (drafts from the request's own "
+                            "prompt and output; the default), draft (from --draft-model; the default "
+                            "with one) or off. Drafts are verified several tokens a step, as many as "
+                            "this machine's step costs and their acceptance make worth it", None)
+    draft_model: str | None = _opt("--draft-model", "GGUF of a smaller model with the same vocabulary "
+                                   "that drafts tokens for the served one", None)
+    spec_draft_max: int = _opt("--spec-draft-max", "drafted tokens one request may verify in one step "
+                               f"(1 to {MAX_STEP_DRAFTS})", 16)
     n_threads: int = _opt("--threads", "CPU threads for decoding (0: automatic)", 0)
     n_gpu_layers: int = _opt("--gpu-layers", "layers to offload to a GPU (-1: all)", 0)
     max_queue: int = _opt("--max-queue", "requests that may wait for a slot; beyond it 503", 256)
@@ -134,6 +146,11 @@ class ServerConfig:
         need(self.flash_attn in FLASH_ATTN_MODES, "flash_attn", "must be one of " + ", ".join(FLASH_ATTN_MODES))
         for name in ("cache_type_k", "cache_type_v"):
             need(getattr(self, name) in KV_CACHE_TYPES, name, "must be one of " + ", ".join(KV_CACHE_TYPES))
+        need(self.spec is None or self.spec in SPEC_MODES, "spec", "must be one of " + ", ".join(SPEC_MODES))
+        need((self.spec == "draft") <= (self.draft_model is not None), "spec",
+             "draft needs a --draft-model")
+        need(1 <= self.spec_draft_max <= MAX_STEP_DRAFTS, "spec_draft_max",
+             f"must be between 1 and {MAX_STEP_DRAFTS}")
         need(self.max_queue >= 0, "max_queue", "must not be negative")
         need(self.default_max_tokens >= 1, "default_max_tokens", "must be at least 1")
         need(self.rate_limit >= 0, "rate_limit", "must not be negative")

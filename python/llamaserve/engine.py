@@ -14,7 +14,7 @@ from typing import Any
 import numpy
 
 from llamaserve import _native
-from llamaserve.config import FLASH_ATTN_MODES, KV_CACHE_TYPES
+from llamaserve.config import FLASH_ATTN_MODES, KV_CACHE_TYPES, SPEC_MODES
 from llamaserve.default_model import default_model_path
 from llamaserve.errors import EngineError, InvalidRequest, QueueFull
 from llamaserve.generation_params import (
@@ -31,6 +31,8 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0  # prompt tokens served from a slot's prompt cache
+    drafted_tokens: int = 0  # speculation: tokens verified beside the sampled ones
+    accepted_tokens: int = 0  # of which the model chose (they are in the completion)
 
     @property
     def total_tokens(self) -> int:
@@ -49,7 +51,7 @@ class Completion:
 _SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "presence_penalty",
                    "frequency_penalty", "penalty_last_n", "seed", "grammar")
 _OPTION_FIELDS = ("max_tokens", "stop", "ignore_eos", "logprobs", "add_special", "parse_special",
-                  "cache_prompt")
+                  "cache_prompt", "speculative", "prediction")
 
 
 def native_settings(arguments: dict[str, Any], n_ctx: int) -> tuple[_native.SamplingParams,
@@ -78,7 +80,8 @@ class Embeddings:
 def _completion(text: str, stats: dict[str, Any]) -> Completion:
     return Completion(
         text=text,
-        usage=Usage(stats["prompt_tokens"], stats["completion_tokens"], stats["cached_tokens"]),
+        usage=Usage(stats["prompt_tokens"], stats["completion_tokens"], stats["cached_tokens"],
+                    stats["drafted_tokens"], stats["accepted_tokens"]),
         finish_reason=stats["finish_reason"],
         latency=stats["total_time"],
         time_to_first_token=stats["time_to_first_token"],
@@ -305,10 +308,13 @@ class Engine:
              n_gpu_layers: int = 0, max_queue: int = 256, kv_unified: bool = False,
              n_kv: int = 0, cache_ram: int = DEFAULT_CACHE_RAM, cache_type_k: str = "f16",
              cache_type_v: str = "f16", flash_attn: str = "auto", swa_full: bool = False,
-             verbose: bool = False) -> Engine:
+             spec: str | None = None, draft_model: str | os.PathLike[str] | None = None,
+             spec_draft_max: int = 16, verbose: bool = False) -> Engine:
         """Load a GGUF file (the default model when path is None). n_ctx bounds one request;
         n_kv is the KV cells in all (0: n_ctx per slot), an equal share per slot or, with
-        kv_unified, one pool taken by need; cache_ram is the host memory for prefix snapshots."""
+        kv_unified, one pool taken by need; cache_ram is the host memory for prefix snapshots.
+        spec is the speculative decoding: "ngram" (the default without a draft_model), "draft"
+        (the default with one) or "off"; spec_draft_max bounds one slot's draft per step."""
         options = _native.EngineOptions()
         options.n_ctx = check_integer("n_ctx", n_ctx, 8, 2**24)
         options.n_parallel = check_integer("n_parallel", n_parallel, 1, 1024)
@@ -323,6 +329,11 @@ class Engine:
         options.type_v = check_choice("cache_type_v", cache_type_v, KV_CACHE_TYPES)
         options.flash_attn = check_choice("flash_attn", flash_attn, FLASH_ATTN_MODES)
         options.swa_full = check_bool("swa_full", swa_full)
+        if draft_model is not None:
+            options.draft_model = str(Path(draft_model))
+        default_spec = "ngram" if draft_model is None else "draft"
+        options.spec = check_choice("spec", default_spec if spec is None else spec, SPEC_MODES)
+        options.spec_draft_max = check_integer("spec_draft_max", spec_draft_max, 1, _native.MAX_STEP_DRAFTS)
         _native.set_verbose(verbose)
         model_path = Path(path) if path is not None else default_model_path()
         return cls(_native.Engine(str(model_path), options))
@@ -350,6 +361,17 @@ class Engine:
     def cache_stats(self) -> dict[str, int]:
         """KV cells (in all, used, reserved for running requests) and prefix-cache counters."""
         return self._native.cache_stats
+
+    @property
+    def speculation(self) -> str:
+        """The speculative decoding in effect: off, ngram or draft (off for a model whose
+        KV cannot be cut back, recurrent or hybrid)."""
+        return self._native.speculation
+
+    @property
+    def speculation_stats(self) -> dict[str, int]:
+        """Drafted tokens verified since the engine started, and how many were accepted."""
+        return self._native.speculation_stats
 
     @property
     def busy_slots(self) -> int:

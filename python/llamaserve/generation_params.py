@@ -155,6 +155,28 @@ def _logit_bias(name: str, value: Any) -> dict[int, float]:
 
 # -- the table ------------------------------------------------------------------------------
 
+MAX_PREDICTION_LENGTH = 1 << 20  # characters
+
+
+def _prediction(name: str, value: Any) -> str:
+    """Text the output is expected to repeat: a string, or OpenAI's predicted output
+    {"type": "content", "content": a string or a list of text parts}."""
+    if isinstance(value, Mapping):
+        if value.get("type") != "content":
+            raise InvalidRequest(f"{name}.type: must be 'content'")
+        content = value.get("content")
+        if isinstance(content, list):
+            if not all(isinstance(p, Mapping) and p.get("type") == "text" and isinstance(p.get("text"), str)
+                       for p in content):
+                raise InvalidRequest(f"{name}.content: parts must be {{'type': 'text', 'text': ...}}")
+            content = "".join(p["text"] for p in content)
+        value, name = content, f"{name}.content"
+    text = check_text(name, value)
+    if len(text) > MAX_PREDICTION_LENGTH:
+        raise InvalidRequest(f"{name}: longer than {MAX_PREDICTION_LENGTH} characters")
+    return text
+
+
 @dataclass(frozen=True)
 class Parameter:
     name: str
@@ -210,6 +232,17 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
     _integer("logprobs", 0, MAX_TOP_LOGPROBS, "log-probabilities of each token and its top N alternatives"),
     _flag("cache_prompt", "reuse cached KV for the prompt's longest cached prefix (default true; "
           "false recomputes the whole prompt, for bit-reproducible results)"),
+    _flag("speculative", "verify drafted tokens (from the request's own text, or a draft model) "
+          "several at a time when the server speculates (default true; false decodes one token a step)"),
+    Parameter("prediction", _prediction, {"oneOf": [
+        {"type": "string"},
+        {"type": "object", "required": ["type", "content"], "properties": {
+            "type": {"const": "content"},
+            "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": {
+                "type": "object", "required": ["type", "text"],
+                "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}}]}}}]},
+        "text the output will largely repeat (OpenAI's predicted outputs: the file being edited); "
+        "drafts are also taken from it"),
 )}
 
 

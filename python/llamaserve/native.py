@@ -1,7 +1,9 @@
 """What llamaserve takes from the compiled extension besides the engine itself (engine.py):
-the typed errors, llama.cpp's quantizer, build facts and log verbosity. With engine.py, the
+the typed errors, llama.cpp's quantizer, build facts, log verbosity and the speculation
+bound. With engine.py, the
 only module that imports `_native`."""
 from llamaserve._native import (
+    MAX_STEP_DRAFTS,
     ContextLengthExceeded,
     EngineError,
     InvalidRequest,
@@ -13,6 +15,7 @@ from llamaserve._native import (
 )
 
 __all__ = [
+    "MAX_STEP_DRAFTS",
     "ContextLengthExceeded",
     "EngineError",
     "InvalidRequest",

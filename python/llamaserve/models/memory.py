@@ -5,6 +5,7 @@ import re
 from dataclasses import dataclass
 
 from llamaserve.models.gguf import GGUFInfo, count_value
+from llamaserve.native import MAX_STEP_DRAFTS
 
 
 @dataclass(frozen=True)
@@ -25,15 +26,15 @@ class MemoryEstimate:
 def estimate_memory(info: GGUFInfo, n_ctx: int, n_parallel: int, n_batch: int = 512) -> MemoryEstimate:
     """What loading costs: the weights, an F16 KV cache of n_ctx tokens for each of the
     n_parallel slots (the engine gives every slot its whole window), and llama.cpp's compute
-    buffers (activations of a full ubatch, plus one row of logits per slot: the engine
-    reserves no more outputs than that)."""
+    buffers (activations of a full ubatch, plus one row of logits per slot and per token a
+    step may draft: the engine reserves no more outputs than that)."""
     n_ubatch = min(n_batch, 512)
     cells = -(-n_ctx // 256) * 256  # llama.cpp rounds each slot's cache up to 256 cells
     kv = info.kv_bytes_per_token() * cells * n_parallel
     n_embd = info.count("embedding_length")
     ff = info.arch_key("feed_forward_length")
     n_ff = max(map(count_value, ff), default=0) if isinstance(ff, list) else count_value(ff)
-    compute = 4 * n_ubatch * (4 * n_embd + 3 * n_ff) + 4 * n_parallel * info.n_vocab
+    compute = 4 * n_ubatch * (4 * n_embd + 3 * n_ff) + 4 * (n_parallel + MAX_STEP_DRAFTS) * info.n_vocab
     return MemoryEstimate(info.weights_size, kv, compute)
 
 

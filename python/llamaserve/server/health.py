@@ -65,6 +65,7 @@ def health_endpoint(host: ModelHost, metrics: ServerMetrics):  # noqa: ANN201 - 
             body["slots"] = {"total": total, "busy": busy, "free": total - busy}
             body["queue_depth"] = model.engine.queue_depth
             body["kv_cache"] = kv_cache(model.engine.cache_stats)
+            body["speculation"] = {"mode": model.engine.speculation, **model.engine.speculation_stats}
             return JSONResponse(body)
         if host.state == "idle":  # every model was unloaded (--idle-unload, unload): still serving
             body["status"] = "idle"

@@ -20,8 +20,8 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 
 
 class _EngineCollector(Collector):
-    """Slots, queue, KV cache and prefix cache, read from the engine at scrape time (vLLM's
-    kv_cache_usage_perc and prefix-cache counters are the model)."""
+    """Slots, queue, KV cache, prefix cache and speculation, read from the engine at scrape time
+    (vLLM's kv_cache_usage_perc, prefix-cache and spec-decode counters are the model)."""
 
     def __init__(self, host: ModelHost) -> None:
         self.host = host
@@ -41,6 +41,10 @@ class _EngineCollector(Collector):
                                    labels=["model"])
         host_bytes = GaugeMetricFamily("prefix_cache_host_bytes", "Host memory held by prefix "
                                        "snapshots", labels=["model"])
+        drafted = CounterMetricFamily("spec_drafted_tokens", "Speculative decoding: drafted tokens "
+                                      "verified beside the sampled ones", labels=["model"])
+        accepted = CounterMetricFamily("spec_accepted_tokens", "Speculative decoding: drafted tokens "
+                                       "the model chose (emitted without a step of their own)", labels=["model"])
         for model in list(self.host.loaded.values()):  # every loaded model
             engine, name = model.engine, [model.name]
             queue.add_metric(name, engine.queue_depth)
@@ -53,7 +57,10 @@ class _EngineCollector(Collector):
             queries.add_metric(name, kv["prompt_tokens"])
             hits.add_metric(name, kv["cached_tokens"])
             host_bytes.add_metric(name, kv["host_bytes"])
-        yield from (queue, busy, total, cells, used, usage, queries, hits, host_bytes)
+            spec = engine.speculation_stats
+            drafted.add_metric(name, spec["drafted"])
+            accepted.add_metric(name, spec["accepted"])
+        yield from (queue, busy, total, cells, used, usage, queries, hits, host_bytes, drafted, accepted)
 
 
 class ServerMetrics:

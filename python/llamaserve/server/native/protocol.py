@@ -13,7 +13,7 @@ from llamaserve.generation_params import (
     PARAMETERS, PROMPT_SCHEMA, check_bool, check_prompt, check_text, properties_schema, validate)
 from llamaserve.server.embeddings import INPUT_SCHEMA, parse_inputs
 from llamaserve.server.errors import invalid
-from llamaserve.server.usage import usage
+from llamaserve.server.usage import drafts, usage
 
 MAX_MODEL_NAME = 256
 # What a client may set; add_special and parse_special stay the engine's.
@@ -138,7 +138,8 @@ def parse_embeddings(body: Any) -> EmbeddingsRequest:
 def completion_body(c: Completion, model: str) -> dict[str, Any]:
     return {
         "text": c.text,
-        "usage": usage(c.usage.prompt_tokens, c.usage.completion_tokens, c.usage.cached_tokens),
+        "usage": usage(c.usage.prompt_tokens, c.usage.completion_tokens, c.usage.cached_tokens,
+                       (c.usage.drafted_tokens, c.usage.accepted_tokens)),
         "latency": round(c.latency, 6),
         "finish_reason": c.finish_reason,
         "time_to_first_token": None if c.time_to_first_token is None else round(c.time_to_first_token, 6),
@@ -161,7 +162,7 @@ def final_event(stats: dict[str, Any], model: str, last_piece: str = "") -> dict
         "token": last_piece,
         "finished": True,
         "finish_reason": stats["finish_reason"],
-        "usage": usage(stats["prompt_tokens"], stats["completion_tokens"], stats["cached_tokens"]),
+        "usage": usage(stats["prompt_tokens"], stats["completion_tokens"], stats["cached_tokens"], drafts([stats])),
         "latency": round(stats["total_time"], 6),
         "model": model,
     }

@@ -20,7 +20,7 @@ from llamaserve.server.openai.chat_protocol import ChatRequest
 from llamaserve.server.openai.choices import Output, Run, choice_arguments, finish_reason
 from llamaserve.server.openai.logprobs import TokenText, chat_logprobs
 from llamaserve.server.openai.responses import Envelope, chat_choice, chat_delta
-from llamaserve.server.usage import usage
+from llamaserve.server.usage import drafts, usage
 from llamaserve.tool_calls import Tool, call_grammar, may_become_call, parse_tool_calls, tools_system_prompt
 
 _TEMPLATES: weakref.WeakKeyDictionary[LoadedModel, ChatTemplate | TemplateFailed] = weakref.WeakKeyDictionary()
@@ -123,7 +123,7 @@ async def plan(req: ChatRequest, model: LoadedModel, default_max_tokens: int) ->
 def _usage(outputs: list[Output]) -> dict[str, int]:
     stats = [o.stats for o in outputs if o.stats is not None]
     return usage(max((s["prompt_tokens"] for s in stats), default=0), sum(s["completion_tokens"] for s in stats),
-                 max((s["cached_tokens"] for s in stats), default=0))
+                 max((s["cached_tokens"] for s in stats), default=0), drafts(stats))
 
 
 def body(env: Envelope, chat: ChatPlan, outputs: list[Output], text_of: TokenText) -> dict[str, Any]:

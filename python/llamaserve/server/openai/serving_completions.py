@@ -16,7 +16,7 @@ from llamaserve.server.openai.choices import Output, Run, choice_arguments, fini
 from llamaserve.server.openai.logprobs import TokenText, completion_logprobs
 from llamaserve.server.openai.protocol import CompletionRequest
 from llamaserve.server.openai.responses import Envelope, completion_choice
-from llamaserve.server.usage import usage
+from llamaserve.server.usage import drafts, usage
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def plan(req: CompletionRequest, model: LoadedModel, default_max_tokens: int) ->
 def _usage(outputs: list[Output], n: int) -> dict[str, int]:
     firsts = [o.stats for k, o in enumerate(outputs) if k % n == 0 and o.stats]  # one per prompt
     return usage(sum(s["prompt_tokens"] for s in firsts), sum(o.stats["completion_tokens"] for o in outputs if o.stats),
-                 sum(s["cached_tokens"] for s in firsts))
+                 sum(s["cached_tokens"] for s in firsts), drafts(o.stats for o in outputs if o.stats))
 
 
 def body(env: Envelope, comp: CompletionPlan, outputs: list[Output], text_of: TokenText, n: int) -> dict[str, Any]:
