@@ -59,9 +59,6 @@ llama_flash_attn_type flash_attn_type(const std::string & mode) {
 // limit, 0.55 s at 24, 0.31-0.44 s at one prompt a step, aggregate tok/s within noise.
 constexpr int32_t kStepPrefillTarget = 16;
 
-// How likely a draft model's first token is to be accepted, before a slot has evidence.
-constexpr double kDraftModelPrior = 0.7;
-
 // Prefixes shorter than this are not worth a snapshot (or a wait for one).
 constexpr size_t kMinSnapshotTokens = 128;
 // A snapshot or a wait must save at least this many tokens of prefill.
@@ -573,13 +570,22 @@ void Engine::add_drafts(int32_t emitted, int32_t tokens, int32_t room) {
         if (most <= 0) continue;
         auto & draft = slot.draft();
         draft.clear();
-        double prior = kDraftModelPrior;
+        int32_t source = kFromDraftModel;
         if (spec_ == "ngram") {
-            prior = ngram_draft(slot.history(), slot.prediction(), slot.prediction_cursor(), most, draft);
+            source = ngram_draft(slot.history(), slot.prediction(), slot.prediction_cursor(), most, draft);
             if (draft.empty()) continue;
         }
+        slot.set_draft_source(source);
         drafting.push_back(&slot);
-        candidates.push_back({slot.acceptance().rate(prior), spec_ == "ngram" ? static_cast<int32_t>(draft.size()) : most});
+        candidates.emplace_back();
+        // This kind of draft's record (all slots), then this slot's own on top of it.
+        const int32_t on_offer = spec_ == "ngram" ? static_cast<int32_t>(draft.size()) : most;
+        std::vector<double> initial;
+        initial_rates(static_cast<DraftSource>(source), on_offer, initial);
+        std::vector<double> kind_rates, rates;
+        by_source_[source].rates(initial, on_offer, kind_rates);
+        slot.acceptance().rates(kind_rates, on_offer, rates);
+        survival_from_rates(rates, candidates.back().survival);
     }
     if (drafting.empty()) return;
     plan_drafts(step_cost_, emitted, tokens, room, candidates);
@@ -589,7 +595,12 @@ void Engine::add_drafts(int32_t emitted, int32_t tokens, int32_t room) {
             if (candidates[i].granted == 0) continue;
             asks.push_back({drafting[i]->seq(), &drafting[i]->history(), candidates[i].granted, &drafting[i]->draft()});
         }
-        if (!asks.empty()) draft_model_->propose(asks);
+        try {
+            if (!asks.empty()) draft_model_->propose(asks);
+        } catch (const std::exception &) {
+            // Drafts only speed a request up: without them this step decodes as usual.
+            for (Slot * slot : drafting) slot->draft().clear();
+        }
     }
     for (size_t i = 0; i < drafting.size(); ++i) {
         auto & draft = drafting[i]->draft();
@@ -616,16 +627,23 @@ void Engine::decode_and_sample() {
     const int32_t n_vocab = model_->metadata().n_vocab;
     for (Slot * slot : in_batch_) {
         if (slot->batch_index() < 0) continue;  // a prompt chunk before the last
-        drafted_ += slot->draft().size();
+        const int32_t drafted = static_cast<int32_t>(slot->draft().size());
+        drafted_ += drafted;
         guarded(*slot, "sampling", [&] {
             const int32_t before = slot->accepted_tokens();
+            const int32_t source = slot->draft_source();
             const char * reason = slot->advance(ctx_, *model_, n_ctx_seq_, n_vocab);
-            accepted_ += slot->accepted_tokens() - before;
+            const int32_t accepted = slot->accepted_tokens() - before;
+            accepted_ += accepted;
+            if (drafted > 0) by_source_[source].record(drafted, accepted);
             if (reason) finish_slot(*slot, reason);
         });
     }
-    if (!step_has_prompt_) {
-        step_cost_.record(batch_.n_tokens, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    if (step_has_prompt_) {
+        step_cost_.record_prefill(batch_.n_tokens, seconds);
+    } else {
+        step_cost_.record_decode(batch_.n_tokens, seconds);
     }
 }
 

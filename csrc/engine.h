@@ -185,7 +185,8 @@ private:
     std::string spec_;  // see speculation()
     std::unique_ptr<DraftModel> draft_model_;
     StepCost step_cost_;
-    bool step_has_prompt_ = false;  // the step's cost says nothing of drafted tokens then
+    Acceptance by_source_[kDraftSources];  // how each kind of draft fares, all slots together
+    bool step_has_prompt_ = false;  // its cost is then a prompt chunk's (see StepCost)
     std::atomic<uint64_t> drafted_{0};
     std::atomic<uint64_t> accepted_{0};
 

@@ -2,7 +2,11 @@
 
 #include <algorithm>
 
+#include "speculation.h"
+
 namespace llamaserve {
+
+static_assert(kFromNgram1 + kNgramMax - 1 < kFromPrediction && kFromPrediction == kNgramMax + 1);
 
 namespace {
 
@@ -27,12 +31,9 @@ int64_t occurrence_from(const std::vector<llama_token> & text, size_t cursor, co
 
 }  // namespace
 
-double ngram_draft(const std::vector<llama_token> & history, const std::vector<llama_token> & prediction,
-                   size_t & cursor, int32_t max_len, std::vector<llama_token> & draft) {
-    // Priors by n-gram length (1 to 4), and for a match in the prediction.
-    static constexpr double kPriorByLength[kNgramMax + 1] = {0.0, 0.4, 0.6, 0.7, 0.8};
-    constexpr double kPredictionPrior = 0.9;
-    if (max_len <= 0 || history.size() < 2) return 0.0;
+int32_t ngram_draft(const std::vector<llama_token> & history, const std::vector<llama_token> & prediction,
+                    size_t & cursor, int32_t max_len, std::vector<llama_token> & draft) {
+    if (max_len <= 0 || history.size() < 2) return 0;
     const int64_t len = static_cast<int64_t>(history.size());
     const int32_t longest = static_cast<int32_t>(std::min<int64_t>(kNgramMax, len - 1));
     for (int32_t n = longest; n >= 1; --n) {
@@ -48,11 +49,11 @@ double ngram_draft(const std::vector<llama_token> & history, const std::vector<l
         const int64_t from = at + n;
         const int64_t to = std::min<int64_t>(from + cap, source->size());
         draft.insert(draft.end(), source->begin() + from, source->begin() + to);
-        if (source != &prediction) return kPriorByLength[n];
+        if (source != &prediction) return n;  // kFromNgram1 + n - 1
         cursor = static_cast<size_t>(to);
-        return kPredictionPrior;
+        return kNgramMax + 1;  // kFromPrediction
     }
-    return 0.0;
+    return 0;
 }
 
 }  // namespace llamaserve

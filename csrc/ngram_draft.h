@@ -13,10 +13,9 @@ namespace llamaserve {
 // edits, quotes and echoed JSON repeat the prompt, so its next tokens are likely next again.
 // A match on one token alone is weak evidence and proposes at most kSingleTokenDraft.
 // `cursor` is where the last draft taken from the prediction ended (the request's own).
-// Returns how likely such a draft's first token is to be accepted before a slot has its own
-// evidence (0 when nothing was drafted): a longer match is better evidence, and a prediction
-// is the client saying what the output will be.
-double ngram_draft(const std::vector<llama_token> & history, const std::vector<llama_token> & prediction,
+// Returns where the draft came from (a DraftSource: the n-gram's length, or the
+// prediction), which says how much to trust it; 0 when nothing was drafted.
+int32_t ngram_draft(const std::vector<llama_token> & history, const std::vector<llama_token> & prediction,
                    size_t & cursor, int32_t max_len, std::vector<llama_token> & draft);
 
 constexpr int32_t kNgramMax = 4;

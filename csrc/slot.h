@@ -92,6 +92,9 @@ public:
     size_t & prediction_cursor() { return request_->prediction_cursor; }
     std::vector<llama_token> & draft() { return draft_; }
     Acceptance & acceptance() { return acceptance_; }
+    // The kind of this step's draft (a DraftSource), for the engine's record of each kind.
+    int32_t draft_source() const { return draft_source_; }
+    void set_draft_source(int32_t source) { draft_source_ = source; }
     int32_t accepted_tokens() const { return n_accepted_; }  // drafted tokens the model chose so far
 
     // Adds this slot's next tokens to the batch: the pending sampled token and its draft,
@@ -133,6 +136,7 @@ private:
     std::vector<llama_token> draft_;    // in the batch after the pending token
     std::vector<llama_token> history_;  // see history()
     Acceptance acceptance_;
+    int32_t draft_source_ = 0;
     int32_t n_drafted_ = 0;
     int32_t n_accepted_ = 0;
     std::vector<size_t> checkpoints_;  // ascending prompt positions still to snapshot

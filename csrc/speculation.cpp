@@ -1,84 +1,128 @@
 #include "speculation.h"
 
 #include <algorithm>
-#include <cmath>
 
 namespace llamaserve {
 
 namespace {
 
-constexpr double kCostDecay = 0.98;      // a step's weight halves after ~35 steps
+constexpr double kCostWeight = 0.2;      // a new measurement's weight in its size's mean
 constexpr double kAcceptDecay = 0.8;     // a draft's weight halves after ~3 drafts
 constexpr double kIdleDecay = 0.97;      // evidence halves after ~23 steps without drafts
-constexpr double kPriorWeight = 2.0;  // the prior counts as two drafted tokens of evidence
+constexpr double kPriorWeight = 2.0;     // the prior counts as two drafts' evidence per depth
+
+void blend(double & mean, double value) {
+    mean = mean == 0 ? value : (1 - kCostWeight) * mean + kCostWeight * value;
+}
 
 }  // namespace
 
-void StepCost::record(int32_t n_tokens, double seconds) {
-    if (n_tokens <= 0 || !(seconds > 0)) return;
-    const double n = n_tokens;
-    w_ = w_ * kCostDecay + 1;
-    sn_ = sn_ * kCostDecay + n;
-    st_ = st_ * kCostDecay + seconds;
-    snn_ = snn_ * kCostDecay + n * n;
-    snt_ = snt_ * kCostDecay + n * seconds;
-    refit();
+void StepCost::record_decode(int32_t n_tokens, double seconds) {
+    if (n_tokens <= 0 || n_tokens > kMaxTokens || !(seconds > 0)) return;
+    blend(measured_[n_tokens], seconds);
 }
 
-void StepCost::refit() {
-    const double mean_n = sn_ / w_;
-    const double mean_t = st_ / w_;
-    const double var_n = snn_ / w_ - mean_n * mean_n;
-    if (var_n < 0.25) {
-        // Steps of one size only say what that size costs: split it the prior's way.
-        per_token_ = mean_t / (mean_n + 1);
-        fixed_ = per_token_;
-        return;
+void StepCost::record_prefill(int32_t n_tokens, double seconds) {
+    if (n_tokens < 32 || !(seconds > 0)) return;  // short ones are mostly the fixed cost
+    blend(per_prompt_token_, seconds / n_tokens);
+}
+
+double StepCost::seconds(int32_t n) const {
+    n = std::max<int32_t>(1, n);
+    // The nearest measured sizes below and above, interpolated.
+    int32_t lo = std::min(n, kMaxTokens);
+    while (lo > 0 && measured_[lo] == 0) --lo;
+    int32_t hi = n;
+    while (hi <= kMaxTokens && measured_[hi] == 0) ++hi;
+    if (lo == n && n <= kMaxTokens) return measured_[n];
+    if (lo > 0 && hi <= kMaxTokens) {
+        return measured_[lo] + (measured_[hi] - measured_[lo]) * (n - lo) / double(hi - lo);
     }
-    const double slope = (snt_ / w_ - mean_n * mean_t) / var_n;
-    // Noise can make a fit nonsensical; a token never costs less than 1% of a step.
-    per_token_ = std::max(slope, 0.01 * mean_t / mean_n);
-    fixed_ = std::max(0.0, mean_t - per_token_ * mean_n);
+    // Beyond what was measured: a token costs what a prompt token did (once known), else what
+    // the measured tokens cost on average. Nothing measured yet: a token costs a unit.
+    if (lo > 0) {
+        const double per_token = per_prompt_token_ > 0 ? per_prompt_token_ : measured_[lo] / lo;
+        return measured_[lo] + per_token * (n - lo);
+    }
+    if (hi <= kMaxTokens) return measured_[hi] * n / hi;
+    return 1.0 + n;
 }
 
-double Acceptance::rate(double prior) const {
-    return (accepted_ + prior * kPriorWeight) / (tried_ + kPriorWeight);
+void Acceptance::rates(const std::vector<double> & prior, int32_t depth, std::vector<double> & out) const {
+    out.clear();
+    double rate = prior.empty() ? 0.5 : prior[0];
+    for (int32_t j = 0; j < depth; ++j) {
+        if (j < static_cast<int32_t>(prior.size())) rate = prior[j];
+        if (j < kDepths) rate = (accepted_[j] + rate * kPriorWeight) / (tried_[j] + kPriorWeight);
+        out.push_back(rate);
+    }
+}
+
+void initial_rates(DraftSource source, int32_t depth, std::vector<double> & out) {
+    static constexpr double kByLength[] = {0.4, 0.6, 0.7, 0.8};  // n-grams of 1 to 4 tokens
+    constexpr double kRunRate = 0.95;  // a drafted token once the ones before it were accepted
+    double first = kByLength[std::clamp<int32_t>(source - kFromNgram1, 0, 3)];
+    if (source == kFromDraftModel) first = 0.7;
+    if (source == kFromPrediction) first = 0.9;
+    out.assign(std::max(0, depth), kRunRate);
+    if (!out.empty()) out[0] = first;
+}
+
+void survival_from_rates(const std::vector<double> & rates, std::vector<double> & out) {
+    out.clear();
+    double alive = 1.0;
+    for (double r : rates) {
+        alive *= r;
+        out.push_back(alive);
+    }
 }
 
 void Acceptance::record(int32_t drafted, int32_t accepted) {
-    accepted_ = accepted_ * kAcceptDecay + accepted;
-    tried_ = tried_ * kAcceptDecay + accepted + (accepted < drafted ? 1 : 0);
+    for (int32_t j = 0; j < kDepths; ++j) {
+        tried_[j] *= kAcceptDecay;
+        accepted_[j] *= kAcceptDecay;
+        if (j < drafted && j <= accepted) {  // depth j was reached, and tried
+            tried_[j] += 1;
+            if (j < accepted) accepted_[j] += 1;
+        }
+    }
 }
 
 void Acceptance::idle() {
-    accepted_ *= kIdleDecay;
-    tried_ *= kIdleDecay;
+    for (int32_t j = 0; j < kDepths; ++j) {
+        tried_[j] *= kIdleDecay;
+        accepted_[j] *= kIdleDecay;
+    }
 }
 
 void plan_drafts(const StepCost & cost, int32_t emitted, int32_t tokens, int32_t room,
                  std::vector<DraftCandidate> & candidates) {
+    // Take tokens likeliest first (each slot's in order: its j-th only after its (j-1)-th)
+    // and keep the prefix of that sequence with the best expected rate.
+    std::vector<int32_t> next(candidates.size(), 0);
+    std::vector<size_t> order;
     double expected = emitted;
-    double seconds = cost.fixed() + cost.per_token() * tokens;
-    std::vector<double> next_gain(candidates.size());
-    for (size_t i = 0; i < candidates.size(); ++i) {
-        candidates[i].granted = 0;
-        next_gain[i] = candidates[i].acceptance;
-    }
-    for (int32_t left = room; left > 0; --left) {
-        // The token most likely to be accepted next, of any slot.
-        size_t best = candidates.size();
+    double best_rate = expected / cost.seconds(tokens);
+    size_t best_count = 0;
+    for (int32_t k = 1; k <= room; ++k) {
+        size_t pick = candidates.size();
         for (size_t i = 0; i < candidates.size(); ++i) {
-            if (candidates[i].granted >= candidates[i].available) continue;
-            if (best == candidates.size() || next_gain[i] > next_gain[best]) best = i;
+            if (next[i] >= static_cast<int32_t>(candidates[i].survival.size())) continue;
+            if (pick == candidates.size() || candidates[i].survival[next[i]] > candidates[pick].survival[next[pick]]) {
+                pick = i;
+            }
         }
-        if (best == candidates.size()) return;
-        // Worth it when its expected tokens per second beat the step's so far.
-        if (next_gain[best] * seconds <= expected * cost.per_token()) return;
-        expected += next_gain[best];
-        seconds += cost.per_token();
-        ++candidates[best].granted;
-        next_gain[best] *= candidates[best].acceptance;
+        if (pick == candidates.size()) break;
+        expected += candidates[pick].survival[next[pick]++];
+        order.push_back(pick);
+        const double rate = expected / cost.seconds(tokens + k);
+        if (rate > best_rate) {
+            best_rate = rate;
+            best_count = order.size();
+        }
     }
+    for (auto & c : candidates) c.granted = 0;
+    for (size_t k = 0; k < best_count; ++k) ++candidates[order[k]].granted;
 }
 
 }  // namespace llamaserve
