@@ -545,8 +545,10 @@ void Engine::build_batch() {
     }
     const int32_t decoding = options_.n_batch - budget - prompt_tokens;
     step_has_prompt_ = prompt_tokens > 0;
-    if (spec_ != "off" && decoding > 0) {
-        add_drafts(decoding, decoding + prompt_tokens, std::min(budget, kMaxStepDrafts));
+    // A step with prompt tokens drafts nothing: their first token comes sooner, and a prompt
+    // is a pass of its own already (see plan_drafts).
+    if (spec_ != "off" && decoding > 0 && prompt_tokens == 0) {
+        add_drafts(decoding, std::min(budget, kMaxStepDrafts));
     }
     batch_.n_tokens = 0;
     for (auto & slot : slots_) {
@@ -561,7 +563,7 @@ void Engine::build_batch() {
     }
 }
 
-void Engine::add_drafts(int32_t emitted, int32_t tokens, int32_t room) {
+void Engine::add_drafts(int32_t decoding, int32_t room) {
     std::vector<Slot *> drafting;
     std::vector<DraftCandidate> candidates;
     for (auto & slot : slots_) {
@@ -588,7 +590,9 @@ void Engine::add_drafts(int32_t emitted, int32_t tokens, int32_t room) {
         survival_from_rates(rates, candidates.back().survival);
     }
     if (drafting.empty()) return;
-    plan_drafts(step_cost_, emitted, tokens, room, candidates);
+    // Per-sequence caches decode a step's sequences in equal-length passes (see plan_drafts).
+    const bool pass_per_draft = !options_.kv_unified && decoding > 1;
+    plan_drafts(step_cost_, decoding, decoding, room, pass_per_draft, candidates);
     if (spec_ == "draft") {
         std::vector<DraftModel::Ask> asks;
         for (size_t i = 0; i < drafting.size(); ++i) {

@@ -150,8 +150,9 @@ private:
     void resume_followers();
     void publish_cache_use();
     void build_batch();
-    // Grants drafted tokens to decoding slots (see plan_drafts) and fills them in.
-    void add_drafts(int32_t emitted, int32_t tokens, int32_t room);
+    // Grants drafted tokens to the `decoding` slots of a step without prompt tokens (see
+    // plan_drafts), at most `room`, and fills them in.
+    void add_drafts(int32_t decoding, int32_t room);
     void decode_and_sample();
     void shut_down();
     void finish_slot(Slot & slot, const std::string & reason, const std::string & error = "");
@@ -186,7 +187,7 @@ private:
     std::unique_ptr<DraftModel> draft_model_;
     StepCost step_cost_;
     Acceptance by_source_[kDraftSources];  // how each kind of draft fares, all slots together
-    bool step_has_prompt_ = false;  // its cost is then a prompt chunk's (see StepCost)
+    bool step_has_prompt_ = false;  // its cost is then a prompt chunk's (see StepCost), and it drafts nothing
     std::atomic<uint64_t> drafted_{0};
     std::atomic<uint64_t> accepted_{0};
 

@@ -38,10 +38,14 @@ double StepCost::seconds(int32_t n) const {
     if (lo > 0 && hi <= kMaxTokens) {
         return measured_[lo] + (measured_[hi] - measured_[lo]) * (n - lo) / double(hi - lo);
     }
-    // Beyond what was measured: a token costs what a prompt token did (once known), else what
-    // the measured tokens cost on average. Nothing measured yet: a token costs a unit.
+    // Beyond what was measured: each further token costs what one more cost on average over
+    // the measured sizes, and never less than a prompt token (a drafted one also wants its
+    // row of logits, most of a step for a large vocabulary). Nothing measured: a unit a token.
     if (lo > 0) {
-        const double per_token = per_prompt_token_ > 0 ? per_prompt_token_ : measured_[lo] / lo;
+        int32_t first = 1;
+        while (measured_[first] == 0) ++first;
+        double per_token = lo > first ? (measured_[lo] - measured_[first]) / (lo - first) : measured_[lo] / lo;
+        per_token = std::max(per_token, per_prompt_token_);
         return measured_[lo] + per_token * (n - lo);
     }
     if (hi <= kMaxTokens) return measured_[hi] * n / hi;
@@ -95,16 +99,18 @@ void Acceptance::idle() {
     }
 }
 
-void plan_drafts(const StepCost & cost, int32_t emitted, int32_t tokens, int32_t room,
+void plan_drafts(const StepCost & cost, int32_t emitted, int32_t tokens, int32_t room, bool pass_per_draft,
                  std::vector<DraftCandidate> & candidates) {
     // Take tokens likeliest first (each slot's in order: its j-th only after its (j-1)-th)
     // and keep the prefix of that sequence with the best expected rate.
     std::vector<int32_t> next(candidates.size(), 0);
     std::vector<size_t> order;
     double expected = emitted;
-    double best_rate = expected / cost.seconds(tokens);
+    double seconds = cost.seconds(tokens);
+    double best_rate = expected / seconds;
+    int32_t drafted = 0;
     size_t best_count = 0;
-    for (int32_t k = 1; k <= room; ++k) {
+    for (int32_t k = 0; k < room; ++k) {
         size_t pick = candidates.size();
         for (size_t i = 0; i < candidates.size(); ++i) {
             if (next[i] >= static_cast<int32_t>(candidates[i].survival.size())) continue;
@@ -113,9 +119,16 @@ void plan_drafts(const StepCost & cost, int32_t emitted, int32_t tokens, int32_t
             }
         }
         if (pick == candidates.size()) break;
-        expected += candidates[pick].survival[next[pick]++];
+        const int32_t j = next[pick]++;
+        expected += candidates[pick].survival[j];
         order.push_back(pick);
-        const double rate = expected / cost.seconds(tokens + k);
+        ++drafted;
+        if (pass_per_draft) {
+            seconds += cost.seconds(j + 1) - (j > 0 ? cost.seconds(j) : 0.0);
+        } else {
+            seconds = cost.seconds(tokens + drafted);
+        }
+        const double rate = expected / seconds;
         if (rate > best_rate) {
             best_rate = rate;
             best_count = order.size();

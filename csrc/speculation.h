@@ -72,8 +72,10 @@ struct DraftCandidate {
 
 // Grants drafted tokens to a step that emits `emitted` tokens from `tokens` in all without
 // them, at most `room`: the likeliest tokens first, as many as maximize expected tokens
-// per second of the step.
-void plan_drafts(const StepCost & cost, int32_t emitted, int32_t tokens, int32_t room,
+// per second of the step. With `pass_per_draft`, each slot's drafted tokens cost a pass
+// of their own: llama.cpp splits a batch over per-sequence caches into ubatches of equally
+// many tokens per sequence, so one slot's longer run is decoded after the others'.
+void plan_drafts(const StepCost & cost, int32_t emitted, int32_t tokens, int32_t room, bool pass_per_draft,
                  std::vector<DraftCandidate> & candidates);
 
 }  // namespace llamaserve
