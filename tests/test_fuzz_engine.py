@@ -58,6 +58,8 @@ def from_schema(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
     """Values the JSON schema allows (the subset of JSON Schema the table uses)."""
     if "oneOf" in schema:
         return st.one_of(*(from_schema(s) for s in schema["oneOf"]))
+    if "const" in schema:
+        return st.just(schema["const"])
     kind = schema.get("type")
     if kind == "integer":
         return st.integers(schema.get("minimum"), schema.get("maximum"))
@@ -71,6 +73,8 @@ def from_schema(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
     if kind == "array":
         return st.lists(from_schema(schema["items"]), min_size=schema.get("minItems", 0),
                         max_size=min(schema.get("maxItems", 8), 8))
+    if kind == "object" and "properties" in schema:  # fixed fields (prediction's object form)
+        return st.fixed_dictionaries({k: from_schema(v) for k, v in schema["properties"].items()})
     if kind == "object":
         keys = st.from_regex(schema["propertyNames"]["pattern"], fullmatch=True)
         return st.dictionaries(keys, from_schema(schema["additionalProperties"]), max_size=8)
@@ -108,6 +112,11 @@ def beyond_schema(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
         if schema.get("minItems"):
             out.append(st.just([]))
         return st.one_of(*out)
+    if kind == "object" and "properties" in schema:  # a field missing, or of another type
+        fields = schema["properties"]
+        return st.one_of(st.just({}), *(st.fixed_dictionaries({k: JSON_JUNK}) for k in fields),
+                         st.fixed_dictionaries({k: beyond_schema(v) if "const" not in v else st.just("other")
+                                                for k, v in fields.items()}))
     if kind == "object":
         values = schema["additionalProperties"]
         bad_keys = st.one_of(st.integers(max_value=-1).map(str), st.integers(min_value=INT32_MAX + 1).map(str),

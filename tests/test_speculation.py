@@ -100,7 +100,7 @@ def test_a_prediction_is_drafted_from_and_its_object_form_is_accepted(spec_on, s
     parts = {"type": "content", "content": [{"type": "text", "text": plain.text}]}
     assert spec_on.generate(prompt, **GREEDY, prediction=parts).text == plain.text
     assert spec_on.generate(prompt, **GREEDY, prediction=plain.text).text == plain.text
-    with pytest.raises(InvalidRequest, match="prediction.type"):
+    with pytest.raises(InvalidRequest, match="prediction: its type"):
         spec_on.generate(prompt, prediction={"type": "file", "content": "x"})
 
 

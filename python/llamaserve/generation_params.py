@@ -163,14 +163,14 @@ def _prediction(name: str, value: Any) -> str:
     {"type": "content", "content": a string or a list of text parts}."""
     if isinstance(value, Mapping):
         if value.get("type") != "content":
-            raise InvalidRequest(f"{name}.type: must be 'content'")
+            raise InvalidRequest(f"{name}: its type must be 'content'")
         content = value.get("content")
         if isinstance(content, list):
             if not all(isinstance(p, Mapping) and p.get("type") == "text" and isinstance(p.get("text"), str)
                        for p in content):
-                raise InvalidRequest(f"{name}.content: parts must be {{'type': 'text', 'text': ...}}")
+                raise InvalidRequest(f"{name}: content parts must be {{'type': 'text', 'text': ...}}")
             content = "".join(p["text"] for p in content)
-        value, name = content, f"{name}.content"
+        value = content
     text = check_text(name, value)
     if len(text) > MAX_PREDICTION_LENGTH:
         raise InvalidRequest(f"{name}: longer than {MAX_PREDICTION_LENGTH} characters")
