@@ -32,11 +32,14 @@ class NativeEvents:
         token_event = sse.TextEvents(protocol.token_event(sse.TEXT_HOLE))
         last = ""
         try:
+            # What came together goes as one event in one write (naive clients, the spec's example,
+            # parse a read as one event); what came with the end goes out with it, as the spec's
+            # stream shows (a step that verified drafted tokens may emit several and finish).
             while pieces := await stream.next_pieces():
-                if stream.drained:  # the last piece goes out with the end, as the spec's stream shows
-                    *pieces, last = pieces
-                if pieces:  # what came together goes as one event in one write: naive clients
-                    yield token_event("".join(pieces))  # (the spec's example) parse a read as one event
+                if stream.drained:
+                    last = "".join(pieces)
+                    break
+                yield token_event("".join(pieces))
             event = protocol.final_event(stream.stats, self.generation.model.name, last)
         except EngineError as exc:  # failed mid-stream: the status line is long sent
             event = {"token": last, "finished": True, "finish_reason": "error", **to_api_error(exc).body()}
