@@ -40,15 +40,17 @@ double StepCost::seconds(int32_t n) const {
     }
     // Beyond what was measured: each further token costs what one more cost on average over
     // the measured sizes, and never less than a prompt token (a drafted one also wants its
-    // row of logits, most of a step for a large vocabulary). Nothing measured: a unit a token.
+    // row of logits, most of a step for a large vocabulary). One size measured: as if a
+    // token cost what the step's fixed part does, so that larger steps get tried (and then
+    // measured). Nothing measured: a unit a token.
     if (lo > 0) {
         int32_t first = 1;
         while (measured_[first] == 0) ++first;
-        double per_token = lo > first ? (measured_[lo] - measured_[first]) / (lo - first) : measured_[lo] / lo;
+        double per_token = lo > first ? (measured_[lo] - measured_[first]) / (lo - first) : measured_[lo] / (lo + 1);
         per_token = std::max(per_token, per_prompt_token_);
         return measured_[lo] + per_token * (n - lo);
     }
-    if (hi <= kMaxTokens) return measured_[hi] * n / hi;
+    if (hi <= kMaxTokens) return measured_[hi] * (n + 1) / (hi + 1);
     return 1.0 + n;
 }
 
