@@ -592,7 +592,8 @@ void Engine::add_drafts(int32_t decoding, int32_t room) {
     if (drafting.empty()) return;
     // Per-sequence caches decode a step's sequences in equal-length passes (see plan_drafts).
     const bool pass_per_draft = !options_.kv_unified && decoding > 1;
-    plan_drafts(step_cost_, decoding, decoding, room, pass_per_draft, candidates);
+    const double making = draft_model_ ? draft_model_->seconds_per_token() : 0.0;
+    plan_drafts(step_cost_, decoding, decoding, room, pass_per_draft, making, candidates);
     if (spec_ == "draft") {
         std::vector<DraftModel::Ask> asks;
         for (size_t i = 0; i < drafting.size(); ++i) {

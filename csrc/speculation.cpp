@@ -102,7 +102,7 @@ void Acceptance::idle() {
 }
 
 void plan_drafts(const StepCost & cost, int32_t emitted, int32_t tokens, int32_t room, bool pass_per_draft,
-                 std::vector<DraftCandidate> & candidates) {
+                 double making, std::vector<DraftCandidate> & candidates) {
     // Take tokens likeliest first (each slot's in order: its j-th only after its (j-1)-th)
     // and keep the prefix of that sequence with the best expected rate.
     std::vector<int32_t> next(candidates.size(), 0);
@@ -126,9 +126,9 @@ void plan_drafts(const StepCost & cost, int32_t emitted, int32_t tokens, int32_t
         order.push_back(pick);
         ++drafted;
         if (pass_per_draft) {
-            seconds += cost.seconds(j + 1) - (j > 0 ? cost.seconds(j) : 0.0);
+            seconds += cost.seconds(j + 1) - (j > 0 ? cost.seconds(j) : 0.0) + making;
         } else {
-            seconds = cost.seconds(tokens + drafted);
+            seconds = cost.seconds(tokens + drafted) + making * drafted;
         }
         const double rate = expected / seconds;
         if (rate > best_rate) {

@@ -75,7 +75,8 @@ struct DraftCandidate {
 // per second of the step. With `pass_per_draft`, each slot's drafted tokens cost a pass
 // of their own: llama.cpp splits a batch over per-sequence caches into ubatches of equally
 // many tokens per sequence, so one slot's longer run is decoded after the others'.
+// `making` is what drafting itself costs per token (a draft model's decode; 0 for n-grams).
 void plan_drafts(const StepCost & cost, int32_t emitted, int32_t tokens, int32_t room, bool pass_per_draft,
-                 std::vector<DraftCandidate> & candidates);
+                 double making, std::vector<DraftCandidate> & candidates);
 
 }  // namespace llamaserve
