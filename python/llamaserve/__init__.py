@@ -2,7 +2,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from llamaserve.default_model import default_model_path
-from llamaserve.engine import Completion, Engine, Usage
+from llamaserve.engine import Engine
 from llamaserve.errors import (
     ContextLengthExceeded,
     EngineError,
@@ -10,6 +10,7 @@ from llamaserve.errors import (
     ModelLoadError,
     QueueFull,
 )
+from llamaserve.results import Completion, Usage
 
 try:
     __version__ = version("llamaserve")

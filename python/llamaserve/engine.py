@@ -7,7 +7,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,35 +18,10 @@ from llamaserve.default_model import default_model_path
 from llamaserve.errors import EngineError, InvalidRequest, QueueFull
 from llamaserve.generation_params import (
     check_bool, check_choice, check_integer, check_prompt, check_text, check_token_ids, validate)
+from llamaserve.results import Completion, Embeddings, TokenLogprob, completion_of
 
 Prompt = str | Sequence[int]
 DEFAULT_CACHE_RAM = 1 << 30  # host memory for prefix snapshots
-# (token id, log-probability, [(alternative id, log-probability), ...])
-TokenLogprob = tuple[int, float, list[tuple[int, float]]]
-
-
-@dataclass(frozen=True)
-class Usage:
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int = 0  # prompt tokens served from a slot's prompt cache
-    drafted_tokens: int = 0  # speculation: tokens verified beside the sampled ones
-    accepted_tokens: int = 0  # of which the model chose (they are in the completion)
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-
-@dataclass(frozen=True)
-class Completion:
-    text: str
-    usage: Usage
-    finish_reason: str  # stop | length | cancelled | error
-    latency: float  # seconds from submit to the last token
-    time_to_first_token: float | None
-
-
 _SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "presence_penalty",
                    "frequency_penalty", "penalty_last_n", "seed", "grammar")
 _OPTION_FIELDS = ("max_tokens", "stop", "ignore_eos", "logprobs", "add_special", "parse_special",
@@ -69,23 +43,6 @@ def native_settings(arguments: dict[str, Any], n_ctx: int) -> tuple[_native.Samp
         if name in checked:
             setattr(options, name, checked[name])
     return sampling, options
-
-
-@dataclass(frozen=True)
-class Embeddings:
-    vectors: numpy.ndarray  # float32, one L2-normalized row per input
-    token_counts: list[int]  # tokens of each input
-
-
-def _completion(text: str, stats: dict[str, Any]) -> Completion:
-    return Completion(
-        text=text,
-        usage=Usage(stats["prompt_tokens"], stats["completion_tokens"], stats["cached_tokens"],
-                    stats["drafted_tokens"], stats["accepted_tokens"]),
-        finish_reason=stats["finish_reason"],
-        latency=stats["total_time"],
-        time_to_first_token=stats["time_to_first_token"],
-    )
 
 
 def _raise_if_failed(native: _native.TokenStream) -> None:
@@ -142,7 +99,7 @@ class TextStream:
         """The whole result; consumes what is left of the stream first."""
         for _ in self:
             pass
-        return _completion("".join(self._text), self._native.stats())
+        return completion_of("".join(self._text), self._native.stats())
 
 
 class _Waiter:
@@ -290,7 +247,7 @@ class AsyncTextStream:
     async def completion(self) -> Completion:
         async for _ in self:
             pass
-        return _completion("".join(self._text), self._native.stats())
+        return completion_of("".join(self._text), self._native.stats())
 
 
 class Engine:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from llamaserve.engine import Embeddings
 from llamaserve.generation_params import INT32_MAX, check_prompts
 from llamaserve.hosting.loaded import LoadedModel
+from llamaserve.results import Embeddings
 from llamaserve.server.errors import invalid
 from llamaserve.server.generation import GenerationService
 

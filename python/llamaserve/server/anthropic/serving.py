@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from llamaserve.engine import TokenLogprob
 from llamaserve.errors import EngineError
 from llamaserve.hosting.loaded import LoadedModel
+from llamaserve.results import TokenLogprob
 from llamaserve.server import sse
 from llamaserve.server.anthropic import protocol
 from llamaserve.server.anthropic.errors import anthropic_body

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from llamaserve.engine import Completion, Embeddings
 from llamaserve.generation_params import (
     PARAMETERS, PROMPT_SCHEMA, check_bool, check_prompt, check_text, properties_schema, validate)
+from llamaserve.results import Completion, Embeddings
 from llamaserve.server.embeddings import INPUT_SCHEMA, parse_inputs
 from llamaserve.server.errors import invalid
 from llamaserve.server.usage import drafts, usage

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import llamaserve
-from llamaserve.engine import Prompt, TokenLogprob
+from llamaserve.engine import Prompt
 from llamaserve.errors import EngineError, RequestCancelled
 from llamaserve.generation_params import SEED_MAX
 from llamaserve.hosting.loaded import LoadedModel
+from llamaserve.results import TokenLogprob
 from llamaserve.server.generation import Generation, GenerationService
 from llamaserve.server.openai.responses import Envelope
 

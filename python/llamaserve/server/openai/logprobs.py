@@ -5,7 +5,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from llamaserve.engine import TokenLogprob
+from llamaserve.results import TokenLogprob
 
 LOGPROB_FLOOR = -9999.0  # what OpenAI reports for a probability of (about) zero; never -inf
 

@@ -1,0 +1,50 @@
+"""What a generation and an embedding call return: the result types of llamaserve.Engine."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy
+
+# (token id, log-probability, [(alternative id, log-probability), ...])
+TokenLogprob = tuple[int, float, list[tuple[int, float]]]
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0  # prompt tokens served from a slot's prompt cache
+    drafted_tokens: int = 0  # speculation: tokens verified beside the sampled ones
+    accepted_tokens: int = 0  # of which the model chose (they are in the completion)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    usage: Usage
+    finish_reason: str  # stop | length | cancelled | error
+    latency: float  # seconds from submit to the last token
+    time_to_first_token: float | None
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    vectors: numpy.ndarray  # float32, one L2-normalized row per input
+    token_counts: list[int]  # tokens of each input
+
+
+def completion_of(text: str, stats: dict[str, Any]) -> Completion:
+    """A finished stream's text and native stats as a Completion."""
+    return Completion(
+        text=text,
+        usage=Usage(stats["prompt_tokens"], stats["completion_tokens"], stats["cached_tokens"],
+                    stats["drafted_tokens"], stats["accepted_tokens"]),
+        finish_reason=stats["finish_reason"],
+        latency=stats["total_time"],
+        time_to_first_token=stats["time_to_first_token"],
+    )
