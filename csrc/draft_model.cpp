@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "batch_add.h"
 #include "errors.h"
 #include "prefix_cache.h"
 
@@ -34,15 +35,6 @@ void check_same_vocabulary(const Model & draft, const Model & target) {
 
 // Catch-up tokens per drafted token above which a step's timing is a prompt's, not drafting's.
 constexpr int32_t kCatchUpPerToken = 4;
-
-void batch_add(llama_batch & batch, llama_token token, llama_pos pos, llama_seq_id seq, bool logits) {
-    const int32_t i = batch.n_tokens++;
-    batch.token[i] = token;
-    batch.pos[i] = pos;
-    batch.n_seq_id[i] = 1;
-    batch.seq_id[i][0] = seq;
-    batch.logits[i] = logits;
-}
 
 }  // namespace
 

@@ -4,23 +4,10 @@
 #include <cmath>
 #include <numeric>
 
+#include "batch_add.h"
 #include "model_info.h"
 
 namespace llamaserve {
-
-namespace {
-
-void batch_add(llama_batch & batch, llama_token token, llama_pos pos, llama_seq_id seq,
-               bool logits) {
-    const int32_t i = batch.n_tokens++;
-    batch.token[i] = token;
-    batch.pos[i] = pos;
-    batch.n_seq_id[i] = 1;
-    batch.seq_id[i][0] = seq;
-    batch.logits[i] = logits;
-}
-
-}  // namespace
 
 size_t Slot::usable_prefix(const std::vector<llama_token> & prompt, llama_memory_t mem,
                            int32_t n_swa) const {
