@@ -10,6 +10,7 @@
 #include "embedder.h"
 #include "engine.h"
 #include "errors.h"
+#include "grammar_limits.h"
 #include "text_decoder.h"
 
 namespace py = pybind11;
@@ -29,6 +30,8 @@ py::dict stats_dict(const StreamStats & s) {
     d["total_time"] = s.total_time;
     d["finish_reason"] = s.finish_reason;
     d["error"] = s.error.empty() ? py::object(py::none()) : py::object(py::str(s.error));
+    d["error_type"] = s.error.empty() ? py::object(py::none())
+                                      : py::object(py::str(s.invalid_request ? "invalid_request" : "internal"));
     return d;
 }
 
@@ -160,6 +163,8 @@ py::dict metadata_dict(const Model & model) {
 
 PYBIND11_MODULE(_native, m) {
     m.attr("MAX_STEP_DRAFTS") = kMaxStepDrafts;  // output rows reserved for drafted tokens
+    m.attr("MAX_GRAMMAR_BYTES") = GrammarLimits{}.max_bytes;  // what a grammar may be (README, "Grammars")
+    m.attr("MAX_GRAMMAR_WIDTH") = GrammarLimits{}.max_width;
     m.doc() = "llamaserve's native engine over llama.cpp";
 
     auto engine_error = py::register_exception<EngineError>(m, "EngineError", PyExc_RuntimeError);
@@ -206,11 +211,16 @@ PYBIND11_MODULE(_native, m) {
         .def_readwrite("cache_prompt", &GenerationOptions::cache_prompt)
         .def_readwrite("speculative", &GenerationOptions::speculative)
         .def_readwrite("prediction", &GenerationOptions::prediction)
+        .def_readwrite("prediction_tokens", &GenerationOptions::prediction_tokens)
         .def_readwrite("add_special", &GenerationOptions::add_special)
-        .def_readwrite("parse_special", &GenerationOptions::parse_special);
+        .def_readwrite("parse_special", &GenerationOptions::parse_special)
+        .def_readwrite("preserved_tokens", &GenerationOptions::preserved_tokens);
     checked_field(generation, "max_tokens", &GenerationOptions::max_tokens, native_int<int32_t>);
     checked_field(generation, "logprobs", &GenerationOptions::logprobs, native_int<int32_t>);
     checked_field(generation, "stop", &GenerationOptions::stop, utf8_list);
+
+    py::class_<TokenIds, std::shared_ptr<TokenIds>>(m, "TokenIds", "Token ids held natively (a tokenized prediction).")
+        .def("__len__", [](const TokenIds & t) { return t.ids.size(); });
 
     py::class_<EngineOptions>(m, "EngineOptions")
         .def(py::init<>())
@@ -229,7 +239,8 @@ PYBIND11_MODULE(_native, m) {
         .def_readwrite("swa_full", &EngineOptions::swa_full)
         .def_readwrite("spec", &EngineOptions::spec)
         .def_readwrite("draft_model", &EngineOptions::draft_model)
-        .def_readwrite("spec_draft_max", &EngineOptions::spec_draft_max);
+        .def_readwrite("spec_draft_max", &EngineOptions::spec_draft_max)
+        .def_readwrite("grammar_budget_ms", &EngineOptions::grammar_budget_ms);
 
     py::class_<AsyncNotifier, std::shared_ptr<AsyncNotifier>>(m, "AsyncNotifier")
         .def(py::init<>())
@@ -271,6 +282,20 @@ PYBIND11_MODULE(_native, m) {
             py::gil_scoped_release release;
             return e.submit_tokens(std::move(ids), sampling, options, std::move(notifier));
         }, py::arg("tokens"), py::arg("sampling"), py::arg("options"), py::arg("notifier") = nullptr)
+        .def("prediction_tokens", [](const Engine & e, const py::handle & text) {
+            const std::string bytes = utf8(text, "prediction");
+            py::gil_scoped_release release;
+            auto out = std::make_shared<TokenIds>();
+            out->ids = e.model().tokenize(bytes, false, false);
+            return out;
+        }, py::arg("text"), "A prediction's tokens (as submit would make them), made once for many choices.")
+        .def("check_grammar", [](Engine & e, const py::handle & grammar, const py::handle & root) {
+            const std::string text = utf8(grammar, "grammar");
+            const std::string root_name = utf8(root, "grammar_root");
+            py::gil_scoped_release release;
+            e.check_grammar(text, root_name);
+        }, py::arg("grammar"), py::arg("root") = "root",
+           "Compile a GBNF grammar as submit would (InvalidRequest if refused); submit then finds it compiled.")
         .def("tokenize", [](const Engine & e, const py::handle & text, bool add_special, bool parse_special) {
             const std::string bytes = utf8(text, "text");
             py::gil_scoped_release release;

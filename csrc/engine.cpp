@@ -5,6 +5,8 @@
 #include <exception>
 
 #include "errors.h"
+#include "grammar.h"
+#include "grammar_cache.h"
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
 #include "llama-ext.h"
@@ -103,6 +105,7 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
     if (options_.spec_draft_max < 1 || options_.spec_draft_max > kMaxStepDrafts) {
         throw InvalidRequest("spec_draft_max: must be between 1 and " + std::to_string(kMaxStepDrafts));
     }
+    if (options_.grammar_budget_ms < 0) throw InvalidRequest("grammar_budget_ms: must not be negative");
     if (options_.n_threads <= 0) {
         options_.n_threads = std::max(1u, std::thread::hardware_concurrency());
     }
@@ -110,6 +113,8 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
     ModelLoadOptions load;
     load.n_gpu_layers = options_.n_gpu_layers;
     model_ = std::make_unique<Model>(model_path, load);
+    grammar_vocab_ = std::make_shared<const GrammarVocab>(*model_);
+    grammar_cache_ = std::make_unique<GrammarCache>();
     // Rejected drafts are cut off the KV: a recurrent state cannot be cut back.
     const bool can_cut_back = !llama_model_is_recurrent(model_->get()) && !llama_model_is_hybrid(model_->get());
     spec_ = can_cut_back ? options_.spec : "off";
@@ -220,15 +225,28 @@ std::shared_ptr<TokenStream> Engine::submit_tokens(std::vector<llama_token> prom
         throw InvalidRequest("max_tokens: must be at least 1 (or -1 for no limit)");
     }
 
+    for (int32_t token : options.preserved_tokens) {
+        if (!model_->valid_token(token)) throw InvalidRequest("preserved_tokens: unknown token id " + std::to_string(token));
+    }
+
     auto request = std::make_unique<Request>();
+    request->preserved.assign(options.preserved_tokens.begin(), options.preserved_tokens.end());
+    std::sort(request->preserved.begin(), request->preserved.end());
     request->prompt = std::move(prompt);
-    request->sampler = std::make_unique<Sampler>(*model_, sampling, options.ignore_eos);
+    request->sampler = std::make_unique<Sampler>(
+        *model_, sampling, options.ignore_eos,
+        sampling.grammar.empty() ? nullptr : compile_grammar(sampling.grammar, sampling.grammar_root),
+        std::chrono::milliseconds(options_.grammar_budget_ms));
     request->max_tokens = options.max_tokens;
     request->stop = options.stop;
     request->logprobs = options.logprobs;
     request->cache_prompt = options.cache_prompt;
     request->speculative = options.speculative;
-    if (!options.prediction.empty()) request->prediction = model_->tokenize(options.prediction, false, false);
+    if (options.prediction_tokens) {
+        request->prediction = options.prediction_tokens->ids;
+    } else if (!options.prediction.empty()) {
+        request->prediction = model_->tokenize(options.prediction, false, false);
+    }
     request->stream = std::make_shared<TokenStream>(next_id_++, std::move(notifier));
     auto stream = request->stream;
     stream->on_cancel([waiting = std::weak_ptr<Waiting>(waiting_), id = stream->id()] {
@@ -246,6 +264,15 @@ std::shared_ptr<TokenStream> Engine::submit_tokens(std::vector<llama_token> prom
     }
     waiting_->cv.notify_one();
     return stream;
+}
+
+std::unique_ptr<Grammar> Engine::compile_grammar(const std::string & grammar, const std::string & root) {
+    return std::make_unique<Grammar>(grammar_cache_->get(grammar, root, model_->vocab(), GrammarLimits{}),
+                                     grammar_vocab_);
+}
+
+void Engine::check_grammar(const std::string & grammar, const std::string & root) {
+    compile_grammar(grammar, root);
 }
 
 Slot * Engine::pick_slot(const Request & request, const std::vector<Slot *> & taken) {
@@ -415,11 +442,12 @@ SpeculationStats Engine::speculation_stats() const {
     return {drafted_.load(), accepted_.load()};
 }
 
-void Engine::finish_slot(Slot & slot, const std::string & reason, const std::string & error) {
+void Engine::finish_slot(Slot & slot, const std::string & reason, const std::string & error,
+                         bool invalid_request) {
     // Free the slot's place first: whoever sees the stream finish may submit at once.
     reserved_[slot.seq()] = 0;
     --busy_slots_;
-    slot.finish(reason, ctx_, error);
+    slot.finish(reason, ctx_, error, invalid_request);
 }
 
 template <typename Work>
@@ -427,6 +455,8 @@ bool Engine::guarded(Slot & slot, const char * what, Work && work) {
     try {
         work();
         return true;
+    } catch (const InvalidRequest & e) {  // the request's own fault: a grammar over its budget
+        fail(slot, what, e.what(), true);
     } catch (const std::exception & e) {
         fail(slot, what, e.what());
     } catch (...) {
@@ -435,14 +465,15 @@ bool Engine::guarded(Slot & slot, const char * what, Work && work) {
     return false;
 }
 
-void Engine::fail(Slot & slot, const char * what, const char * why) noexcept {
+void Engine::fail(Slot & slot, const char * what, const char * why, bool invalid_request) noexcept {
     // Slot::finish lets the request go before anything that may throw, so a failure
     // here (out of memory) still leaves the slot free.
     if (!slot.busy()) return;
     try {
         std::string message;
-        append_valid_utf8(std::string(what) + ": " + why, message, true);  // why may quote a token's bytes
-        finish_slot(slot, "error", message);
+        // why may quote a token's bytes
+        append_valid_utf8(invalid_request ? std::string(why) : std::string(what) + ": " + why, message, true);
+        finish_slot(slot, "error", message, invalid_request);
     } catch (...) {
     }
 }

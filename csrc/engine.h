@@ -22,6 +22,10 @@
 
 namespace llamaserve {
 
+class Grammar;
+class GrammarCache;
+class GrammarVocab;
+
 struct EngineOptions {
     int32_t n_ctx = 4096;    // per request: prompt + completion tokens
     int32_t n_kv = 0;        // KV cells in all, split per slot or one pool (0: n_ctx for every slot)
@@ -45,6 +49,9 @@ struct EngineOptions {
     std::string spec = "ngram";
     std::string draft_model;
     int32_t spec_draft_max = 16;  // drafted tokens one slot may verify in one step
+    // Time one request's grammar may take in one step (past it the request fails, so that it
+    // cannot stall the others); 0: no limit. Measured costs: README, "Grammars".
+    int32_t grammar_budget_ms = 250;
 };
 
 // Drafted tokens one step verifies in all: each wants a row of logits (n_vocab floats,
@@ -76,6 +83,11 @@ struct MemoryUse {
     uint64_t compute = 0;  // compute scratch buffers
 };
 
+// Token ids held natively, made once and passed on by reference.
+struct TokenIds {
+    std::vector<llama_token> ids;
+};
+
 struct GenerationOptions {
     int32_t max_tokens = -1;  // -1 = until the context is full
     std::vector<std::string> stop;
@@ -83,9 +95,14 @@ struct GenerationOptions {
     bool cache_prompt = true;  // reuse the prompt's longest cached prefix (a slot's, or the host cache's)
     bool speculative = true;   // drafts may speed it up (when the engine speculates)
     std::string prediction;    // text the output will largely repeat: n-gram drafts come from it too
+    // The prediction tokenized once for all the choices that share it (instead of `prediction`).
+    std::shared_ptr<TokenIds> prediction_tokens;
     int32_t logprobs = -1;  // -1 = off; 0 = the sampled token's; N = and the top N alternatives
     bool add_special = true;    // BOS etc. as the model wants
     bool parse_special = true;  // "<start_of_turn>" in a prompt is the control token
+    // Control tokens written out as text (a chat format's markers, for its output parser);
+    // the others come out as nothing, as llama.cpp renders them.
+    std::vector<int32_t> preserved_tokens;
 };
 
 class Engine {
@@ -102,6 +119,10 @@ public:
                                                const SamplingParams & sampling,
                                                const GenerationOptions & options,
                                                std::shared_ptr<AsyncNotifier> notifier);
+
+    // Compiles a grammar as submit would (InvalidRequest when it is refused), so that a caller
+    // can do it off its event loop; submit then finds it compiled.
+    void check_grammar(const std::string & grammar, const std::string & root = "root");
 
     const Model & model() const { return *model_; }
     const EngineOptions & options() const { return options_; }
@@ -155,16 +176,21 @@ private:
     void add_drafts(int32_t decoding, int32_t room);
     void decode_and_sample();
     void shut_down();
-    void finish_slot(Slot & slot, const std::string & reason, const std::string & error = "");
+    void finish_slot(Slot & slot, const std::string & reason, const std::string & error = "",
+                     bool invalid_request = false);
+    std::unique_ptr<Grammar> compile_grammar(const std::string & grammar, const std::string & root);
     // The exception barrier of one slot: whatever `work` throws ends that request alone.
     template <typename Work>
     bool guarded(Slot & slot, const char * what, Work && work);
-    void fail(Slot & slot, const char * what, const char * why) noexcept;
+    // `why` alone for a request's own fault (it names the parameter); else `what: why`.
+    void fail(Slot & slot, const char * what, const char * why, bool invalid_request = false) noexcept;
     // Lets llama_decode stop between graph nodes when nobody wants the step any more.
     static bool abort_decode(void * engine);
 
     EngineOptions options_;
     std::unique_ptr<Model> model_;
+    std::shared_ptr<const GrammarVocab> grammar_vocab_;
+    std::unique_ptr<GrammarCache> grammar_cache_;
     llama_context * ctx_ = nullptr;
     ggml_threadpool_t threadpool_ = nullptr;
     int32_t n_swa_ = 0;  // the model's attention window (0: none)

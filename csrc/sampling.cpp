@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "errors.h"
+#include "grammar.h"
 #include "model_info.h"
 
 namespace llamaserve {
@@ -17,8 +18,9 @@ bool has_penalties(const SamplingParams & p) {
 
 }  // namespace
 
-Sampler::Sampler(const Model & model, const SamplingParams & p, bool ignore_eos)
-    : n_vocab_(model.metadata().n_vocab) {
+Sampler::Sampler(const Model & model, const SamplingParams & p, bool ignore_eos, std::unique_ptr<Grammar> grammar,
+                 std::chrono::milliseconds grammar_budget)
+    : grammar_(std::move(grammar)), grammar_budget_(grammar_budget), n_vocab_(model.metadata().n_vocab) {
     std::vector<llama_logit_bias> bias;
     for (const auto & [token, value] : p.logit_bias) {
         if (!model.valid_token(token)) {
@@ -32,10 +34,6 @@ Sampler::Sampler(const Model & model, const SamplingParams & p, bool ignore_eos)
             bias.push_back({t, -std::numeric_limits<float>::infinity()});
             banned_.push_back(t);
         }
-    }
-    if (!p.grammar.empty()) {
-        grammar_ = llama_sampler_init_grammar(model.vocab(), p.grammar.c_str(), p.grammar_root.c_str());
-        if (!grammar_) throw InvalidRequest("grammar: could not be parsed");
     }
     if (!has_penalties(p)) {
         if (p.temperature <= 0.0f) {
@@ -76,7 +74,6 @@ Sampler::Sampler(const Model & model, const SamplingParams & p, bool ignore_eos)
 
 Sampler::~Sampler() {
     if (top_k_sampler_) llama_sampler_free(top_k_sampler_);
-    if (grammar_) llama_sampler_free(grammar_);
     if (chain_) llama_sampler_free(chain_);
 }
 
@@ -86,12 +83,9 @@ llama_token Sampler::sample(llama_context * ctx, int32_t batch_index) {
     if (grammar_) {
         // Checking the grammar against the whole vocabulary is slow, so the free choice
         // is checked alone; only a refused one costs the full check.
-        llama_token_data single = {token, 1.0f, 0.0f};
-        llama_token_data_array one = {&single, 1, -1, false};
-        llama_sampler_apply(grammar_, &one);
-        if (std::isinf(single.logit)) token = choice_within_grammar(logits);
+        if (!grammar_->allows(token, budget_)) token = choice_within_grammar(logits);
         if (token == LLAMA_TOKEN_NULL) return token;
-        llama_sampler_accept(grammar_, token);
+        grammar_->accept(token, budget_);
     }
     if (chain_) llama_sampler_accept(chain_, token);
     return token;
@@ -115,7 +109,7 @@ llama_token Sampler::choice_within_grammar(const float * logits) {
     // The chain's own steps before top-k (the biases) are additive, so applying the
     // grammar first changes nothing but which tokens are left.
     auto cur = all_candidates(logits, mode_ != Mode::Chain);
-    llama_sampler_apply(grammar_, &cur);
+    grammar_->apply(cur, budget_);
     // A complete grammar allows only end-of-generation; with that banned, nothing is left
     // (and accepting any other token would throw).
     const auto allowed = [&](const llama_token_data & c) {

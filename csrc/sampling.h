@@ -1,16 +1,19 @@
 // Per-request sampling settings and the llama_sampler chain built from them.
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "grammar_limits.h"
 #include "llama.h"
 #include "logit_select.h"
 
 namespace llamaserve {
 
+class Grammar;
 class Model;
 
 struct SamplingParams {
@@ -24,7 +27,7 @@ struct SamplingParams {
     int32_t penalty_last_n = 64;
     uint32_t seed = LLAMA_DEFAULT_SEED;  // default: a random seed per request
     std::vector<std::pair<llama_token, float>> logit_bias;
-    std::string grammar;  // GBNF; empty = unconstrained
+    std::string grammar;  // GBNF; empty = unconstrained (the engine compiles it: see Grammar)
     std::string grammar_root = "root";
 };
 
@@ -32,10 +35,13 @@ struct SamplingParams {
 // chain (logit bias, then greedy or top-k) run in LogitSelector over the logits themselves,
 // and only the rest of the chain sees the k candidates left: the same choices, without
 // copying the whole vocabulary for every token. A grammar checks the free choice alone,
-// and filters the whole vocabulary only when it refuses that token.
+// and filters the whole vocabulary only when it refuses that token. The grammar's work in one
+// step is bounded by `grammar_budget`: past it, sample() throws InvalidRequest.
 class Sampler {
 public:
-    Sampler(const Model & model, const SamplingParams & params, bool ignore_eos);
+    Sampler(const Model & model, const SamplingParams & params, bool ignore_eos,
+            std::unique_ptr<Grammar> grammar = nullptr,
+            std::chrono::milliseconds grammar_budget = std::chrono::milliseconds(0));
     ~Sampler();
     Sampler(const Sampler &) = delete;
     Sampler & operator=(const Sampler &) = delete;
@@ -43,6 +49,10 @@ public:
     // LLAMA_TOKEN_NULL when the grammar allows no token that is not banned: it is complete
     // and end-of-generation is banned (ignore_eos).
     llama_token sample(llama_context * ctx, int32_t batch_index);
+    // Starts the grammar's budget for this scheduler step (the tokens sampled in it share it).
+    void begin_step() {
+        if (grammar_) budget_ = GrammarBudget(grammar_budget_);
+    }
 
 private:
     enum class Mode { Greedy, TopK, Chain };
@@ -56,7 +66,9 @@ private:
     int32_t top_k_ = 0;
     std::unique_ptr<LogitSelector> selector_;  // Greedy and TopK
     llama_sampler * chain_ = nullptr;          // TopK: what follows top-k; Chain: all of it
-    llama_sampler * grammar_ = nullptr;        // kept out of the chain: see sample()
+    std::unique_ptr<Grammar> grammar_;         // kept out of the chain: see sample()
+    std::chrono::milliseconds grammar_budget_;
+    GrammarBudget budget_{std::chrono::milliseconds(0)};
     llama_sampler * top_k_sampler_ = nullptr;  // TopK with a grammar: for refused tokens
     std::vector<llama_token> banned_;  // biased to -inf: never a choice, whatever the chain does
     std::vector<llama_token_data> candidates_;

@@ -157,6 +157,7 @@ const char * Slot::advance(llama_context * ctx, const Model & model, int32_t n_c
     const int32_t first_index = batch_index_;
     int32_t accepted = 0;
     const char * reason = nullptr;
+    request_->sampler->begin_step();
     for (;;) {
         batch_index_ = first_index + accepted;
         n_past_ = first + accepted;  // where the token sampled now will go
@@ -224,7 +225,9 @@ const char * Slot::accept(llama_token token, const Model & model, int32_t n_ctx_
         final_text_ = decoder_->flush();
         return "stop";
     }
-    auto step = decoder_->push(model.token_bytes(token));
+    const auto & preserved = request_->preserved;
+    const bool as_text = !preserved.empty() && std::binary_search(preserved.begin(), preserved.end(), token);
+    auto step = decoder_->push(as_text ? model.token_text(token) : model.token_bytes(token));
     if (step.stopped) {
         final_text_ = std::move(step.text);
         return "stop";
@@ -239,7 +242,8 @@ const char * Slot::accept(llama_token token, const Model & model, int32_t n_ctx_
     return nullptr;
 }
 
-void Slot::finish(const std::string & reason, llama_context * ctx, const std::string & error) {
+void Slot::finish(const std::string & reason, llama_context * ctx, const std::string & error,
+                  bool invalid_request) {
     // The slot is free before anything here may throw, so a failure cannot wedge it.
     const std::unique_ptr<Request> request = std::move(request_);
     decoder_.reset();
@@ -259,6 +263,7 @@ void Slot::finish(const std::string & reason, llama_context * ctx, const std::st
     stats.accepted_tokens = n_accepted_;
     stats.finish_reason = reason;
     stats.error = error;
+    stats.invalid_request = invalid_request;
     request->stream->finish(std::move(stats), std::move(final_text_));
     final_text_.clear();
 }

@@ -28,6 +28,7 @@ struct Request {
     bool speculative = true;  // drafts may be verified for it (when the engine speculates)
     std::vector<llama_token> prediction;  // text the output will largely repeat (a draft source)
     size_t prediction_cursor = 0;         // where the last draft taken from it ended
+    std::vector<llama_token> preserved;   // sorted: control tokens that come out as their text
     std::shared_ptr<TokenStream> stream;
 };
 
@@ -111,7 +112,8 @@ public:
     // Ends the request with `reason` and tells its consumer; the slot is free even if this
     // throws. The KV cells are freed, or kept as this slot's prompt cache when the request
     // asked for caching and completed.
-    void finish(const std::string & reason, llama_context * ctx, const std::string & error = "");
+    void finish(const std::string & reason, llama_context * ctx, const std::string & error = "",
+                bool invalid_request = false);
 
 private:
     // Handles a freshly sampled token (LLAMA_TOKEN_NULL: none was possible): emits its text

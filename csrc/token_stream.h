@@ -53,6 +53,7 @@ struct StreamStats {
     double total_time = 0.0;            // seconds from submit to finish
     std::string finish_reason;          // stop | length | cancelled | error
     std::string error;
+    bool invalid_request = false;  // the error is the request's fault (InvalidRequest, 400)
 };
 
 class TokenStream {

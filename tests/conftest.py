@@ -56,6 +56,37 @@ def base_url(live_server):
     return live_server.url
 
 
+@pytest.fixture(scope="session")
+def default_server(smollm2_path):
+    """The default model (SmolLM2, the one agents hit first) served by real uvicorn: two
+    slots of 4096 tokens (agent frameworks send long tool descriptions)."""
+    from llamaserve.config import ServerConfig
+    from llamaserve.server.app import create_app
+    from serverutil import LiveServer
+
+    config = ServerConfig(model=str(smollm2_path), n_parallel=2, n_ctx=4096, default_max_tokens=64)
+    with LiveServer(create_app(config)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def thinking_server(smollm2_path, tmp_path_factory):
+    """The default weights with Qwen 3.5's chat template (thinking on by default: its generation
+    prompt opens <think>), written as a GGUF copy; served with --reasoning-budget off."""
+    from pathlib import Path
+
+    from gguf_copy import with_chat_template
+    from llamaserve.config import ServerConfig
+    from llamaserve.server.app import create_app
+    from serverutil import LiveServer
+
+    template = (Path(__file__).parents[1] / "vendor/llama.cpp/models/templates/Qwen3.5-4B.jinja").read_text()
+    path = with_chat_template(smollm2_path, tmp_path_factory.mktemp("thinking") / "smollm2-thinking.gguf", template)
+    config = ServerConfig(model=str(path), n_parallel=2, n_ctx=2048, default_max_tokens=48)
+    with LiveServer(create_app(config)) as server:
+        yield server
+
+
 # -- the OpenAI-compatible /v1 (tests/test_openai_*.py) ----------------------------------------
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from llamaserve import chat
-from llamaserve.chat import ChatTemplate, TemplateFailed, TemplateRaised
+from llamaserve.server.chat import templates as chat
+from llamaserve.server.chat.templates import ChatTemplate, TemplateFailed, TemplateRaised
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "vendor" / "llama.cpp" / "models" / "templates"
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import llamaserve
-from llamaserve import EngineError, InvalidRequest, QueueFull
+from llamaserve import InvalidRequest, QueueFull
 from llamaserve import _native
 
 
@@ -36,35 +36,39 @@ def test_a_complete_grammar_with_ignore_eos_stops(engine, sampling):
     still_serves(engine)
 
 
-def failing_grammar(engine):
-    """A real input on which llama.cpp's grammar throws while accepting the sampled token:
-    it allows the token "yes" (its "y", then its own id), but accepts it char by char."""
-    yes = engine.tokenize("yes", add_special=False)
-    assert len(yes) == 1
-    return {"grammar": f'root ::= "y" <[{yes[0]}]>', "logit_bias": {yes[0]: 100}, "temperature": 0}
+@pytest.fixture(scope="module")
+def tight(smollm2_path):
+    """An engine whose grammars get 1 ms a step: a run of 80 optional letters (allowed, and
+    about 20 ms to match the first time) throws inside sampling, on every request."""
+    eng = llamaserve.Engine.load(smollm2_path, n_ctx=256, n_parallel=2, grammar_budget_ms=1)
+    yield eng
+    eng.close()
 
 
-def test_an_exception_while_sampling_ends_only_that_request(engine):
-    bystander = engine.stream("Once upon a time", max_tokens=40, temperature=0, ignore_eos=True)
+FAILING = {"grammar": "root ::= " + " ".join(["[a-z]?"] * 80), "temperature": 0}
+
+
+def test_an_exception_while_sampling_ends_only_that_request(tight):
+    bystander = tight.stream("Once upon a time", max_tokens=40, temperature=0, ignore_eos=True)
     assert next(bystander)
-    with pytest.raises(EngineError, match="sampling: Unexpected empty grammar stack"):
-        engine.generate("Say yes", max_tokens=8, **failing_grammar(engine))
+    with pytest.raises(InvalidRequest, match="^grammar: matching it took longer than 1 ms for one token"):
+        tight.generate("Say yes", max_tokens=8, **FAILING)
     done = bystander.completion()
     assert (done.finish_reason, done.usage.completion_tokens) == ("length", 40)
-    still_serves(engine)
+    still_serves(tight)
 
 
-def test_the_error_is_in_the_stats(engine):
+def test_the_error_is_in_the_stats(tight):
     async def main():
-        stream = engine.astream("Say yes", max_tokens=8, **failing_grammar(engine))
-        with pytest.raises(EngineError):
+        stream = tight.astream("Say yes", max_tokens=8, **FAILING)
+        with pytest.raises(InvalidRequest):
             await stream.completion()
         return stream.stats
 
     stats = asyncio.run(main())
-    assert stats["finish_reason"] == "error"
-    assert "grammar stack" in stats["error"]
-    still_serves(engine)
+    assert (stats["finish_reason"], stats["error_type"]) == ("error", "invalid_request")
+    assert stats["error"].startswith("grammar: ")
+    still_serves(tight)
 
 
 # -- cancellation ------------------------------------------------------------------------------

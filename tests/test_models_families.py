@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 import llamaserve
-from llamaserve import chat
+from llamaserve.server.chat import templates as chat
 from llamaserve import models as m
 from tiny_models import FAMILIES
 

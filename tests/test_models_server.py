@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 import llamaserve
-from llamaserve import _native, chat
+from llamaserve import _native
+from llamaserve.server.chat import templates as chat
 from llamaserve import models as m
 from llamaserve.cli import main as cli_main
 from llamaserve.config import ServerConfig

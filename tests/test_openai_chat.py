@@ -10,7 +10,7 @@ import openai
 import pytest
 from serverutil import wait_for
 
-from llamaserve.chat import ChatTemplate
+from llamaserve.server.chat.templates import ChatTemplate
 
 QUESTION = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is the capital of France?"}]
 WEATHER_TOOL = {"type": "function", "function": {

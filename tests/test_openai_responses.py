@@ -11,7 +11,7 @@ import openai
 import pytest
 from serverutil import health, wait_for
 
-from llamaserve.chat import ChatTemplate
+from llamaserve.server.chat.templates import ChatTemplate
 from llamaserve.config import ServerConfig
 
 QUESTION = "What is the capital of France?"
@@ -161,7 +161,8 @@ def test_structured_output(openai_client, served_model):
     ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]},
      "input[0].content[0].type", "input_text"),
     ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "input[0].type", "function_call_output"),
-    ({"tools": [{"type": "web_search"}]}, "tools[0].type", "function"),
+    ({"tools": [{"type": "telepathy"}]}, "tools[0].type", "function"),
+    ({"tools": [{"type": "web_search"}], "tool_choice": {"type": "web_search"}}, "tool_choice.type", "hosts"),
     ({"tools": [WEATHER_TOOL], "tool_choice": {"type": "function", "name": "nope"}}, "tool_choice.name", "no tool"),
     ({"text": {"format": {"type": "json_schema", "name": "x", "schema": {"type": "string", "pattern": "^a$"}}}},
      "text.format.schema", "'pattern'"),

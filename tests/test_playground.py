@@ -228,3 +228,26 @@ def test_spec_javascript_example_runs_unchanged_in_the_page(page, serve_app):
     # piece over with its end, and the server sends them as one final event, so it can.
     page.evaluate(f"async () => {{\n{SPEC_JS_EXAMPLE}\nawait streamGenerate({json.dumps(PROMPT)});\n}}")
     assert len(tokens) >= 2 and "".join(tokens).strip(), tokens
+
+
+def test_a_reasoning_models_thinking_is_folded_apart_from_the_answer(page, thinking_server):
+    """The default weights with a thinking template (tests/conftest.py): the reply starts inside
+    its reasoning, which streams into a folded "Reasoning" section, not the answer."""
+    page.goto(thinking_server.url + "/")
+    set_controls(page, max_tokens=16)
+    page.evaluate("""() => {
+        window.thoughts = [];
+        new MutationObserver(() => {
+            const t = document.querySelector('.msg.assistant .thought');
+            if (t) window.thoughts.push(t.textContent.length);
+        }).observe(document.getElementById('log'), {childList: true, subtree: true, characterData: true});
+    }""")
+    send(page, "Is 17 prime?")
+    wait_done(page)
+    reasoning = last_reply(page).locator("details.reasoning")
+    expect(reasoning).to_be_visible()
+    expect(reasoning).not_to_have_attribute("open", "")  # folded until the user opens it
+    thought = reasoning.locator(".thought")
+    assert thought.text_content() and "<think>" not in thought.text_content()
+    assert "<think>" not in (last_reply(page).locator(".text").text_content() or "")
+    assert len(set(page.evaluate("window.thoughts"))) >= 3  # it grew as it streamed

@@ -296,7 +296,8 @@ def test_the_deploy_files_are_valid_serve_configs_that_build():
 
 
 def test_prefix_keys_follow_a_conversation_and_nothing_else():
-    from llamaserve.ray.affinity import BLOCK_CHARS, MAX_KEYS, AffinityMap, prefix_keys
+    from llamaserve.ray.affinity import MAX_KEYS, AffinityMap, prefix_keys
+    from llamaserve.server.prompt_pieces import BLOCK_CHARS
 
     def body(**fields) -> bytes:
         return json.dumps(fields).encode()

@@ -45,8 +45,7 @@ def bearer(credential: str) -> dict[str, str]:
 def secure_url(engine, tmp_path_factory):
     key_file = tmp_path_factory.mktemp("keys") / "public.pem"
     key_file.write_text(PUBLIC_PEM)
-    config = ServerConfig(api_keys=KEYS, jwt_secret=SECRET, jwt_public_key=str(key_file),
-                          metrics_require_auth=True)
+    config = ServerConfig(api_keys=KEYS, jwt_secret=SECRET, jwt_public_key=str(key_file))
     with LiveServer(create_app(config, engine)) as server:
         yield server.url
 
@@ -114,7 +113,7 @@ def hs256_signed_with(key: str) -> str:
     return (signing_input + b"." + b64(signature)).decode()
 
 
-def test_health_is_open_and_metrics_protected_by_flag(secure_url):
+def test_health_is_open_and_metrics_protected_with_auth_on(secure_url):
     assert httpx.get(secure_url + "/health").status_code == 200
     unauthorized(httpx.get(secure_url + "/metrics"), "missing API key or token")
     assert httpx.get(secure_url + "/metrics", headers=bearer(KEYS[0])).status_code == 200

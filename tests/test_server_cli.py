@@ -22,18 +22,18 @@ def test_defaults_are_local_and_open():
     config = ServerConfig()
     assert (config.host, config.port) == ("127.0.0.1", 8000)
     assert config.model is None  # the default model
-    assert not config.auth_enabled and config.rate_limit == 0 and not config.metrics_require_auth
+    assert not config.auth_enabled and config.rate_limit == 0 and config.metrics_auth == "key"
 
 
 def test_environment_then_options():
     env = {"LLAMASERVE_PORT": "9001", "LLAMASERVE_API_KEYS": "k1, k2", "LLAMASERVE_PARALLEL": "2",
-           "LLAMASERVE_METRICS_REQUIRE_AUTH": "true", "LLAMASERVE_RATE_LIMIT": "100",
+           "LLAMASERVE_METRICS_AUTH": "admin", "LLAMASERVE_RATE_LIMIT": "100",
            "LLAMASERVE_CORS_ORIGINS": "http://a.example,http://b.example", "LLAMASERVE_CTX": "1024"}
     config = ServerConfig.from_env(env, port=9002)
     assert config.port == 9002  # the option wins
     assert config.api_keys == ("k1", "k2") and config.auth_enabled
     assert config.n_parallel == 2 and config.n_ctx == 1024 and config.rate_limit == 100
-    assert config.metrics_require_auth is True
+    assert config.metrics_auth == "admin"
     assert config.cors_origins == ("http://a.example", "http://b.example")
     assert "k1" not in repr(config)
 
@@ -43,18 +43,19 @@ def test_every_setting_has_an_option_and_a_variable():
     for field in dataclasses.fields(ServerConfig):
         assert env_name(field.name).startswith("LLAMASERVE_")
     args = parser.parse_args(["serve", "--port", "7000", "--parallel", "3", "--api-keys", "x",
-                              "--no-metrics-require-auth", "--max-body-bytes", "1000"])
-    config = from_arguments(args, {"LLAMASERVE_PORT": "1", "LLAMASERVE_METRICS_REQUIRE_AUTH": "1",
+                              "--metrics-auth", "open", "--max-body-bytes", "1000"])
+    config = from_arguments(args, {"LLAMASERVE_PORT": "1", "LLAMASERVE_METRICS_AUTH": "admin",
                                    "LLAMASERVE_MODELS_DIR": "/srv/models"})
     assert config.port == 7000 and config.n_parallel == 3 and config.api_keys == ("x",)
-    assert config.metrics_require_auth is False and config.max_body_bytes == 1000
+    assert config.metrics_auth == "open" and config.max_body_bytes == 1000
     assert config.models_dir == "/srv/models"
 
 
 @pytest.mark.parametrize("env, field", [
     ({"LLAMASERVE_PORT": "eighty"}, "LLAMASERVE_PORT"),
     ({"LLAMASERVE_PORT": "70000"}, "port"),
-    ({"LLAMASERVE_METRICS_REQUIRE_AUTH": "maybe"}, "LLAMASERVE_METRICS_REQUIRE_AUTH"),
+    ({"LLAMASERVE_KV_UNIFIED": "maybe"}, "LLAMASERVE_KV_UNIFIED"),
+    ({"LLAMASERVE_METRICS_AUTH": "maybe"}, "metrics_auth"),
     ({"LLAMASERVE_LOG_LEVEL": "loud"}, "log_level"),
     ({"LLAMASERVE_PARALLEL": "0"}, "n_parallel"),
 ])

@@ -3,6 +3,7 @@ and command-line options (in rising order of precedence)."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
@@ -16,6 +17,7 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 KV_CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
 FLASH_ATTN_MODES = ("auto", "on", "off")
 SPEC_MODES = ("ngram", "draft", "off")
+METRICS_AUTH = ("key", "admin", "open")
 
 
 def _opt(flag: str, help: str, default: Any = MISSING, **extra: Any) -> Any:
@@ -50,10 +52,26 @@ class ServerConfig:
                                    "(default: names in the models folder only)", False)
     quantize_cache: str | None = _opt("--quantize-cache", "folder for models quantized on load "
                                       "(default: ~/.cache/llamaserve/quantized)", None)
+    quantize_cache_size: str = _opt("--quantize-cache-size", "disk the --quantize-cache may fill, e.g. "
+                                    "50GB; least recently used results no loaded model uses make room, "
+                                    "beyond that a load with quantization is 507", "32GB")
+    probe_timeout: float = _opt("--probe-timeout", "seconds a model file's load probe may take (each file "
+                                "is first loaded once in a child process, where a llama.cpp abort on a "
+                                "damaged file cannot end the server; 0: files are loaded unprobed)", 300.0)
     load_wait: float = _opt("--load-wait", "seconds a load request waits before answering 202 "
                             "(the load goes on; GET /api/v1/models shows its progress)", 30.0)
     host: str = _opt("--host", "address to listen on", "127.0.0.1")
     port: int = _opt("--port", "port to listen on", 8000)
+    # -- the door: connections and how long a request may take to arrive (server/door.py) --
+    header_timeout: float = _opt("--header-timeout", "seconds a request's line and headers may take "
+                                 "to arrive, from the connection or the previous response (then 408 "
+                                 "and the connection is closed)", 10.0)
+    body_timeout: float = _opt("--body-timeout", "seconds a request body may take to arrive after its "
+                               "headers (then 408 and the connection is closed)", 30.0)
+    keep_alive_timeout: float = _opt("--keep-alive-timeout", "seconds an idle connection is kept "
+                                     "open between requests", 5.0)
+    max_connections: int = _opt("--max-connections", "open connections at once; one more is answered "
+                                "503 and closed", 1000)
     n_parallel: int = _opt("--parallel", "requests decoded together (slots)", 4)
     n_ctx: int = _opt("--ctx", "context size of each request, prompt and completion together", 4096)
     # -- KV cache and prefix cache --
@@ -86,8 +104,20 @@ class ServerConfig:
     max_queue: int = _opt("--max-queue", "requests that may wait for a slot; beyond it 503", 256)
     default_max_tokens: int = _opt("--default-max-tokens",
                                    "max_tokens of a request that names none", 256)
+    # -- chat: templates and reasoning models --
+    chat_template_kwargs: str | None = _opt("--chat-template-kwargs", "JSON object of variables every chat "
+                                            "template gets (e.g. '{\"enable_thinking\": false}'); a request's "
+                                            "chat_template_kwargs win", None)
+    reasoning_format: str = _opt("--reasoning-format", "auto: reasoning apart from the answer "
+                                 "(reasoning_content, thinking blocks, reasoning items); none: left in the "
+                                 "content, for clients that parse it", "auto")
+    reasoning_budget: int = _opt("--reasoning-budget", "most tokens a reply may reason before the engine "
+                                 "closes its reasoning (-1: no limit); requests may ask for less", -1)
     api_keys: tuple[str, ...] = _opt("--api-keys", "comma-separated API keys; any one is accepted "
                                      "(auth is off when no key or JWT setting is given)", ())
+    admin_keys: tuple[str, ...] = _opt("--admin-keys", "comma-separated API keys that may also load, "
+                                       "unload and quantize models (operator routes); with auth on, other "
+                                       "keys and tokens get 403 there", ())
     jwt_secret: str | None = _opt("--jwt-secret", "secret for HS256 JWTs", None)
     jwt_public_key: str | None = _opt("--jwt-public-key", "PEM public key (or a PEM file's path) "
                                       "for RS256 JWTs", None)
@@ -95,7 +125,10 @@ class ServerConfig:
                                            "(default: HS256 with a secret, RS256 with a key)", ())
     jwt_audience: str | None = _opt("--jwt-audience", "required JWT audience (aud)", None)
     jwt_issuer: str | None = _opt("--jwt-issuer", "required JWT issuer (iss)", None)
-    metrics_require_auth: bool = _opt("--metrics-require-auth", "protect /metrics with the API auth", False)
+    jwt_max_lifetime: float = _opt("--jwt-max-lifetime", "seconds a JWT may be valid for: its exp (which "
+                                   "every token must carry) at most this far ahead", 86400.0)
+    metrics_auth: str = _opt("--metrics-auth", "who may read /metrics when auth is on: key (any API key "
+                             "or token), admin (--admin-keys) or open", "key")
     rate_limit: int = _opt("--rate-limit", "requests per window per client to /api/v1 and /v1 "
                            "(0: off)", 0)
     rate_limit_window: float = _opt("--rate-limit-window", "rate limit window in seconds", 60.0)
@@ -153,6 +186,17 @@ class ServerConfig:
              f"must be between 1 and {MAX_STEP_DRAFTS}")
         need(self.max_queue >= 0, "max_queue", "must not be negative")
         need(self.default_max_tokens >= 1, "default_max_tokens", "must be at least 1")
+        for name in ("header_timeout", "body_timeout", "keep_alive_timeout", "jwt_max_lifetime"):
+            need(getattr(self, name) > 0, name, "must be positive")
+        need(self.max_connections >= 1, "max_connections", "must be at least 1")
+        need(self.probe_timeout >= 0, "probe_timeout", "must not be negative")
+        need(self.metrics_auth in METRICS_AUTH, "metrics_auth", "must be one of " + ", ".join(METRICS_AUTH))
+        need(all(self.admin_keys), "admin_keys", "must not contain an empty key")
+        need(self.reasoning_format in ("auto", "none"), "reasoning_format", "must be auto or none")
+        need(self.reasoning_budget == -1 or self.reasoning_budget >= 1, "reasoning_budget",
+             "must be at least 1 (or -1: no limit)")
+        if self.chat_template_kwargs is not None:
+            need(_json_object(self.chat_template_kwargs), "chat_template_kwargs", "must be a JSON object")
         need(self.rate_limit >= 0, "rate_limit", "must not be negative")
         need(self.rate_limit_window > 0, "rate_limit_window", "must be positive")
         need(self.max_body_bytes >= 1, "max_body_bytes", "must be positive")
@@ -179,6 +223,7 @@ class ServerConfig:
         if self.max_memory is not None:
             need(_size("max_memory", self.max_memory) > 0, "max_memory", "must be positive")
         _size("cache_ram", self.cache_ram)
+        _size("quantize_cache_size", self.quantize_cache_size)
 
     @property
     def max_memory_bytes(self) -> int | None:
@@ -189,8 +234,12 @@ class ServerConfig:
         return _size("cache_ram", self.cache_ram)
 
     @property
+    def quantize_cache_bytes(self) -> int:
+        return _size("quantize_cache_size", self.quantize_cache_size)
+
+    @property
     def auth_enabled(self) -> bool:
-        return bool(self.api_keys or self.jwt_secret or self.jwt_public_key)
+        return bool(self.api_keys or self.admin_keys or self.jwt_secret or self.jwt_public_key)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerConfig:
@@ -223,7 +272,7 @@ def _size(name: str, text: str) -> int:
 
 
 def _is_secret(name: str) -> bool:
-    return name in ("api_keys", "jwt_secret", "rate_limit_redis")  # a Redis URL may hold a password
+    return name in ("api_keys", "admin_keys", "jwt_secret", "rate_limit_redis")  # a Redis URL may hold a password
 
 
 def env_name(field_name: str) -> str:
@@ -233,6 +282,13 @@ def env_name(field_name: str) -> str:
 
 def _field(name: str) -> Any:
     return next(f for f in fields(ServerConfig) if f.name == name)
+
+
+def _json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
 
 
 def _parse(name: str, kind: Any, raw: str) -> Any:

@@ -17,7 +17,7 @@ from llamaserve.config import FLASH_ATTN_MODES, KV_CACHE_TYPES, SPEC_MODES
 from llamaserve.default_model import default_model_path
 from llamaserve.errors import EngineError, InvalidRequest, QueueFull
 from llamaserve.generation_params import (
-    check_bool, check_choice, check_integer, check_prompt, check_text, check_token_ids, validate)
+    PARAMETERS, check_bool, check_choice, check_integer, check_prompt, check_text, check_token_ids, validate)
 from llamaserve.results import Completion, Embeddings, TokenLogprob, completion_of
 
 Prompt = str | Sequence[int]
@@ -25,12 +25,16 @@ DEFAULT_CACHE_RAM = 1 << 30  # host memory for prefix snapshots
 _SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "presence_penalty",
                    "frequency_penalty", "penalty_last_n", "seed", "grammar")
 _OPTION_FIELDS = ("max_tokens", "stop", "ignore_eos", "logprobs", "add_special", "parse_special",
-                  "cache_prompt", "speculative", "prediction")
+                  "cache_prompt", "speculative", "prediction", "preserved_tokens")
 
 
 def native_settings(arguments: dict[str, Any], n_ctx: int) -> tuple[_native.SamplingParams,
                                                                     _native.GenerationOptions]:
-    """Checked generation arguments (llamaserve.generation_params) as the native structs."""
+    """Checked generation arguments (llamaserve.generation_params) as the native structs; a
+    prediction that Engine.prepare tokenized goes as it is."""
+    prepared = arguments.get("prediction")
+    if isinstance(prepared, _native.TokenIds):
+        arguments = {name: value for name, value in arguments.items() if name != "prediction"}
     checked = validate(arguments)
     sampling, options = _native.SamplingParams(), _native.GenerationOptions()
     for name in _SAMPLING_FIELDS:
@@ -42,13 +46,25 @@ def native_settings(arguments: dict[str, Any], n_ctx: int) -> tuple[_native.Samp
     for name in _OPTION_FIELDS:
         if name in checked:
             setattr(options, name, checked[name])
+    if isinstance(prepared, _native.TokenIds):
+        options.prediction_tokens = prepared
     return sampling, options
 
 
+def failure_of(stats: dict[str, Any]) -> EngineError | None:
+    """The error a finished stream's stats report, typed: InvalidRequest (400) when the request
+    was at fault (its grammar ran over its step budget), else EngineError; None if it did not fail."""
+    if stats["finish_reason"] != "error":
+        return None
+    if stats.get("error_type") == "invalid_request":
+        return InvalidRequest(stats["error"])
+    return EngineError(stats["error"] or "generation failed")
+
+
 def _raise_if_failed(native: _native.TokenStream) -> None:
-    stats = native.stats()
-    if stats["finish_reason"] == "error":
-        raise EngineError(stats["error"] or "generation failed")
+    error = failure_of(native.stats())
+    if error is not None:
+        raise error
 
 
 class TextStream:
@@ -266,12 +282,14 @@ class Engine:
              n_kv: int = 0, cache_ram: int = DEFAULT_CACHE_RAM, cache_type_k: str = "f16",
              cache_type_v: str = "f16", flash_attn: str = "auto", swa_full: bool = False,
              spec: str | None = None, draft_model: str | os.PathLike[str] | None = None,
-             spec_draft_max: int = 16, verbose: bool = False) -> Engine:
+             spec_draft_max: int = 16, grammar_budget_ms: int = 250, verbose: bool = False) -> Engine:
         """Load a GGUF file (the default model when path is None). n_ctx bounds one request;
         n_kv is the KV cells in all (0: n_ctx per slot), an equal share per slot or, with
         kv_unified, one pool taken by need; cache_ram is the host memory for prefix snapshots.
         spec is the speculative decoding: "ngram" (the default without a draft_model), "draft"
-        (the default with one) or "off"; spec_draft_max bounds one slot's draft per step."""
+        (the default with one) or "off"; spec_draft_max bounds one slot's draft per step.
+        grammar_budget_ms is the time one request's grammar may take in one step (0: no limit);
+        past it the request fails with InvalidRequest, and the other slots go on."""
         options = _native.EngineOptions()
         options.n_ctx = check_integer("n_ctx", n_ctx, 8, 2**24)
         options.n_parallel = check_integer("n_parallel", n_parallel, 1, 1024)
@@ -291,6 +309,7 @@ class Engine:
         default_spec = "ngram" if draft_model is None else "draft"
         options.spec = check_choice("spec", default_spec if spec is None else spec, SPEC_MODES)
         options.spec_draft_max = check_integer("spec_draft_max", spec_draft_max, 1, _native.MAX_STEP_DRAFTS)
+        options.grammar_budget_ms = check_integer("grammar_budget_ms", grammar_budget_ms, 0, 60_000)
         _native.set_verbose(verbose)
         model_path = Path(path) if path is not None else default_model_path()
         return cls(_native.Engine(str(model_path), options))
@@ -379,6 +398,32 @@ class Engine:
         return self.embeddings(inputs).vectors
 
     # -- generation -------------------------------------------------------------------
+
+    def check_grammar(self, grammar: str) -> None:
+        """Compile a GBNF grammar as a request would; InvalidRequest ("grammar: ...") if it is not
+        one or is over a limit (size, nesting, ambiguity). Compiled grammars are kept, so a
+        request that follows with the same grammar finds it ready. "" is no grammar, as in a request."""
+        if check_text("grammar", grammar):
+            self._native.check_grammar(grammar)
+
+    def prepare(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The arguments with their heavy work done once for every choice that shares them: the
+        prediction tokenized, the grammar compiled (InvalidRequest if refused). It blocks: call
+        it in a thread, as aprepare does."""
+        out = dict(arguments)
+        prediction = out.get("prediction")
+        if prediction is not None and not isinstance(prediction, _native.TokenIds):
+            text = PARAMETERS["prediction"](prediction)
+            out["prediction"] = self._native.prediction_tokens(text) if text else None
+        if out.get("grammar"):
+            self.check_grammar(out["grammar"])
+        return out
+
+    async def aprepare(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """prepare() off the event loop (in a thread), when there is anything to prepare."""
+        if arguments.get("prediction") is None and not arguments.get("grammar"):
+            return arguments
+        return await asyncio.to_thread(self.prepare, arguments)
 
     def _submit(self, prompt: Prompt, arguments: dict[str, Any],
                 notifier: _native.AsyncNotifier | None = None) -> _native.TokenStream:

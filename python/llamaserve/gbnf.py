@@ -51,9 +51,14 @@ def literal(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
+def json_text(value: Any) -> str:
+    """One JSON value written compactly."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def json_literal(value: Any) -> str:
     """A GBNF literal for one JSON value written compactly."""
-    return literal(json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False))
+    return literal(json_text(value))
 
 
 def repeat(item: str, low: int, high: int | None) -> str:
@@ -66,6 +71,3 @@ def repeat(item: str, low: int, high: int | None) -> str:
         return f"({item}){{{low}}}" if low != 1 else f"({item})"
     return f"({item}){{{low},{high}}}"
 
-
-def int_range_literals(low: int, high: int) -> str:
-    return " | ".join(literal(str(n)) for n in range(low, high + 1))

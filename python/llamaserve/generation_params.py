@@ -203,6 +203,15 @@ def _flag(name: str, doc: str) -> Parameter:
     return Parameter(name, check_bool, {"type": "boolean"}, doc)
 
 
+MAX_PRESERVED_TOKENS = 64  # a chat format has a handful of markers
+
+
+def _preserved_tokens(name: str, value: Any) -> list[int]:
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)) and len(value) > MAX_PRESERVED_TOKENS:
+        raise InvalidRequest(f"{name}: at most {MAX_PRESERVED_TOKENS} token ids")
+    return check_token_ids(name, value) if value else []
+
+
 PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
     _integer("max_tokens", 1, INT32_MAX, "most tokens to generate"),
     _number("temperature", 0.0, 2.0, "sampling temperature; 0 is greedy"),
@@ -229,6 +238,9 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
     Parameter("grammar", check_text, {"type": "string"}, "GBNF grammar the text must follow"),
     _flag("add_special", "add the model's special tokens (BOS) to a text prompt"),
     _flag("parse_special", "read control tokens written in a text prompt"),
+    Parameter("preserved_tokens", _preserved_tokens, {
+        "type": "array", "maxItems": MAX_PRESERVED_TOKENS, "items": {"type": "integer", "minimum": 0, "maximum": INT32_MAX}},
+        "control tokens written out as text in the output (a chat format's markers)"),
     _integer("logprobs", 0, MAX_TOP_LOGPROBS, "log-probabilities of each token and its top N alternatives"),
     _flag("cache_prompt", "reuse cached KV for the prompt's longest cached prefix (default true; "
           "false recomputes the whole prompt, for bit-reproducible results)"),

@@ -18,14 +18,20 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
-from llamaserve.gbnf import FORMATS, PRIMITIVE_DEPS, PRIMITIVES, int_range_literals, json_literal, literal, repeat
+from llamaserve.gbnf import FORMATS, PRIMITIVE_DEPS, PRIMITIVES, json_literal, json_text, literal, repeat
+from llamaserve.native import MAX_GRAMMAR_BYTES, MAX_GRAMMAR_WIDTH
 
 MAX_RULES = 4000
 MAX_DEPTH = 64
 MAX_REPEAT = 1000  # largest minItems/maxItems/minLength/maxLength spelled out
 MAX_ENUM_RANGE = 2000  # a bounded integer range becomes this many literals at most
+MAX_ENUM = 4096  # values of one enum (matched as a prefix tree: cheap, but the grammar grows)
+# Alternatives that can all come next: anyOf/oneOf options, optional properties in a row. The
+# grammar sampler weighs each of them at every character (see the engine's grammar limits).
+MAX_ALTERNATIVES = MAX_GRAMMAR_WIDTH // 2
 
 ANNOTATIONS = frozenset({
     "title", "description", "default", "examples", "$schema", "$id", "$comment", "$anchor",
@@ -48,6 +54,8 @@ class _Converter:
         self.root = root
         self.rules: dict[str, str] = {}
         self.refs: dict[str, str] = {}
+        self.named: dict[str, str] = {}  # body -> the rule that has it
+        self.suffix: dict[str, int] = {}  # base name -> the last number given to it
 
     # -- rules ----------------------------------------------------------------------------
 
@@ -62,19 +70,55 @@ class _Converter:
     def rule(self, hint: str, body: str) -> str:
         """Add a rule named after `hint` (made unique) and return its name; an identical
         rule already present is reused."""
-        base = re.sub(r"[^a-zA-Z0-9-]+", "-", hint).strip("-").lower() or "r"
+        if body in self.named:
+            return self.named[body]
+        base = re.sub(r"[^a-zA-Z0-9-]+", "-", hint).strip("-").lower()[:64] or "r"
         if base in PRIMITIVES or base == "root":
             base += "-"
-        name, n = base, 1
-        while name in self.rules:
-            if self.rules[name] == body:
-                return name
-            n += 1
-            name = f"{base}{n}"
+        name = base
+        while name in self.rules:  # numbered on from the last number this base got
+            self.suffix[base] = self.suffix.get(base, 1) + 1
+            name = f"{base}{self.suffix[base]}"
         if len(self.rules) >= MAX_RULES:
             raise SchemaError("schema too large: the grammar would need too many rules")
         self.rules[name] = body
+        self.named[body] = name
         return name
+
+    def choice(self, texts: list[str], hint: str) -> str:
+        """An expression matching exactly one of `texts` (distinct), as a prefix tree: texts that
+        share a prefix share its match, so each character weighs the few that can follow it,
+        not every text. Built without recursion (a text may be long)."""
+        end = ""  # a key no character takes: a text ends here
+        root: dict[str, Any] = {}
+        for text in texts:
+            node = root
+            for ch in text:
+                node = node.setdefault(ch, {})
+            node[end] = {}
+        expressions: dict[int, str] = {}
+        stack: list[tuple[dict[str, Any], bool]] = [(root, False)]
+        while stack:
+            node, ready = stack.pop()
+            if not ready:
+                stack.append((node, True))
+                stack.extend((child, False) for ch, child in node.items() if ch != end)
+                continue
+            options = []
+            for ch, child in node.items():
+                if ch == end:
+                    options.append("")
+                    continue
+                label = ch
+                while len(child) == 1 and end not in child:  # a chain without branches: one literal
+                    (ch2, child), = child.items()
+                    label += ch2
+                options.append(f"{literal(label)} {expressions[id(child)]}".strip())
+            if len(options) == 1:
+                expressions[id(node)] = options[0]
+            else:
+                expressions[id(node)] = self.rule(f"{hint}-choice", " | ".join(o or '""' for o in options))
+        return expressions[id(root)] or '""'
 
     # -- schemas --------------------------------------------------------------------------
 
@@ -100,7 +144,10 @@ class _Converter:
             values = schema["enum"]
             if not isinstance(values, list) or not values:
                 raise SchemaError(f"enum at {path or '/'} must be a non-empty list")
-            return "(" + " | ".join(json_literal(self.constant(v, path + "/enum")) for v in values) + ")"
+            if len(values) > MAX_ENUM:
+                raise SchemaError(f"enum at {path or '/'}: {len(values)} values; at most {MAX_ENUM}")
+            texts = dict.fromkeys(json_text(self.constant(v, path + "/enum")) for v in values)
+            return self.choice(list(texts), f"{hint}-enum")
         for key in ("anyOf", "oneOf"):
             if key in schema:
                 return self.alternatives(schema, key, hint, path, depth)
@@ -142,6 +189,9 @@ class _Converter:
         options = schema[key]
         if not isinstance(options, list) or not options:
             raise SchemaError(f"{key} at {path or '/'} must be a non-empty list of schemas")
+        if len(options) > MAX_ALTERNATIVES:
+            raise SchemaError(f"{key} at {path or '/'}: {len(options)} options; at most {MAX_ALTERNATIVES} "
+                              "(each one is weighed at every character)")
         # Sibling keywords (like a shared "type") apply to every alternative.
         shared = {k: v for k, v in schema.items() if k != key and k not in ANNOTATIONS}
         exprs = []
@@ -183,9 +233,13 @@ class _Converter:
             raise SchemaError(f"allOf at {path or '/'} must be a non-empty list of schemas")
         merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
         for i, part in enumerate(parts):
+            followed: set[str] = set()
             while isinstance(part, dict) and "$ref" in part:
-                part = {**self.resolve(part["$ref"], f"{path}/allOf/{i}")[1],
-                        **{k: v for k, v in part.items() if k != "$ref"}}
+                ref = part["$ref"]
+                if not isinstance(ref, str) or ref in followed:
+                    raise SchemaError(f"allOf at {path or '/'}/allOf/{i}: circular $ref {str(ref)[:100]!r}")
+                followed.add(ref)
+                part = {**self.resolve(ref, f"{path}/allOf/{i}")[1], **{k: v for k, v in part.items() if k != "$ref"}}
             if not isinstance(part, dict):
                 raise SchemaError(f"allOf at {path or '/'}: each part must be a schema object")
             for key, value in part.items():
@@ -246,36 +300,33 @@ class _Converter:
             extra_member = f'{self.use("string")} {ws} ":" {ws} {value} {ws}'
         if not members and extra_member is None:
             return self.rule(hint or "object", f'"{{" {ws} "}}"')
+        optional = sum(1 for _, req in members if not req)
+        if optional > MAX_ALTERNATIVES:
+            raise SchemaError(f"properties at {path or '/'}: {optional} optional properties; at most "
+                              f"{MAX_ALTERNATIVES} (any of them may come next); list more of them in required")
+        return self.rule(hint or "object", f'"{{" {ws} {self.members(members, extra_member, hint)} "}}"')
 
-        # after(i): the members from i on, each preceded by a comma (something came before).
-        def after(i: int) -> str:
-            parts = [f'"," {ws} {m}' if req else f'("," {ws} {m})?' for m, req in members[i:]]
-            if extra_member is not None:
-                parts.append(f'("," {ws} {extra_member})*')
-            return " ".join(parts)
-
-        # first(i): the members from i on when nothing came before (no leading comma).
-        first_rules: dict[int, str] = {}
-
-        def first(i: int) -> str:
-            if i == len(members):
-                if extra_member is None:
-                    return ""
-                return f'({extra_member} ("," {ws} {extra_member})*)?'
-            if i in first_rules:
-                return first_rules[i]
+    def members(self, members: list[tuple[str, bool]], extra: str | None, hint: str) -> str:
+        """The members in schema order, optional ones skippable, extra members after them, commas
+        between. pick(i): a member from i on (optional ones before it skipped) and what may follow
+        it. Built from the last member back, so the grammar grows linearly and a comma is matched
+        once whichever member follows it; a pick is a rule where it has alternatives or is used
+        twice (by an optional member before it), else it stays inline."""
+        ws = self.use("ws")
+        after = f'("," {ws} {extra})*' if extra is not None else ""  # what may follow the last member
+        pick = f"{extra} {after}" if extra is not None else None
+        required_after = False  # a required member is still to come: a comma must follow
+        for i in reversed(range(len(members))):
             member, req = members[i]
-            rest = after(i + 1)
-            body = f"{member} {rest}".strip()
-            if not req:
-                alt = first(i + 1)
-                body = f"{body} | {alt}" if alt else f"({body})?"
-                name = self.rule(f"{hint}-from-{i}", body)
-                first_rules[i] = name
-                return name
-            return f"({body})"
-
-        return self.rule(hint or "object", f'"{{" {ws} {first(0)} "}}"')
+            chosen = f"{member} {after}".strip()
+            named = not req and pick is not None
+            pick = self.rule(f"{hint}-pick-{i}", f"{chosen} | {pick}") if named else chosen
+            if not named and i > 0 and not members[i - 1][1]:
+                pick = self.rule(f"{hint}-pick-{i}", pick)
+            required_after = required_after or req
+            after = f'"," {ws} {pick}' if required_after else f'("," {ws} {pick})?'
+        assert pick is not None
+        return pick if required_after else f"({pick})?"
 
     def array(self, schema: dict[str, Any], hint: str, path: str, depth: int) -> str:
         low = self.count(schema, "minItems", path, 0)
@@ -369,7 +420,7 @@ class _Converter:
             if high < low:
                 raise SchemaError(f"maximum at {path or '/'} is below minimum")
             if high - low < MAX_ENUM_RANGE:
-                return self.rule(f"{hint}-range", int_range_literals(int(low), int(high)))
+                return self.choice([str(n) for n in range(int(low), int(high) + 1)], f"{hint}-range")
         if high is None and low in (0, 1):
             first = "[0-9]" if low == 0 else "[1-9]"
             return self.rule("natural" if low == 0 else "positive", f'{first} | [1-9] [0-9]{{1,15}}')
@@ -389,8 +440,21 @@ class _Converter:
 def schema_to_grammar(schema: Any) -> str:
     """GBNF for JSON documents valid against `schema`; SchemaError if it cannot be done."""
     converter = _Converter(schema)
-    root = converter.visit(schema, "root-value", "")
-    return _emit({"root": root, **converter.rules})
+    return _built(lambda: {"root": converter.visit(schema, "root-value", ""), **converter.rules})
+
+
+def _built(build: Callable[[], dict[str, str]]) -> str:
+    """The rules `build` makes as GBNF text. Values nested deeper than Python compares or
+    writes them, and grammars over the engine's size limit, are SchemaErrors too."""
+    try:
+        rules = build()
+    except RecursionError:
+        raise SchemaError("schema nested too deeply") from None
+    text = _emit(rules)
+    size = len(text.encode())
+    if size > MAX_GRAMMAR_BYTES:
+        raise SchemaError(f"schema too large: its grammar would take {size} bytes (at most {MAX_GRAMMAR_BYTES})")
+    return text
 
 
 def _emit(rules: dict[str, str]) -> str:
@@ -408,3 +472,17 @@ def json_value_grammar() -> str:
     """GBNF for any JSON value."""
     converter = _Converter({})
     return _emit({"root": converter.use("value"), **converter.rules})
+
+
+def grammar_with_rules(root: str, schemas: dict[str, Any], defs: dict[str, Any]) -> str:
+    """GBNF whose root rule body is `root`, where each key of `schemas` names a rule matching
+    the JSON valid against its schema (their $refs resolve against {"$defs": defs}); tool-call
+    formats spell the text around each tool's arguments in `root`."""
+    converter = _Converter({"$defs": defs})
+
+    def build() -> dict[str, str]:
+        rules = {"root": root}
+        for name, schema in schemas.items():
+            rules[name] = converter.visit(schema, f"{name}-value", "")
+        return {**rules, **converter.rules}
+    return _built(build)

@@ -1,8 +1,10 @@
 """What llamaserve takes from the compiled extension besides the engine itself (engine.py):
-the typed errors, llama.cpp's quantizer, build facts, log verbosity and the speculation
-bound. With engine.py, the
+the typed errors, llama.cpp's quantizer, build facts, log verbosity, the speculation
+bound and the grammar limits. With engine.py, the
 only module that imports `_native`."""
 from llamaserve._native import (
+    MAX_GRAMMAR_BYTES,
+    MAX_GRAMMAR_WIDTH,
     MAX_STEP_DRAFTS,
     ContextLengthExceeded,
     EngineError,
@@ -15,6 +17,8 @@ from llamaserve._native import (
 )
 
 __all__ = [
+    "MAX_GRAMMAR_BYTES",
+    "MAX_GRAMMAR_WIDTH",
     "MAX_STEP_DRAFTS",
     "ContextLengthExceeded",
     "EngineError",

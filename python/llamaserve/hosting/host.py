@@ -39,7 +39,8 @@ class ModelHost:
         self.loader: Loader = loader or Engine.load
         self.registry = ModelRegistry(config.models_dir, config_file=config.models_config,
                                       allow_paths=config.allow_model_paths, cache_dir=config.quantize_cache,
-                                      default_model=config.model)
+                                      cache_limit=config.quantize_cache_bytes, default_model=config.model,
+                                      probe_timeout=config.probe_timeout)
         self.budget = LruBudget(config.max_memory_bytes)
         self.loaded: dict[str, LoadedModel] = {}
         self.current: LoadedModel | None = None
@@ -145,6 +146,12 @@ class ModelHost:
         model.last_used = time.monotonic()
         return model
 
+    def hold(self, model: LoadedModel) -> LoadedModel:
+        """Another lease on a model a request already leased (each of its generations takes one)."""
+        model.active += 1
+        model.last_used = time.monotonic()
+        return model
+
     def release(self, model: LoadedModel) -> None:
         model.active -= 1
         model.last_used = time.monotonic()
@@ -191,10 +198,10 @@ class ModelHost:
                 raise ModelLoadError(f"{entry.path.name}: {entry.error}")
             model = await open_model(self.loader, self.config, self.registry, entry.path,
                                      self.config.n_gpu_layers, entry, **self._served_names())
-        except (EngineError, OSError) as exc:
+        except (EngineError, OSError, RegistryError) as exc:
             log.error("could not load the model: %s", exc)
             # /health is open to anyone: say what failed, not where files live.
-            text = str(exc)
+            text = f"{exc.message}: {exc.details}" if isinstance(exc, RegistryError) else str(exc)
             if entry is not None:
                 text = text.replace(str(entry.path.parent), "")
             self.state, self.error = "unhealthy", text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llamaserve.errors import EngineError
@@ -27,6 +28,7 @@ class Loads:
         self.host = host
         self.jobs: dict[str, LoadJob] = {}
         self.errors: dict[str, str] = {}  # model name -> why its last background load failed
+        self.quantizing: dict[str, int] = {}  # job key -> bytes its quantized file will take
 
     def names(self) -> set[str]:
         return {job.name for job in self.jobs.values()}
@@ -56,6 +58,7 @@ class Loads:
         key = f"{path.absolute()}|{n_gpu_layers}"
         if key in self.jobs:
             return None, self.jobs[key]
+        disk = self._make_room(target, qtype) if qtype is not None else 0
         estimate = self._estimate(target, qtype, engine_options(host.config, host.registry, n_gpu_layers, entry))
         model_name = target.id if qtype is None else f"{entry.base}.{qtype.lower()}"
         for victim in to_unload_for(host.budget, host.all_models(), self.reserved, model_name, estimate):
@@ -66,8 +69,19 @@ class Loads:
         job.task = asyncio.create_task(self._run(job, entry, target, qtype, n_gpu_layers, allow_requantize, also))
         job.task.add_done_callback(self._done)
         self.jobs[key] = job
+        if disk:
+            self.quantizing[key] = disk
         self.errors.pop(model_name, None)
         return None, job
+
+    def _make_room(self, target: ModelEntry, qtype: str) -> int:
+        """--quantize-cache-size: room for the result beside what other quantizations will
+        write, or QuantizeCacheFull (507) now, before anything is written. Returns its size."""
+        needed = expected_quantized_size(target.info, qtype) if target.info is not None else target.file_size
+        in_use = {m.path.absolute() for m in self.host.all_models()}
+        in_use |= {Path(k.rsplit("|", 1)[0]) for k in self.jobs}
+        self.host.registry.make_room(needed + sum(self.quantizing.values()), in_use)
+        return needed
 
     @staticmethod
     def _estimate(target: ModelEntry, qtype: str | None, options: dict[str, Any]) -> int:
@@ -85,6 +99,8 @@ class Loads:
             source = target
             if qtype is not None:
                 job.phase = "quantizing"
+                # llama.cpp's quantizer reads the header as a load does: the same asserts
+                await asyncio.to_thread(host.registry.probe.check, target.path)
 
                 def progress(fraction: float) -> None:
                     job.progress = fraction
@@ -94,6 +110,9 @@ class Loads:
             job.phase, job.progress = "loading", 0.0
             model = await open_model(host.loader, host.config, host.registry, source.path, n_gpu_layers,
                                      source, name=job.name, also=also)
+        except ModelFileError as exc:  # the file's fault, not the server's: 422 with what is wrong
+            log.warning("refused %s: %s (%s)", job.name, exc.message, exc.details)
+            raise
         except (EngineError, OSError, RegistryError) as exc:
             log.error("could not load %s: %s", job.name, exc)
             detail = exc.message if isinstance(exc, RegistryError) else str(exc)
@@ -111,6 +130,7 @@ class Loads:
         for key, job in list(self.jobs.items()):
             if job.task is task:
                 del self.jobs[key]
+                self.quantizing.pop(key, None)
                 if not task.cancelled() and task.exception() is not None:
                     exc = task.exception()
                     self.errors[job.name] = exc.details if isinstance(exc, ModelLoadFailed) else str(exc)

@@ -63,12 +63,17 @@ def wrap(engine: Engine, path: Path, registry: ModelRegistry, *, owned: bool, n_
 async def open_model(loader: Loader, config: ServerConfig, registry: ModelRegistry, path: Path,
                      n_gpu_layers: int, entry: ModelEntry | None = None, *, name: str | None = None,
                      also: tuple[str, ...] = ()) -> LoadedModel:
-    started = time.perf_counter()
+    """Open `path` once a child process has (models/probe.py): a file llama.cpp would abort on
+    is refused (ModelFileError) and never opened here."""
     try:
         info = entry.info if entry is not None and entry.info is not None else read_gguf_info(path)
     except GGUFFormatError:
         info = None  # llama.cpp may still read it; its own error says why if not
     options = engine_options(config, registry, n_gpu_layers, entry, info)
+    for file in (path, options["draft_model"]):
+        if file is not None:
+            await asyncio.to_thread(registry.probe.check, Path(file))
+    started = time.perf_counter()
     engine = await asyncio.to_thread(loader, path, **options)
     elapsed = time.perf_counter() - started
     log.info("loaded %s in %.1fs", path.name, elapsed)

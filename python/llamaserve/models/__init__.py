@@ -7,6 +7,8 @@
 - budget.py       which idle models to unload to fit a memory budget
 - names.py        model names: the spec's aliases, quantization suffixes, path refusal
 - config.py       the TOML models config (names, files, per-model defaults)
+- verdicts.py     what the load probe found, kept by file identity (probes.json)
+- probe.py        opening a file first in a child process, where a llama.cpp abort is harmless
 - registry.py     ModelRegistry: discovery, names to files, variants, the quantized cache
 - quantizer.py    quantizing a GGUF with llama.cpp's quantizer
 - cli.py          `llamaserve models` and `llamaserve quantize` (not imported here)
@@ -18,7 +20,9 @@ from llamaserve.models.errors import (
     InvalidModelName,
     ModelFileError,
     ModelNotFound,
+    ModelProbeFailed,
     ModelsConfigError,
+    QuantizeCacheFull,
     RegistryError,
     RequantizeRefused,
     UnknownQuantization,
@@ -32,8 +36,8 @@ from llamaserve.models.registry import DEFAULT_MODELS_DIR, ModelEntry, ModelRegi
 
 __all__ = [
     "DEFAULT_MODELS_DIR", "GGUFFormatError", "GGUFInfo", "InvalidModelName", "LruBudget",
-    "MemoryEstimate", "ModelEntry", "ModelFileError", "ModelNotFound", "ModelRegistry",
-    "ModelSettings", "ModelsConfigError", "QUANT_TYPES", "RegistryError", "RequantizeRefused",
+    "MemoryEstimate", "ModelEntry", "ModelFileError", "ModelNotFound", "ModelProbeFailed", "ModelRegistry",
+    "ModelSettings", "ModelsConfigError", "QUANT_TYPES", "QuantizeCacheFull", "RegistryError", "RequantizeRefused",
     "Resident", "SPEC_ALIASES", "UnknownQuantization", "check_name", "estimate_memory",
     "expected_quantized_size", "format_size", "gigabytes", "parse_size", "quant_name", "quantize",
     "read_gguf_info", "split_quant_suffix",

@@ -34,6 +34,21 @@ class ModelFileError(RegistryError):
     code = "MODEL_FILE_INVALID"
 
 
+class ModelProbeFailed(RegistryError):
+    """The load probe (probe.py) could not judge the file: it timed out, or its process was
+    killed or could not start. Not the file's fault; nothing is kept."""
+
+    status = 500
+    code = "MODEL_LOAD_FAILED"
+
+
+class QuantizeCacheFull(RegistryError):
+    """A quantization would not fit in --quantize-cache-size beside the cached files in use."""
+
+    status = 507
+    code = "QUANTIZE_CACHE_FULL"
+
+
 class UnknownQuantization(RegistryError):
     """The quantization name is not one llama.cpp's quantizer knows."""
 

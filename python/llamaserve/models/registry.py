@@ -7,7 +7,10 @@
   only by a quantization suffix are variants of one model named by the stem without it
   (`llama-2-7b-chat`); the spec's six names resolve to files named by the usual conventions.
   A name is never a path unless paths are explicitly allowed.
-- Quantization: a variant the folder lacks is quantized into a cache, reused next time.
+- Quantization: a variant the folder lacks is quantized into a cache, reused next time; the
+  cache is bounded (least recently used files not in use make room, else QuantizeCacheFull).
+- Safety: a file is probed in a child process before a server opens it (probe.py); a file
+  found bad is listed with its error from then on.
 """
 from __future__ import annotations
 
@@ -15,18 +18,22 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from llamaserve.models.config import ModelSettings, load_models_config, parse_models, parse_settings
-from llamaserve.models.errors import GGUFFormatError, ModelFileError, ModelNotFound, RequantizeRefused
+from llamaserve.models.errors import (
+    GGUFFormatError, ModelFileError, ModelNotFound, QuantizeCacheFull, RequantizeRefused)
 from llamaserve.models.gguf import GGUFInfo, read_gguf_info
 from llamaserve.models.memory import gigabytes
+from llamaserve.models.probe import FileProbe
 from llamaserve.models.names import SPEC_ALIASES, SPLIT_SUFFIX, check_name, fold, split_quant_suffix
 from llamaserve.models.quant_types import DEFAULT_ORDER, PRECISION_ORDER, UNQUANTIZED, quant_name
 from llamaserve.models.quantizer import quantize
+from llamaserve.models.verdicts import VerdictStore
 
 log = logging.getLogger("llamaserve.models")
 
@@ -89,11 +96,20 @@ class ModelRegistry:
     def __init__(self, models_dir: str | os.PathLike[str] | None = None, *,
                  config_file: str | os.PathLike[str] | None = None,
                  include_default: bool = True, default_model: str | os.PathLike[str] | None = None,
-                 allow_paths: bool = False, cache_dir: str | os.PathLike[str] | None = None) -> None:
+                 allow_paths: bool = False, cache_dir: str | os.PathLike[str] | None = None,
+                 cache_limit: int | None = None, probe_timeout: float = 0.0,
+                 verdicts_file: str | os.PathLike[str] | None = None) -> None:
         config = load_models_config(config_file) if config_file else {}
         folder = models_dir if models_dir is not None else config.get("models_dir")
         self.models_dir = Path(folder or DEFAULT_MODELS_DIR).expanduser()
         self.cache_dir = Path(cache_dir or DEFAULT_QUANTIZE_CACHE).expanduser()
+        self.cache_limit = cache_limit  # bytes the quantized cache may hold (None: no limit)
+        if verdicts_file is None:
+            from llamaserve.default_model import cache_root
+
+            verdicts_file = cache_root() / "probes.json"
+        # probe_timeout 0: no probing here, but the verdicts found earlier still list bad files
+        self.probe = FileProbe(VerdictStore(Path(verdicts_file)), probe_timeout)
         self.allow_paths = allow_paths
         self.include_default = include_default
         # what "default" names: a file or a model name (the server's --model); None: the
@@ -142,6 +158,9 @@ class ModelRegistry:
         stem = SPLIT_SUFFIX.sub("", stem)
         base, suffix_quant = split_quant_suffix(stem)
         info, error = self._info(path)
+        verdict = self.probe.known(path) if error is None else None
+        if verdict is not None and not verdict.ok:
+            error = f"{verdict.reason}: {verdict.detail}" if verdict.detail else verdict.reason
         quant = info.quantization if info is not None else suffix_quant
         return ModelEntry(id=(id_ or stem).lower(), path=path, base=fold(base), quantization=quant,
                           info=info, error=error, source=source)
@@ -324,6 +343,7 @@ class ModelRegistry:
         if cached.is_file():
             info, error = self._info(cached)
             if info is not None:
+                _touch(cached)  # recently used: the last the cache gives up
                 return self._cache_entry(entry, cached, qtype, info), None
         if source.quantization not in UNQUANTIZED and not allow_requantize:
             raise RequantizeRefused(
@@ -345,6 +365,34 @@ class ModelRegistry:
             raise ModelFileError(f"quantization: the quantized file is not readable: {error}")
         return self._cache_entry(entry, out, qtype, info)
 
+    def make_room(self, needed: int, in_use: set[Path]) -> None:
+        """Before quantizing into the cache: delete its least recently used files that no
+        model uses until `needed` more bytes fit in cache_limit; QuantizeCacheFull when even
+        that is not enough."""
+        if self.cache_limit is None:
+            return
+        files = []
+        for path in self.cache_dir.glob("*.gguf") if self.cache_dir.is_dir() else ():
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            files.append((st.st_atime, st.st_size, path))
+        held = sum(size for _, size, _ in files)
+        for _, size, path in sorted(files):
+            if held + needed <= self.cache_limit:
+                break
+            if path.absolute() in in_use:
+                continue
+            log.info("quantize cache: removing %s (least recently used) to make room", path.name)
+            path.unlink(missing_ok=True)
+            held -= size
+        if held + needed > self.cache_limit:
+            raise QuantizeCacheFull(
+                f"quantization: the result (about {gigabytes(needed)}) does not fit in the quantize "
+                f"cache ({gigabytes(held)} of {gigabytes(self.cache_limit)} held by models in use)",
+                "unload a quantized model, or raise --quantize-cache-size")
+
     @staticmethod
     def _cache_entry(entry: ModelEntry, path: Path, qtype: str, info: GGUFInfo) -> ModelEntry:
         """A quantized file of the cache: named like a variant would be (<model>.<type>)."""
@@ -360,6 +408,14 @@ class ModelRegistry:
             if e.path == path or _realpath(e.path) == real:
                 return e
         return self._entry(path, "path")
+
+
+def _touch(path: Path) -> None:
+    """Mark a cached file used: its access time (the cache's order), not its modification time."""
+    try:
+        os.utime(path, ns=(time.time_ns(), path.stat().st_mtime_ns))
+    except OSError:
+        pass
 
 
 def _realpath(path: Path) -> Path:

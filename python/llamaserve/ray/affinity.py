@@ -8,7 +8,8 @@ the replica that served it holds that prefix in its cache. A prefix many request
 system prompt) is remembered with each replica that served it, so those requests still
 spread over the replicas that hold it.
 
-No Ray here: the gateway computes the keys, the router (router.py) looks them up.
+No Ray here: the gateway computes the keys, the router (router.py) looks them up. Where a
+request's prompt is, its API family says (server/family.py, server/prompt_pieces.py).
 """
 from __future__ import annotations
 
@@ -18,55 +19,18 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any
 
-BLOCK_CHARS = 256  # a plain prompt's pieces
+from llamaserve.server.families import FAMILIES
+
 MIN_PREFIX_CHARS = 64  # a shorter prefix costs little to prefill anywhere: no key
 MAX_KEYS = 32  # the longest prefixes only: a long conversation's earlier turns are in them
 REPLICAS_PER_KEY = 4  # replicas remembered for a shared prefix, most recent last
-ROUTED_PATHS = ("/api/v1/generate", "/api/v1/generate/stream", "/v1/completions",
-                "/v1/chat/completions", "/v1/messages", "/v1/responses")
 
 
-def _text(content: Any) -> str:
-    """A message's content as text: a string, or the text of its parts (OpenAI, Anthropic)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\x1f".join(_text(part.get("text", part.get("content", "")) if isinstance(part, dict) else part)
-                           for part in content)
-    return "" if content is None else json.dumps(content, sort_keys=True, default=str)
-
-
-def _messages(messages: Any) -> list[str]:
-    if not isinstance(messages, list):
-        return []
-    return [f"{m.get('role', m.get('type', ''))}\x1e{_text(m.get('content', m.get('output')))}\x1d"
-            if isinstance(m, dict) else _text(m) + "\x1d" for m in messages]
-
-
-def _blocks(text: str, block: int) -> list[str]:
-    return [text[i:i + block] for i in range(0, len(text), block)]
-
-
-def prompt_pieces(path: str, body: dict[str, Any], block: int = BLOCK_CHARS) -> list[str]:
-    """The prompt of a generation request, cut where prefixes are worth matching."""
-    if path == "/v1/chat/completions":
-        return _messages(body.get("messages"))
-    if path == "/v1/messages":  # Anthropic: the system prompt comes apart from the turns
-        return [_text(body.get("system")) + "\x1d", *_messages(body.get("messages"))]
-    if path == "/v1/responses":
-        items = body.get("input")
-        turns = _blocks(items, block) if isinstance(items, str) else _messages(items)
-        return [_text(body.get("instructions")) + "\x1d", *turns]
-    prompt = body.get("prompt")
-    if isinstance(prompt, list):  # /v1/completions: a batch of prompts, or token ids
-        prompt = prompt[0] if prompt and isinstance(prompt[0], str) else json.dumps(prompt[:MAX_KEYS * block])
-    return _blocks(prompt, block) if isinstance(prompt, str) else []
-
-
-def prefix_keys(path: str, raw_body: bytes, block: int = BLOCK_CHARS) -> list[str]:
+def prefix_keys(path: str, raw_body: bytes) -> list[str]:
     """Keys of a request body's prompt prefixes, shortest first; [] when there is nothing to
     route on (not a generation path, not JSON, a short prompt)."""
-    if path not in ROUTED_PATHS:
+    pieces_of = FAMILIES.prompt_pieces(path)
+    if pieces_of is None:
         return []
     try:
         body = json.loads(raw_body)
@@ -76,7 +40,7 @@ def prefix_keys(path: str, raw_body: bytes, block: int = BLOCK_CHARS) -> list[st
         return []
     digest = hashlib.blake2b(str(body.get("model", "default")).encode(), digest_size=12)
     keys, length = [], 0
-    for piece in prompt_pieces(path, body, block):
+    for piece in pieces_of(body):
         digest.update(piece.encode("utf-8", "surrogatepass"))
         length += len(piece)
         if length >= MIN_PREFIX_CHARS:

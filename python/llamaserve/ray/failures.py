@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from starlette.types import Scope, Send
 
-from llamaserve.server import sse
-from llamaserve.server.anthropic.errors import anthropic_body, is_anthropic_path
 from llamaserve.server.errors import ApiError
-from llamaserve.server.openai.errors import is_openai_path, openai_body
+from llamaserve.server.families import FAMILIES
+from llamaserve.server.family import spec_stream_error
 
 
 def replica_failed() -> ApiError:
@@ -22,20 +21,15 @@ def internal_error() -> ApiError:
 
 def stream_error_event(path: str, error: ApiError) -> bytes:
     """The error event of the path's API, as its own streams send one."""
-    if is_anthropic_path(path):
-        return b"event: error\n" + sse.event(anthropic_body(error))
-    if path == "/v1/responses":
-        body = openai_body(error)["error"]
-        return b"event: error\n" + sse.event({"type": "error", "code": body["code"], "message": body["message"],
-                                              "param": body["param"]})
-    if is_openai_path(path):
-        return sse.event(openai_body(error))
-    return sse.event({"token": "", "finished": True, "finish_reason": "error", **error.body()})
+    family = FAMILIES.for_path(path)
+    return (family.stream_error if family is not None else spec_stream_error)(path, error)
 
 
 async def send_failure(scope: Scope, send: Send, error: ApiError, started: bool, streaming: bool) -> None:
     if not started:
-        await error.response()(scope, _no_body, send)  # renders the path's API shape
+        family = FAMILIES.for_path(scope["path"])
+        response = family.error_response(error) if family is not None else error.response()
+        await response(scope, _no_body, send)
         return
     body = stream_error_event(scope["path"], error) if streaming else b""
     await send({"type": "http.response.body", "body": body, "more_body": False})

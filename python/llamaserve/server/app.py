@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Scope
@@ -21,15 +21,12 @@ from llamaserve.errors import EngineError
 from llamaserve.hosting.host import ModelHost
 from llamaserve.hosting.opening import Loader
 from llamaserve.server import described, errors, openapi, playground
-from llamaserve.server.anthropic import api_router as anthropic_api
 from llamaserve.server.auth import Authenticator, AuthMiddleware, client_ip, is_api_path
 from llamaserve.server.body import BodyLimitMiddleware
+from llamaserve.server.families import FAMILIES
 from llamaserve.server.generation import GenerationService
 from llamaserve.server.health import health_endpoint
 from llamaserve.server.metrics import MetricsMiddleware, ServerMetrics, metrics_endpoint
-from llamaserve.server.llamacpp import api_router as llamacpp_api
-from llamaserve.server.native import api_router as native_api
-from llamaserve.server.openai import api_router as openai_api
 from llamaserve.server.ratelimit import FixedWindowLimiter, RateLimitMiddleware
 from llamaserve.server.ratelimit_redis import RedisWindowLimiter
 from llamaserve.server.sse import ClientGone
@@ -85,13 +82,9 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None,
         *playground.routes(),  # GET /
         Route("/health", health_endpoint(host, metrics), methods=["GET"]),
         Route("/metrics", metrics_endpoint(metrics), methods=["GET"]),
-        *described.routes(openapi.document(described.OPENAPI_PATHS, native_api.OPENAPI_PATHS,
-                                           openai_api.OPENAPI_PATHS, anthropic_api.OPENAPI_PATHS,
-                                           llamacpp_api.OPENAPI_PATHS)),
-        *native_api.routes(ctx.service),
-        *openai_api.routes(ctx.service),  # /v1 (OpenAI-compatible)
-        *anthropic_api.routes(ctx.service),  # /v1/messages (Anthropic-compatible)
-        *llamacpp_api.routes(host),  # llama-server's /tokenize and /detokenize
+        *described.routes(openapi.document(described.OPENAPI_PATHS,
+                                           *(family.openapi_paths for family in FAMILIES.all))),
+        *(route for family in FAMILIES.all for route in family.routes(ctx.service)),
     ]
 
     middleware = [Middleware(MetricsMiddleware, metrics=metrics)]
@@ -112,8 +105,7 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None,
         middleware.append(Middleware(
             RateLimitMiddleware, limiter=limiter, identify=identify, applies=is_api_path))
     if authenticator is not None:
-        middleware.append(Middleware(AuthMiddleware, authenticator=authenticator,
-                                     protect_metrics=config.metrics_require_auth))
+        middleware.append(Middleware(AuthMiddleware, authenticator=authenticator))
     middleware.append(Middleware(BodyLimitMiddleware, max_bytes=config.max_body_bytes))
 
     app = Starlette(
@@ -123,7 +115,9 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None,
         # Exception (logged with traceback).
         exception_handlers={errors.ApiError: errors.handle, HTTPException: errors.handle,
                             EngineError: errors.handle, ClientGone: _client_gone,
+                            ClientDisconnect: _client_gone,  # gone mid-body (or timed out by door.py)
                             **{kind: errors.handle for kind in errors.DOMAIN_ERRORS},
                             Exception: errors.handle})
     app.state.llamaserve = ctx
+    app.state.families = FAMILIES  # whose error shape a path takes (errors.ErrorResponse)
     return app

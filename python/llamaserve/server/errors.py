@@ -86,15 +86,11 @@ class ErrorResponse(JSONResponse):
         self.error = error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Imported here: both import this module.
-        from llamaserve.server.anthropic import errors as anthropic_errors
-        from llamaserve.server.openai import errors as openai_errors
-
-        path = scope.get("path", "")
-        if anthropic_errors.is_anthropic_path(path):  # before /v1, which holds it
-            await anthropic_errors.anthropic_response(self.error)(scope, receive, send)
-        elif openai_errors.is_openai_path(path):
-            await openai_errors.openai_response(self.error)(scope, receive, send)
+        # The app's API families (server/family.py) say whose shape a path's errors take.
+        families = getattr(getattr(scope.get("app"), "state", None), "families", None)
+        family = families.for_path(scope.get("path", "")) if families is not None else None
+        if family is not None:
+            await family.error_response(self.error)(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
 

@@ -68,21 +68,30 @@ class GenerationService:
         finally:
             self.host.release(model)
 
-    async def tokenized(self, model_name: str | None, prompt: Prompt) -> Prompt:
+    @staticmethod
+    async def tokenized(model: LoadedModel, prompt: Prompt) -> Prompt:
         """A long text prompt as token ids, tokenized in a thread so that the event loop (and
         every stream on it) does not wait; a short one stays text, which is cheaper inline."""
         if not isinstance(prompt, str) or len(prompt) < LONG_PROMPT:
             return prompt
-        async with self.lease(model_name) as model:
-            return await asyncio.to_thread(model.engine.tokenize, check_text("prompt", prompt))
+        return await asyncio.to_thread(model.engine.tokenize, check_text("prompt", prompt))
 
-    def submit(self, model_name: str | None, prompt: Prompt, arguments: dict[str, Any]) -> Generation:
-        """Lease the model and submit; engine errors (bad argument, prompt too long, queue
-        full) are raised here, before any response starts."""
-        model = self.host.acquire(model_name)
+    def submit(self, leased: LoadedModel, prompt: Prompt, arguments: dict[str, Any]) -> Generation:
+        """Submit to the model the request leased (the generation holds a lease of its own);
+        engine errors (bad argument, prompt too long, queue full) are raised here, before any
+        response starts."""
+        model = self.host.hold(leased)
         try:
             stream = model.engine.astream(prompt, **arguments)
         except BaseException:
             self.host.release(model)
             raise
         return Generation(self, model, stream)
+
+    def submit_by_name(self, model_name: str | None, prompt: Prompt, arguments: dict[str, Any]) -> Generation:
+        """Lease the named model for one generation (a request that plans nothing on it)."""
+        model = self.host.acquire(model_name)
+        try:
+            return self.submit(model, prompt, arguments)
+        finally:
+            self.host.release(model)

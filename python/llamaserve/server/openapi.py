@@ -19,9 +19,10 @@ ANTHROPIC_ERROR = {"type": "object", "required": ["type", "error"], "properties"
     "type": {"const": "error"}, "error": {"type": "object", "required": ["type", "message"],
                                           "properties": {"type": {"type": "string"}, "message": {"type": "string"}}}}}
 ERROR_SCHEMAS = {"NativeError": NATIVE_ERROR, "OpenAIError": OPENAI_ERROR, "AnthropicError": ANTHROPIC_ERROR}
-_REASONS = {200: "OK", 202: "Accepted", 400: "Bad request", 401: "Unauthorized", 404: "Not found",
-            409: "Conflict", 413: "Body too large", 422: "Unusable model file", 429: "Rate limited",
-            500: "Server error", 503: "Unavailable (loading, overloaded; see Retry-After)"}
+_REASONS = {200: "OK", 202: "Accepted", 400: "Bad request", 401: "Unauthorized", 403: "Needs an admin key",
+            404: "Not found", 409: "Conflict", 413: "Body too large", 422: "Unusable model file",
+            429: "Rate limited", 500: "Server error", 503: "Unavailable (loading, overloaded; see Retry-After)",
+            507: "Quantize cache full"}
 # Every API route may answer these: bad input, auth, body limit, rate limit, a model loading.
 COMMON_ERRORS = (400, 401, 413, 429, 503)
 

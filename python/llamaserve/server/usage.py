@@ -6,15 +6,17 @@ from typing import Any
 
 
 def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0,
-          drafts: tuple[int, int] = (0, 0)) -> dict[str, object]:
+          drafts: tuple[int, int] = (0, 0), reasoning_tokens: int = 0) -> dict[str, object]:
     """cached_tokens: prompt tokens served from the prefix cache; drafts: (drafted, accepted)
     tokens of speculative decoding, in OpenAI's predicted-output fields (the accepted ones
-    are in the completion, the rejected ones were verified and dropped)."""
+    are in the completion, the rejected ones were verified and dropped); reasoning_tokens:
+    the completion's tokens of thinking."""
     drafted, accepted = drafts
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
             "prompt_tokens_details": {"cached_tokens": cached_tokens},
-            "completion_tokens_details": {"accepted_prediction_tokens": accepted,
+            "completion_tokens_details": {"reasoning_tokens": reasoning_tokens,
+                                          "accepted_prediction_tokens": accepted,
                                           "rejected_prediction_tokens": drafted - accepted}}
 
 

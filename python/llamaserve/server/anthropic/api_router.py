@@ -1,4 +1,4 @@
-"""The route of the Anthropic Messages API: POST /v1/messages.
+"""The routes of the Anthropic Messages API: POST /v1/messages and /v1/messages/count_tokens.
 
 Errors here are ApiErrors like everywhere else; under /v1/messages they are rendered in
 Anthropic's shape (server/anthropic/errors.py)."""
@@ -10,34 +10,52 @@ from starlette.routing import Route
 
 from llamaserve.server import openapi
 from llamaserve.server.anthropic import serving
-from llamaserve.server.anthropic.protocol import MESSAGES_SCHEMA, parse_messages
+from llamaserve.server.anthropic.protocol import COUNT_SCHEMA, MESSAGES_SCHEMA, parse_messages
 from llamaserve.server.body import read_json
+from llamaserve.server.chat import plan as chat_plan
+from llamaserve.server.chat.run import Run
+from llamaserve.server.chat.stream import ChatRun, collect
+from llamaserve.server.chat.token_text import token_text
 from llamaserve.server.generation import GenerationService
-from llamaserve.server.openai.choices import Run
-from llamaserve.server.openai.serving_chat import token_text
 from llamaserve.server.sse import EventStreamResponse, until_disconnect
 
 
 def routes(service: GenerationService) -> list[Route]:
     async def messages(request: Request) -> Response:
         req = parse_messages(await read_json(request))
+        stop_sequences = req.sampling.arguments.get("stop", [])
         async with service.lease(req.model) as model:
-            plan = await serving.plan(req, model, service.config.default_max_tokens)
-        run, text_of = Run(service, req.model, [plan.prompt], [plan.arguments]), token_text(model)
+            plan = await chat_plan.plan(req, model, service.config, as_tokens=True)
+            run = Run(service, model, [plan.prompt], serving.engine_arguments(plan, stop_sequences))
+        chat, message, text_of = ChatRun(run, plan.parser), serving.settings(plan, stop_sequences), token_text(model)
         if req.sampling.stream:
-            return EventStreamResponse(serving.MessageEvents(run, plan, text_of))
+            return EventStreamResponse(serving.MessageEvents(chat, message, text_of))
         try:
-            (output,) = await until_disconnect(run.collect(), request.receive)
+            (choice,) = await until_disconnect(collect(chat), request.receive)
         finally:
-            run.close()
-        return JSONResponse(serving.body(plan, output, text_of))
+            chat.close()
+        return JSONResponse(serving.body(message, choice, text_of))
 
-    return [Route("/v1/messages", messages, methods=["POST"])]
+    async def count_tokens(request: Request) -> Response:
+        """The prompt's tokens as the model would see them (Claude Code asks every turn)."""
+        req = parse_messages(await read_json(request), required=("model", "messages"))
+        async with service.lease(req.model) as model:
+            plan = await chat_plan.plan(req, model, service.config, as_tokens=True)
+        return JSONResponse({"input_tokens": len(plan.prompt)})
+
+    return [Route("/v1/messages", messages, methods=["POST"]),
+            Route("/v1/messages/count_tokens", count_tokens, methods=["POST"])]
 
 
+_ERRORS = (*openapi.COMMON_ERRORS, 404, 500)
 OPENAPI_PATHS = {
     "/v1/messages": {"post": openapi.operation(
         "A message (streamed as Anthropic's SSE events with stream: true)", "Anthropic-compatible API",
-        openapi.responses({200: {"type": "object"}}, (*openapi.COMMON_ERRORS, 404, 500), error_schema="AnthropicError",
-                          event_stream=True), MESSAGES_SCHEMA)},
+        openapi.responses({200: {"type": "object"}}, _ERRORS, error_schema="AnthropicError", event_stream=True),
+        MESSAGES_SCHEMA)},
+    "/v1/messages/count_tokens": {"post": openapi.operation(
+        "The number of input tokens a message request would use", "Anthropic-compatible API",
+        openapi.responses({200: {"type": "object", "required": ["input_tokens"],
+                                 "properties": {"input_tokens": {"type": "integer"}}}},
+                          _ERRORS, error_schema="AnthropicError"), COUNT_SCHEMA)},
 }

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.responses import JSONResponse
-
 from llamaserve.server.errors import ApiError
 
 _TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
@@ -19,11 +17,3 @@ _TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_
 def anthropic_body(error: ApiError) -> dict[str, Any]:
     kind = _TYPES.get(error.status) or ("api_error" if error.status >= 500 else "invalid_request_error")
     return {"type": "error", "error": {"type": kind, "message": error.message}}
-
-
-def anthropic_response(error: ApiError) -> JSONResponse:
-    return JSONResponse(anthropic_body(error), status_code=error.status, headers=error.headers)
-
-
-def is_anthropic_path(path: str) -> bool:
-    return path == "/v1/messages" or path.startswith("/v1/messages/")

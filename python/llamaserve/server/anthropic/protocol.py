@@ -13,17 +13,18 @@ import json
 import re
 from typing import Any
 
-from llamaserve.generation_params import PARAMETERS, check_bool, check_number, properties_schema
+from llamaserve.generation_params import INT32_MAX, PARAMETERS, check_bool, check_integer, check_number, properties_schema
 from llamaserve.server import sse
 from llamaserve.server.errors import invalid
-from llamaserve.server.openai.chat_protocol import ChatRequest
-from llamaserve.server.openai.protocol import MAX_NAME, MAX_STOP, Sampling, json_array, json_object, model_name, text
-from llamaserve.tool_calls import Tool, ToolCall, ToolChoice
+from llamaserve.server.chat.request import ChatRequest, Sampling
+from llamaserve.server.chat.thinking import Thinking
+from llamaserve.server.chat.tools import Tool, ToolCall, ToolChoice
+from llamaserve.server.protocol_values import MAX_NAME, MAX_STOP, json_array, json_object, model_name, text
 
 # Anthropic's names for the request model's parameters.
 GENERATION = {"max_tokens": "max_tokens", "temperature": "temperature", "top_p": "top_p", "top_k": "top_k",
               "stop_sequences": "stop"}
-FIELDS = frozenset({*GENERATION, "model", "messages", "system", "stream", "tools", "tool_choice"})
+FIELDS = frozenset({*GENERATION, "model", "messages", "system", "stream", "tools", "tool_choice", "thinking"})
 IGNORED = frozenset({"metadata"})
 REQUIRED = ("model", "max_tokens", "messages")
 MAX_TEMPERATURE = 1.0  # Anthropic's documented range is 0 to 1, inside the request model's 0 to 2
@@ -34,7 +35,7 @@ _TOOL_MODES = {"auto": "auto", "any": "required", "tool": "function", "none": "n
 _TEXT_BLOCK = {"type": "object", "required": ["type", "text"],
                "properties": {"type": {"const": "text"}, "text": {"type": "string"}}}
 _BLOCK = {"type": "object", "required": ["type"],
-          "properties": {"type": {"enum": ["text", "tool_use", "tool_result"]}}}
+          "properties": {"type": {"enum": ["text", "tool_use", "tool_result", "thinking", "redacted_thinking"]}}}
 MESSAGES_SCHEMA: dict[str, Any] = {
     "type": "object", "required": list(REQUIRED), "additionalProperties": False,
     "properties": {
@@ -50,18 +51,24 @@ MESSAGES_SCHEMA: dict[str, Any] = {
         "stream": {"type": "boolean"},
         "tools": {"type": "array", "items": {"type": "object", "required": ["name", "input_schema"]}},
         "tool_choice": {"type": "object", "required": ["type"],
-                        "properties": {"type": {"enum": list(_TOOL_MODES)}, "name": {"type": "string"}}},
-        "metadata": {"type": "object"}}}
+                        "properties": {"type": {"enum": list(_TOOL_MODES)}, "name": {"type": "string"},
+                                       "disable_parallel_tool_use": {"type": "boolean"}}},
+        "metadata": {"type": "object"},
+        "thinking": {"type": "object", "required": ["type"], "properties": {
+            "type": {"enum": ["enabled", "adaptive", "disabled"]},
+            "budget_tokens": {"type": "integer", "minimum": 1}}}}}
 
+# count_tokens: the same request, max_tokens optional.
+COUNT_SCHEMA: dict[str, Any] = {**MESSAGES_SCHEMA, "required": ["model", "messages"]}
 
-def _fields(body: Any) -> dict[str, Any]:
+def _fields(body: Any, required: tuple[str, ...]) -> dict[str, Any]:
     """The body without nulls (null = absent) and ignored fields; unknown ones refused."""
     body = json_object("body", body)
     for key, value in body.items():
         if key not in FIELDS | IGNORED and value is not None:
             raise invalid(f"{str(key)[:64]}: unsupported parameter")
     values = {k: v for k, v in body.items() if v is not None and k not in IGNORED}
-    for name in REQUIRED:
+    for name in required:
         if name not in values:
             raise invalid(f"{name}: required")
     return values
@@ -113,19 +120,27 @@ def _tool_result(where: str, block: dict[str, Any], call_names: dict[str, str]) 
 def _from_blocks(name: str, role: str, blocks: list[Any], call_names: dict[str, str]) -> list[dict[str, Any]]:
     """An assistant's blocks as one message with its tool calls; a user's as a tool message
     per tool_result, then its text as one user message."""
-    texts, calls, results = [], [], []
+    texts, calls, results, thoughts = [], [], [], []
+    kinds = ("text", "tool_use", "thinking", "redacted_thinking") if role == "assistant" else ("text", "tool_result")
     for j, raw in enumerate(blocks):
         where = f"{name}[{j}]"
-        block = _block(where, raw, ("text", "tool_use") if role == "assistant" else ("text", "tool_result"))
+        block = _block(where, raw, kinds)
         if block["type"] == "text":
             texts.append(text(f"{where}.text", block.get("text")))
+        elif block["type"] == "thinking":  # an earlier turn's thinking, for templates that show it
+            thoughts.append(text(f"{where}.thinking", block.get("thinking")))
+        elif block["type"] == "redacted_thinking":
+            continue  # encrypted by Anthropic: nothing a local model can read
         elif block["type"] == "tool_use":
             calls.append(_tool_use(where, block, call_names))
         else:
             results.append(_tool_result(where, block, call_names))
     if role == "user":
         return results + ([{"role": "user", "content": "\n".join(texts)}] if texts else [])
-    return [{"role": "assistant", "content": "\n".join(texts), **({"tool_calls": calls} if calls else {})}]
+    message = {"role": "assistant", "content": "\n".join(texts), **({"tool_calls": calls} if calls else {})}
+    if thoughts:
+        message["reasoning_content"] = "\n".join(thoughts)
+    return [message]
 
 
 def _messages(system: Any, raw: list[Any]) -> list[dict[str, Any]]:
@@ -183,14 +198,38 @@ def _tool_choice(value: Any, tools: list[Tool]) -> ToolChoice:
     return ToolChoice("function", name)
 
 
-def parse_messages(body: Any) -> ChatRequest:
-    values = _fields(body)
+def parse_messages(body: Any, required: tuple[str, ...] = REQUIRED) -> ChatRequest:
+    """A Messages request; count_tokens sends one without max_tokens (`required` then omits it)."""
+    values = _fields(body, required)
     raw = json_array("messages", values["messages"])
     if not raw:
         raise invalid("messages: must not be empty")
     tools = _tools(values["tools"]) if "tools" in values else []
     return ChatRequest(model_name(values), _messages(values.get("system"), raw), _sampling(values),
-                       tools=tools, tool_choice=_tool_choice(values.get("tool_choice"), tools))
+                       tools=tools, tool_choice=_tool_choice(values.get("tool_choice"), tools),
+                       parallel_tool_calls=_parallel(values.get("tool_choice")),
+                       thinking=_thinking(values["thinking"]) if "thinking" in values else Thinking())
+
+
+def _thinking(value: Any) -> Thinking:
+    """Anthropic's extended thinking: on with a budget of reasoning tokens, or off."""
+    setting = json_object("thinking", value)
+    kind = setting.get("type")
+    if kind == "disabled":
+        return Thinking(enabled=False)
+    if kind not in ("enabled", "adaptive"):
+        raise invalid("thinking.type: must be enabled, adaptive or disabled")
+    budget = setting.get("budget_tokens")
+    if budget is None:  # Anthropic requires one with "enabled"; here none means no limit
+        return Thinking(enabled=True)
+    return Thinking(enabled=True, budget=check_integer("thinking.budget_tokens", budget, 1, INT32_MAX))
+
+
+def _parallel(value: Any) -> bool:
+    """Anthropic's tool_choice.disable_parallel_tool_use: at most one tool_use block."""
+    if not isinstance(value, dict) or value.get("disable_parallel_tool_use") is None:
+        return True
+    return not check_bool("tool_choice.disable_parallel_tool_use", value["disable_parallel_tool_use"])
 
 
 # -- responses -------------------------------------------------------------------------------
@@ -211,10 +250,22 @@ def text_block(value: str) -> dict[str, Any]:
     return {"type": "text", "text": value}
 
 
+def tool_use_id(call_id: str) -> str:
+    return "toolu_" + call_id.removeprefix("call_")
+
+
 def tool_use_block(call: ToolCall, with_input: bool = True) -> dict[str, Any]:
     """A call as a tool_use block; streamed ones start with an empty input (its JSON follows)."""
-    return {"type": "tool_use", "id": "toolu_" + call.id.removeprefix("call_"), "name": call.name,
+    return {"type": "tool_use", "id": tool_use_id(call.id), "name": call.name,
             "input": json.loads(call.arguments) if with_input else {}}
+
+
+def thinking_block(value: str) -> dict[str, Any]:
+    return {"type": "thinking", "thinking": value, "signature": ""}
+
+
+def thinking_delta(index: int, value: str) -> dict[str, Any]:
+    return {"type": "content_block_delta", "index": index, "delta": {"type": "thinking_delta", "thinking": value}}
 
 
 def event(name: str, data: dict[str, Any]) -> bytes:

@@ -4,35 +4,31 @@ from __future__ import annotations
 import asyncio
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from llamaserve.hosting.host import ModelHost
 from llamaserve.server import openapi
 from llamaserve.server.body import read_json
 from llamaserve.server.llamacpp import protocol
+from llamaserve.server.offloop import json_response
 
 
 def routes(host: ModelHost) -> list[Route]:
-    async def tokenize(request: Request) -> JSONResponse:
+    async def tokenize(request: Request) -> Response:
         req = protocol.parse_tokenize(await read_json(request))
         model = host.acquire(req.model)
-        try:  # a thread: a long text must not stall the streams
-            tokens = await asyncio.to_thread(model.engine.tokenize, req.content, add_special=req.add_special,
-                                             parse_special=req.parse_special)
-            if not req.with_pieces:
-                return JSONResponse({"tokens": tokens})
-            pieces = [{"id": t, "piece": protocol.piece(model.engine.token_bytes(t))} for t in tokens]
-            return JSONResponse({"tokens": pieces})
+        try:  # a long text, and its answer, must not stall the streams
+            return await json_response(protocol.tokenize_answer, model.engine, req)
         finally:
             host.release(model)
 
-    async def detokenize(request: Request) -> JSONResponse:
-        req = protocol.parse_detokenize(await read_json(request))
+    async def detokenize(request: Request) -> Response:
+        # Checking a long list of ids takes a while too: off the loop as well.
+        req = await asyncio.to_thread(protocol.parse_detokenize, await read_json(request))
         model = host.acquire(req.model)
         try:
-            protocol.check_vocabulary(req.tokens, int(model.engine.metadata["n_vocab"]))
-            return JSONResponse({"content": await asyncio.to_thread(model.engine.detokenize, req.tokens)})
+            return await json_response(protocol.detokenize_answer, model.engine, req)
         finally:
             host.release(model)
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from llamaserve.engine import Engine
 from llamaserve.generation_params import INT32_MAX, check_bool, check_text, check_token_ids
 from llamaserve.server.errors import invalid
+from llamaserve.server.offloop import dumps, write_list, write_object
 
 MAX_NAME = 256
 _MODEL = {"type": "string", "minLength": 1, "maxLength": MAX_NAME}
@@ -76,3 +78,18 @@ def piece(raw: bytes) -> str | list[int]:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return list(raw)
+
+
+# The answers, written a token at a time (see server/offloop.py): a 4 MB text has a million.
+
+def tokenize_answer(engine: Engine, req: TokenizeRequest) -> str:
+    tokens = engine.tokenize(req.content, add_special=req.add_special, parse_special=req.parse_special)
+    if not req.with_pieces:
+        return write_object({"tokens": write_list(str(t) for t in tokens)})
+    return write_object({"tokens": write_list(
+        f'{{"id":{t},"piece":{dumps(piece(engine.token_bytes(t)))}}}' for t in tokens)})
+
+
+def detokenize_answer(engine: Engine, req: DetokenizeRequest) -> str:
+    check_vocabulary(req.tokens, int(engine.metadata["n_vocab"]))
+    return write_object({"content": dumps(engine.detokenize(req.tokens))})

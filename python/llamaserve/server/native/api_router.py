@@ -17,6 +17,8 @@ from llamaserve.server.generation import GenerationService
 from llamaserve.server.native import protocol
 from llamaserve.server.native.catalog import catalog, model_info
 from llamaserve.server.native.serving import NativeService
+from llamaserve.server.roles import require_admin
+from llamaserve.server.offloop import json_response
 from llamaserve.server.sse import until_disconnect
 
 
@@ -26,8 +28,9 @@ def routes(generations: GenerationService) -> list[Route]:
 
     async def parsed(request: Request) -> protocol.GenerateRequest:
         body = protocol.parse_generate(await read_json(request))
-        await host.ensure(body.model)  # --auto-load
-        return replace(body, prompt=await generations.tokenized(body.model, body.prompt))
+        async with generations.lease(body.model) as model:  # --auto-load
+            return replace(body, prompt=await generations.tokenized(model, body.prompt),
+                           generation=await model.engine.aprepare(body.generation))
 
     async def generate(request: Request) -> Response:
         body = await parsed(request)
@@ -47,10 +50,10 @@ def routes(generations: GenerationService) -> list[Route]:
                     await host.ensure(name)  # --auto-load
         return JSONResponse({"results": await until_disconnect(service.batch(items), request.receive)})
 
-    async def embeddings(request: Request) -> JSONResponse:
+    async def embeddings(request: Request) -> Response:
         req = protocol.parse_embeddings(await read_json(request))
         model, result = await embed(generations, req.model, req.inputs)
-        return JSONResponse(protocol.embeddings_body(result, model.name))
+        return await json_response(protocol.embeddings_answer, result, model.name)
 
     async def list_models(request: Request) -> JSONResponse:
         # A thread: the listing rescans the models folder (new files, changed headers).
@@ -59,6 +62,7 @@ def routes(generations: GenerationService) -> list[Route]:
     async def load_model(request: Request) -> JSONResponse:
         """200 with the model once loaded; 202 with the progress when the load (quantizing
         first, if asked to) outlasts --load-wait; it goes on, and the listing shows it."""
+        require_admin(request.scope, "loading a model")  # before the body: quantizing writes files
         options = protocol.parse_load(await read_json(request, required=False))
         model, status, progress = await service.load(request.path_params["model_name"], options)
         if model is None:
@@ -69,6 +73,7 @@ def routes(generations: GenerationService) -> list[Route]:
         return JSONResponse(body)
 
     async def unload_model(request: Request) -> JSONResponse:
+        require_admin(request.scope, "unloading a model")
         name, model = host.unload(request.path_params["model_name"])
         if model is None:
             return JSONResponse({"name": name, "status": "not_loaded", "loaded": False})
@@ -113,9 +118,9 @@ OPENAPI_PATHS = {
                                  "properties": {"models": {"type": "array"}}}}, (401, 429)))},
     "/api/v1/models/{model_name}/load": {"post": openapi.operation(
         "Load a model (202 while a long load goes on)", _TAG,
-        openapi.responses({200: _OBJECT, 202: _OBJECT}, (*openapi.COMMON_ERRORS, 404, 422, 500)),
+        openapi.responses({200: _OBJECT, 202: _OBJECT}, (*openapi.COMMON_ERRORS, 403, 404, 422, 500, 507)),
         protocol.LOAD_SCHEMA, _MODEL, body_required=False)},
     "/api/v1/models/{model_name}/unload": {"post": openapi.operation(
         "Unload a model once its requests finish", _TAG,
-        openapi.responses({200: _OBJECT}, (400, 401, 404, 429)), parameters=_MODEL)},
+        openapi.responses({200: _OBJECT}, (400, 401, 403, 404, 429)), parameters=_MODEL)},
 }

@@ -13,11 +13,13 @@ from llamaserve.generation_params import (
 from llamaserve.results import Completion, Embeddings
 from llamaserve.server.embeddings import INPUT_SCHEMA, parse_inputs
 from llamaserve.server.errors import invalid
+from llamaserve.server.offloop import dumps, write_list, write_object
 from llamaserve.server.usage import drafts, usage
 
 MAX_MODEL_NAME = 256
 # What a client may set; add_special and parse_special stay the engine's.
-GENERATION_FIELDS = tuple(name for name in PARAMETERS if name not in ("add_special", "parse_special", "logprobs"))
+GENERATION_FIELDS = tuple(name for name in PARAMETERS
+                          if name not in ("add_special", "parse_special", "logprobs", "preserved_tokens"))
 GENERATE_FIELDS = ("prompt", "model", "stream", *GENERATION_FIELDS)
 LOAD_FIELDS = ("quantization", "prefer_gpu", "allow_requantize")
 
@@ -147,10 +149,12 @@ def completion_body(c: Completion, model: str) -> dict[str, Any]:
     }
 
 
-def embeddings_body(embeddings: Embeddings, model: str) -> dict[str, Any]:
+def embeddings_answer(embeddings: Embeddings, model: str) -> str:
+    """The answer's JSON, a row at a time (see server/offloop.py: 2,048 rows are a lot)."""
     tokens = sum(embeddings.token_counts)
-    return {"embeddings": embeddings.vectors.tolist(), "dimensions": int(embeddings.vectors.shape[1]),
-            "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    return write_object({"embeddings": write_list(dumps(row.tolist()) for row in embeddings.vectors),
+                        "dimensions": str(int(embeddings.vectors.shape[1])), "model": dumps(model),
+                        "usage": dumps({"prompt_tokens": tokens, "total_tokens": tokens})})
 
 
 def token_event(piece: str) -> dict[str, Any]:

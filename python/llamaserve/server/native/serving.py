@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from llamaserve.errors import EngineError, QueueFull
@@ -58,7 +59,7 @@ class NativeService:
         self.default_max_tokens = service.config.default_max_tokens
 
     def submit(self, request: protocol.GenerateRequest) -> Generation:
-        return self.service.submit(request.model, request.prompt,
+        return self.service.submit_by_name(request.model, request.prompt,
                                    request.engine_arguments(self.default_max_tokens))
 
     async def complete(self, request: protocol.GenerateRequest) -> dict[str, Any]:
@@ -94,6 +95,8 @@ class NativeService:
                 request = protocol.parse_generate(item)
                 if request.stream:
                     raise invalid("stream: not available inside a batch")
+                async with self.service.lease(request.model) as model:  # its prediction and grammar off the loop
+                    request = replace(request, generation=await model.engine.aprepare(request.generation))
                 while True:
                     try:
                         generation = self.submit(request)

@@ -12,20 +12,24 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from llamaserve.hosting.loaded import LoadedModel
 from llamaserve.server import openapi
 from llamaserve.server.body import read_json
+from llamaserve.server.chat import plan as chat_plan
+from llamaserve.server.chat.formats import PlainText
+from llamaserve.server.chat.request import ChatRequest
+from llamaserve.server.chat.run import Run
+from llamaserve.server.chat.stream import ChatRun, Choice, collect
+from llamaserve.server.chat.token_text import token_text
 from llamaserve.server.errors import ApiError
 from llamaserve.server.embeddings import embed
 from llamaserve.server.generation import GenerationService
+from llamaserve.server.offloop import json_response
 from llamaserve.server.openai import serving_chat, serving_completions, serving_responses
-from llamaserve.server.openai.chat_protocol import CHAT_SCHEMA, ChatRequest, parse_chat
-from llamaserve.server.openai.choices import Output, Run, envelope
-from llamaserve.server.openai.embeddings_protocol import EMBEDDINGS_SCHEMA, embeddings_body, parse_embeddings
+from llamaserve.server.openai.chat_protocol import CHAT_SCHEMA, parse_chat
+from llamaserve.server.openai.embeddings_protocol import EMBEDDINGS_SCHEMA, embeddings_answer, parse_embeddings
 from llamaserve.server.openai.protocol import COMPLETION_SCHEMA, parse_completion
-from llamaserve.server.openai.responses import model_object
+from llamaserve.server.openai.responses import envelope, model_object
 from llamaserve.server.openai.responses_protocol import RESPONSES_SCHEMA, parse_responses
-from llamaserve.server.openai.serving_chat import ChatPlan
 from llamaserve.server.sse import EventStreamResponse, until_disconnect
 
 
@@ -36,51 +40,60 @@ def _created(path: Path) -> int:
         return 0
 
 
-async def collect(run: Run, request: Request) -> list[Output]:
-    """A run's outputs; a client that leaves first cancels it (ClientGone)."""
+async def whole(chat: ChatRun, request: Request) -> list[Choice]:
+    """Every choice of a run, whole; a client that leaves first cancels it (ClientGone)."""
     try:
-        return await until_disconnect(run.collect(), request.receive)
+        return await until_disconnect(collect(chat), request.receive)
     finally:
-        run.close()
+        chat.close()
 
 
 def routes(service: GenerationService) -> list[Route]:
     host, config = service.host, service.config
 
-    async def start_chat(req: ChatRequest) -> tuple[LoadedModel, ChatPlan, Run]:
-        """Plan (the model leased for its template only), then submit every choice."""
+    async def start_chat(req: ChatRequest) -> tuple[chat_plan.ChatPlan, ChatRun]:
+        """Lease the model once, plan on it, submit every choice to it."""
         async with service.lease(req.model) as model:
-            chat = await serving_chat.plan(req, model, config.default_max_tokens)
-        prompt = await service.tokenized(req.model, chat.prompt)
-        return model, chat, Run(service, req.model, [prompt] * req.sampling.n, chat.arguments)
+            plan = await chat_plan.plan(req, model, config)
+            run = Run(service, model, [plan.prompt] * req.sampling.n, plan.arguments)
+        return plan, ChatRun(run, plan.parser)
 
     async def chat_completions(request: Request) -> Response:
         req = parse_chat(await read_json(request))
-        model, chat, run = await start_chat(req)
-        env, text_of = envelope("chatcmpl", model), serving_chat.token_text(model)
+        plan, chat = await start_chat(req)
+        env, text_of = envelope("chatcmpl", plan.model), token_text(plan.model)
         if req.sampling.stream:
-            return EventStreamResponse(serving_chat.ChatEvents(run, env, chat, req.sampling.include_usage, text_of))
-        return JSONResponse(serving_chat.body(env, chat, await collect(run, request), text_of))
+            return EventStreamResponse(serving_chat.ChatEvents(chat, env, plan, req.sampling.include_usage, text_of))
+        return JSONResponse(serving_chat.body(env, plan, await whole(chat, request), text_of))
 
     async def responses(request: Request) -> Response:
         req = parse_responses(await read_json(request))
-        model, chat, run = await start_chat(req.chat)
-        shell = serving_responses.shell(req, model)
+        plan, chat = await start_chat(req.chat)
+        shell = serving_responses.shell(req, plan.model)
         if req.chat.sampling.stream:
-            return EventStreamResponse(serving_responses.ResponseEvents(run, shell, chat))
-        return JSONResponse(serving_responses.body(shell, chat, (await collect(run, request))[0]))
+            return EventStreamResponse(serving_responses.ResponseEvents(chat, shell))
+        return JSONResponse(serving_responses.body(shell, (await whole(chat, request))[0]))
+
+    async def input_tokens(request: Request) -> Response:
+        """The tokens a Responses request's input would take (its chat template applied)."""
+        req = parse_responses(await read_json(request))
+        async with service.lease(req.chat.model) as model:
+            plan = await chat_plan.plan(req.chat, model, config, as_tokens=True)
+        return JSONResponse({"object": "response.input_tokens", "input_tokens": len(plan.prompt)})
 
     async def completions(request: Request) -> Response:
         req = parse_completion(await read_json(request))
         async with service.lease(req.model) as model:
             comp = serving_completions.plan(req, model, config.default_max_tokens)
-        tokenized = {id(p): await service.tokenized(req.model, p) for p in comp.prompts}  # each prompt once
-        run = Run(service, req.model, [tokenized[id(p)] for p in comp.prompts], comp.arguments)
-        env, text_of, n = envelope("cmpl", model), serving_chat.token_text(model), req.sampling.n
+            comp = await serving_completions.prepared(comp, model)  # the prediction tokenized once
+            tokenized = {id(p): await service.tokenized(model, p) for p in comp.prompts}  # each prompt once
+            run = Run(service, model, [tokenized[id(p)] for p in comp.prompts], comp.arguments)
+        chat = ChatRun(run, PlainText)
+        env, text_of, n = envelope("cmpl", model), token_text(model), req.sampling.n
         if req.sampling.stream:
             return EventStreamResponse(serving_completions.CompletionEvents(
-                run, env, comp, req.sampling.include_usage, text_of, n))
-        return JSONResponse(serving_completions.body(env, comp, await collect(run, request), text_of, n))
+                chat, env, comp, req.sampling.include_usage, text_of, n))
+        return JSONResponse(serving_completions.body(env, comp, await whole(chat, request), text_of, n))
 
     def models() -> list[dict]:
         found = []
@@ -107,16 +120,18 @@ def routes(service: GenerationService) -> list[Route]:
         raise ApiError(404, "MODEL_NOT_FOUND", f"The model {wanted[:64]!r} does not exist",
                        "GET /v1/models lists the models")
 
-    async def embeddings(request: Request) -> JSONResponse:
+    async def embeddings(request: Request) -> Response:
         req = parse_embeddings(await read_json(request))
         model, result = await embed(service, req.model, req.inputs, req.dimensions)
-        return JSONResponse(embeddings_body(result.vectors, result.token_counts, model.name, req.encoding_format))
+        return await json_response(embeddings_answer, result.vectors, result.token_counts, model.name,
+                                   req.encoding_format)
 
     return [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/responses", responses, methods=["POST"]),
+        Route("/v1/responses/input_tokens", input_tokens, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
     ]
@@ -139,6 +154,11 @@ OPENAPI_PATHS = {
         "A response of the Responses API, stateless (typed SSE events with stream: true)", _TAG,
         openapi.responses({200: _OBJECT}, _ERRORS, error_schema="OpenAIError", event_stream=True),
         RESPONSES_SCHEMA)},
+    "/v1/responses/input_tokens": {"post": openapi.operation(
+        "The number of input tokens a Responses request would use", _TAG,
+        openapi.responses({200: {"type": "object", "required": ["object", "input_tokens"], "properties": {
+            "object": {"const": "response.input_tokens"}, "input_tokens": {"type": "integer"}}}},
+            _ERRORS, error_schema="OpenAIError"), RESPONSES_SCHEMA)},
     "/v1/embeddings": {"post": openapi.operation(
         "Embeddings (float or base64)", _TAG,
         openapi.responses({200: _LIST}, _ERRORS, error_schema="OpenAIError"), EMBEDDINGS_SCHEMA)},

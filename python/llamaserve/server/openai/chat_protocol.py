@@ -2,19 +2,20 @@
 tool calls and results), tools and tool_choice, response_format, log-probabilities."""
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 from llamaserve.generation_params import MAX_TOP_LOGPROBS, check_bool, check_integer
 from llamaserve.server.errors import invalid
-from llamaserve.server.openai.protocol import (
-    MAX_NAME, SAMPLING_PARAMETERS, SAMPLING_SCHEMA, Sampling, json_array, json_object, model_name, present, sampling, text)
-from llamaserve.tool_calls import Tool, ToolChoice
+from llamaserve.server.chat.request import ChatRequest, ResponseFormat, history_arguments, with_tool_names
+from llamaserve.server.chat.thinking import EFFORT_BUDGETS, Thinking, from_effort, template_kwargs
+from llamaserve.server.chat.tools import Tool, ToolChoice
+from llamaserve.server.openai.protocol import SAMPLING_PARAMETERS, SAMPLING_SCHEMA, present, sampling
+from llamaserve.server.protocol_values import MAX_NAME, json_array, json_object, model_name, text
 
 CHAT_PARAMETERS = SAMPLING_PARAMETERS | {"model", "messages", "max_completion_tokens", "logprobs", "top_logprobs",
-                                         "response_format", "tools", "tool_choice"}
+                                         "response_format", "tools", "tool_choice", "parallel_tool_calls",
+                                         "chat_template_kwargs", "reasoning_effort"}
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,64}$")
 
@@ -30,7 +31,8 @@ _MESSAGE_SCHEMA = {"type": "object", "required": ["role"], "properties": {
     "content": {"oneOf": [*_CONTENT["oneOf"], {"type": "null"}]},
     "name": {"type": "string", "maxLength": MAX_NAME},
     "tool_call_id": {"type": "string", "maxLength": MAX_NAME},
-    "tool_calls": {"type": "array", "items": _TOOL_CALL}},
+    "tool_calls": {"type": "array", "items": _TOOL_CALL},
+    "reasoning_content": {"type": "string"}},
     # Only an assistant may leave its content out; a tool result names the call it answers.
     "anyOf": [{"properties": {"role": {"const": "assistant"}}},
               {"required": ["content"], "properties": {"role": {"enum": ["developer", "system", "user"]},
@@ -51,27 +53,11 @@ CHAT_SCHEMA: dict[str, Any] = {
                    "response_format": {"type": "object", "required": ["type"], "properties": {
                        "type": {"enum": ["text", "json_object", "json_schema"]}}},
                    "tools": {"type": "array", "items": _TOOL},
+                   "parallel_tool_calls": {"type": "boolean"},
+                   "chat_template_kwargs": {"type": "object", "description": "variables for the chat template"},
+                   "reasoning_effort": {"enum": list(EFFORT_BUDGETS)},
                    "tool_choice": {"oneOf": [{"enum": ["none", "auto", "required"]}, {"type": "object"}]}}}
 
-
-
-@dataclass(frozen=True)
-class ResponseFormat:
-    type: str  # text | json_object | json_schema
-    schema: dict[str, Any] | None = None
-    name: str | None = None
-
-
-@dataclass(frozen=True)
-class ChatRequest:
-    model: str | None
-    messages: list[dict[str, Any]]  # normalized for chat templates
-    sampling: Sampling
-    logprobs: bool = False
-    top_logprobs: int = 0
-    response_format: ResponseFormat = field(default_factory=lambda: ResponseFormat("text"))
-    tools: list[Tool] = field(default_factory=list)
-    tool_choice: ToolChoice = field(default_factory=lambda: ToolChoice("none"))
 
 
 def _content(name: str, value: Any, role: str) -> str:
@@ -101,14 +87,9 @@ def _tool_call(name: str, value: Any) -> dict[str, Any]:
     function = json_object(f"{name}.function", call.get("function"))
     fname = text(f"{name}.function.name", function.get("name"), 64)
     raw = function.get("arguments", "{}")
-    arguments: Any = raw
-    if isinstance(raw, str):
-        try:
-            arguments = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            arguments = raw  # templates show it as written
-    elif not isinstance(raw, dict):
+    if not isinstance(raw, (str, dict)):
         raise invalid(f"{name}.function.arguments: must be a JSON string")
+    arguments = history_arguments(raw)
     call_id = call.get("id")
     out = {"type": "function", "function": {"name": fname, "arguments": arguments}}
     if call_id is not None:
@@ -130,20 +111,12 @@ def _message(i: int, value: Any, tools: dict[str, Tool] | None = None) -> dict[s
     if role == "assistant" and message.get("tool_calls") is not None:
         calls = json_array(f"{name}.tool_calls", message["tool_calls"])
         out["tool_calls"] = [_tool_call(f"{name}.tool_calls[{j}]", c) for j, c in enumerate(calls)]
+    for field_ in ("reasoning_content", "reasoning"):  # an earlier turn's thinking, for templates that show it
+        if role == "assistant" and message.get(field_) is not None:
+            out["reasoning_content"] = text(f"{name}.{field_}", message[field_])
     if role == "tool":
         out["tool_call_id"] = text(f"{name}.tool_call_id", message.get("tool_call_id"), MAX_NAME)
     return out
-
-
-def with_tool_names(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Give each tool result the name of the call it answers (templates often show it)."""
-    names = {}
-    for m in messages:
-        for call in m.get("tool_calls", []):
-            if "id" in call:
-                names[call["id"]] = call["function"]["name"]
-    return [{**m, "name": names[m["tool_call_id"]]} if m["role"] == "tool" and "name" not in m
-            and m["tool_call_id"] in names else m for m in messages]
 
 
 def _response_format(value: Any) -> ResponseFormat:
@@ -218,7 +191,11 @@ def parse_chat(body: Any) -> ChatRequest:
     choice = tool_choice(values.get("tool_choice"), tools)
     if fmt.type != "text" and choice.mode in ("required", "function"):
         raise invalid("response_format: cannot be combined with a forced tool_choice")
+    parallel = check_bool("parallel_tool_calls", values.get("parallel_tool_calls", True))
+    kwargs = template_kwargs("chat_template_kwargs", values["chat_template_kwargs"]) \
+        if "chat_template_kwargs" in values else {}
+    thinking = from_effort("reasoning_effort", values["reasoning_effort"]) if "reasoning_effort" in values else Thinking()
     return ChatRequest(model_name(values), messages, sampling(values, body), logprobs, top_logprobs,
-                       fmt, tools, choice)
+                       fmt, tools, choice, parallel, template_kwargs=kwargs, thinking=thinking)
 
 

@@ -10,6 +10,7 @@ import numpy
 from llamaserve.generation_params import INT32_MAX, check_integer
 from llamaserve.server.errors import invalid
 from llamaserve.server.embeddings import INPUT_SCHEMA, parse_inputs
+from llamaserve.server.offloop import dumps, write_list, write_object
 from llamaserve.server.openai.protocol import MAX_NAME, json_object, model_name, present
 
 EMBEDDING_PARAMETERS = frozenset({"model", "input", "encoding_format", "dimensions"})
@@ -42,15 +43,16 @@ def parse_embeddings(body: Any) -> EmbeddingsRequest:
     return EmbeddingsRequest(model_name(values), parse_inputs(values["input"]), encoding, dimensions)
 
 
-def _encoded(row: numpy.ndarray, encoding: str) -> list[float] | str:
+def _encoded(row: numpy.ndarray, encoding: str) -> str:
     if encoding == "base64":  # what the SDK asks for by default: little-endian float32 bytes
-        return base64.b64encode(row.astype("<f4").tobytes()).decode("ascii")
-    return row.tolist()
+        return dumps(base64.b64encode(row.astype("<f4").tobytes()).decode("ascii"))
+    return dumps(row.tolist())
 
 
-def embeddings_body(vectors: numpy.ndarray, token_counts: list[int], model: str, encoding: str) -> dict[str, Any]:
+def embeddings_answer(vectors: numpy.ndarray, token_counts: list[int], model: str, encoding: str) -> str:
+    """The answer's JSON, a row at a time (see server/offloop.py: 2,048 rows are a lot)."""
     tokens = sum(token_counts)
-    return {"object": "list", "model": model,
-            "data": [{"object": "embedding", "index": i, "embedding": _encoded(row, encoding)}
-                     for i, row in enumerate(vectors)],
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    data = write_list(write_object({"object": '"embedding"', "index": str(i), "embedding": _encoded(row, encoding)})
+                     for i, row in enumerate(vectors))
+    return write_object({"object": '"list"', "model": dumps(model), "data": data,
+                        "usage": dumps({"prompt_tokens": tokens, "total_tokens": tokens})})

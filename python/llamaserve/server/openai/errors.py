@@ -10,8 +10,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from starlette.responses import JSONResponse
-
 from llamaserve.server.errors import ApiError
 
 # native code -> (OpenAI type, OpenAI code); unknown codes fall back by status.
@@ -42,11 +40,3 @@ def openai_body(error: ApiError) -> dict[str, Any]:
         code = error.code.lower()
     param = param_of(error.message) if error.status == 400 else None
     return {"error": {"message": error.message, "type": kind, "param": param, "code": code}}
-
-
-def openai_response(error: ApiError) -> JSONResponse:
-    return JSONResponse(openai_body(error), status_code=error.status, headers=error.headers)
-
-
-def is_openai_path(path: str) -> bool:
-    return path == "/v1" or path.startswith("/v1/")

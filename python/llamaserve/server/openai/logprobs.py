@@ -6,26 +6,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from llamaserve.results import TokenLogprob
+from llamaserve.server.chat.token_text import TokenText
 
 LOGPROB_FLOOR = -9999.0  # what OpenAI reports for a probability of (about) zero; never -inf
 
 def _finite(value: float) -> float:
     return value if math.isfinite(value) else LOGPROB_FLOOR
-
-
-class TokenText:
-    """Token id -> its bytes and text (cached; invalid UTF-8 pieces written as \\x escapes)."""
-
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
-        self.cache: dict[int, tuple[bytes, str]] = {}
-
-    def __call__(self, token: int) -> tuple[bytes, str]:
-        hit = self.cache.get(token)
-        if hit is None:
-            raw = self.engine.token_bytes(token)
-            hit = self.cache[token] = (raw, raw.decode("utf-8", errors="backslashreplace"))
-        return hit
 
 
 def chat_logprobs(records: Sequence[TokenLogprob], text_of: TokenText, top: int) -> list[dict[str, Any]]:

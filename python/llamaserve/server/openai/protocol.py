@@ -13,18 +13,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from llamaserve.generation_params import (
-    MAX_TOP_LOGPROBS, PARAMETERS, PROMPT_SCHEMA, check_bool, check_integer, check_prompts, check_text,
-    properties_schema, validate)
+    MAX_TOP_LOGPROBS, PARAMETERS, PROMPT_SCHEMA, check_bool, check_integer, check_prompts, properties_schema,
+    validate)
+from llamaserve.server.chat.request import Sampling
+from llamaserve.server.protocol_values import MAX_NAME, MAX_STOP, json_object, model_name
 from llamaserve.server.errors import invalid
 
 MAX_N = 16
 MAX_PROMPTS = 64
-# Fewer than the engine's 16: a chat template adds its own end-of-turn strings.
-MAX_STOP = 12
-MAX_NAME = 256
 
 # Sent by OpenAI SDKs and LangChain, meaningless here: accepted and ignored.
-IGNORED = frozenset({"user", "store", "metadata", "service_tier", "parallel_tool_calls",
+IGNORED = frozenset({"user", "store", "metadata", "service_tier",
                      "safety_identifier", "prompt_cache_key", "stream_options"})
 # OpenAI's names that are the request model's own, and llama.cpp-style extensions.
 GENERATION_PARAMETERS = ("max_tokens", "temperature", "top_p", "stop", "seed", "presence_penalty",
@@ -54,25 +53,6 @@ COMPLETION_SCHEMA: dict[str, Any] = {
                    "echo": {"type": "boolean"}}}
 
 
-def text(name: str, value: Any, limit: int | None = None) -> str:
-    value = check_text(name, value)
-    if limit is not None and len(value) > limit:
-        raise invalid(f"{name}: longer than {limit} characters")
-    return value
-
-
-def json_object(name: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise invalid(f"{name}: must be an object")
-    return value
-
-
-def json_array(name: str, value: Any) -> list[Any]:
-    if not isinstance(value, list):
-        raise invalid(f"{name}: must be an array")
-    return value
-
-
 def present(body: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
     """The body without nulls (null = absent) and ignored parameters; unknown ones refused."""
     values = {}
@@ -88,15 +68,6 @@ def present(body: dict[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
     return values
 
 
-@dataclass(frozen=True)
-class Sampling:
-    """What the engine gets for each choice (before max_tokens defaults and per-choice seeds)."""
-    arguments: dict[str, Any]  # engine generation arguments
-    n: int = 1
-    stream: bool = False
-    include_usage: bool = False
-
-
 def sampling(values: dict[str, Any], body: dict[str, Any]) -> Sampling:
     arguments = validate({name: values[name] for name in GENERATION_PARAMETERS if name in values})
     if len(arguments.get("stop", ())) > MAX_STOP:
@@ -110,10 +81,6 @@ def sampling(values: dict[str, Any], body: dict[str, Any]) -> Sampling:
         if options.get("include_usage") is not None:
             include_usage = check_bool("stream_options.include_usage", options["include_usage"])
     return Sampling(arguments, n, stream, include_usage and stream)
-
-
-def model_name(values: dict[str, Any]) -> str | None:
-    return text("model", values["model"], MAX_NAME) if "model" in values else None
 
 
 # -- completions ---------------------------------------------------------------------------------

@@ -2,8 +2,14 @@
 response and chunk of one request shares, and the choice shapes of chat and completions."""
 from __future__ import annotations
 
+import hashlib
+import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
+
+import llamaserve
+from llamaserve.hosting.loaded import LoadedModel
 
 def model_object(name: str, created: int) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": created, "owned_by": "llamaserve"}
@@ -36,9 +42,22 @@ class Envelope:
         return body
 
 
+def envelope(prefix: str, model: LoadedModel) -> Envelope:
+    return Envelope(f"{prefix}-{secrets.token_hex(12)}", int(time.time()), model.name, fingerprint(model))
+
+
+def fingerprint(model: LoadedModel) -> str:
+    """Changes when the server version or the served model file changes."""
+    meta = model.engine.metadata
+    key = f"{llamaserve.__version__}:{model.path.name}:{meta.get('file_size')}:{model.n_gpu_layers}"
+    return "fp_" + hashlib.sha256(key.encode()).hexdigest()[:10]
+
+
 def chat_choice(index: int, content: str | None, finish_reason: str, *, tool_calls: list[dict[str, Any]] | None = None,
-                logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                logprobs: list[dict[str, Any]] | None = None, reasoning: str | None = None) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+    if reasoning:
+        message["reasoning_content"] = reasoning
     if tool_calls:
         message["tool_calls"] = tool_calls
     return {"index": index, "message": message,

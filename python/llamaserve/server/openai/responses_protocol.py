@@ -6,27 +6,37 @@ instructions the system message, text.format the response format), so it is plan
 templated and constrained exactly like a chat completion. The server is stateless:
 previous_response_id is refused, and store is accepted but nothing is stored. Errors name
 the parameter as this API spells it (`input[2].call_id: ...`).
+
+Fields the OpenAI SDK and the Agents SDK send that change nothing here are accepted and
+ignored (protocol.IGNORED, and `include`); hosted tools (web search, file search, code interpreter,
+computer use, MCP, ...) run on OpenAI's side only: they are left out of the prompt and the
+response says so in `warnings`, unless tool_choice names one (400).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from llamaserve.generation_params import PARAMETERS, check_bool
 from llamaserve.json_grammar import SchemaError, schema_to_grammar
+from llamaserve.server.chat.request import ChatRequest, ResponseFormat, history_arguments, with_tool_names
+from llamaserve.server.chat.thinking import EFFORT_BUDGETS, Thinking, from_effort, template_kwargs
+from llamaserve.server.chat.tools import Tool, ToolCall, ToolChoice
 from llamaserve.server.errors import invalid
-from llamaserve.server.openai.chat_protocol import (
-    TOOL_NAME, ChatRequest, ResponseFormat, tool_choice, with_tool_names)
-from llamaserve.server.openai.protocol import (
-    GENERATION_PARAMETERS, MAX_NAME, SAMPLING_SCHEMA, json_array, json_object, model_name, present, sampling, text)
-from llamaserve.tool_calls import Tool, ToolCall, ToolChoice
+from llamaserve.server.openai.chat_protocol import TOOL_NAME, tool_choice
+from llamaserve.server.openai.protocol import GENERATION_PARAMETERS, SAMPLING_SCHEMA, present, sampling
+from llamaserve.server.protocol_values import MAX_NAME, json_array, json_object, model_name, text
 
 # OpenAI's names, plus the llama.cpp-style sampling extensions chat accepts (not max_tokens:
 # here it is max_output_tokens).
 RESPONSES_PARAMETERS = frozenset(GENERATION_PARAMETERS) - {"max_tokens"} | {
     "model", "input", "instructions", "max_output_tokens", "stream", "text", "tools", "tool_choice",
-    "truncation", "reasoning", "previous_response_id"}
+    "truncation", "reasoning", "previous_response_id", "conversation", "background", "include",
+    "parallel_tool_calls", "chat_template_kwargs"}
+# Tools that run on OpenAI's side (the Responses API's built-in tools).
+HOSTED_TOOLS = frozenset({"web_search", "web_search_preview", "web_search_preview_2025_03_11", "file_search",
+                          "code_interpreter", "computer_use_preview", "computer_use", "mcp", "image_generation",
+                          "local_shell", "shell", "apply_patch", "custom"})
 ROLES = ("assistant", "developer", "system", "user")
 MAX_METADATA = 16
 
@@ -34,7 +44,7 @@ _CONTENT = {"oneOf": [{"type": "string"}, {"type": "array", "items": {
     "type": "object", "required": ["type"], "properties": {
         "type": {"enum": ["input_text", "output_text", "refusal"]}, "text": {"type": "string"}}}}]}
 _ITEM = {"type": "object", "properties": {
-    "type": {"enum": ["message", "function_call", "function_call_output"]}, "role": {"enum": list(ROLES)},
+    "type": {"enum": ["message", "reasoning", "function_call", "function_call_output"]}, "role": {"enum": list(ROLES)},
     "content": _CONTENT, "call_id": {"type": "string", "maxLength": MAX_NAME}, "name": {"type": "string"},
     "arguments": {"type": "string"}, "output": _CONTENT}}
 RESPONSES_SCHEMA: dict[str, Any] = {
@@ -43,17 +53,23 @@ RESPONSES_SCHEMA: dict[str, Any] = {
                    "input": {"oneOf": [{"type": "string"}, {"type": "array", "minItems": 1, "items": _ITEM}]},
                    "instructions": {"type": "string"},
                    "max_output_tokens": SAMPLING_SCHEMA["max_tokens"],
-                   "tools": {"type": "array", "items": {"type": "object", "required": ["type", "name"], "properties": {
-                       "type": {"const": "function"}, "name": {"type": "string", "pattern": TOOL_NAME.pattern},
-                       "description": {"type": "string"}, "parameters": {"type": "object"},
-                       "strict": {"type": "boolean"}}}},
+                   "tools": {"type": "array", "items": {"oneOf": [
+                       {"type": "object", "required": ["type", "name"], "properties": {
+                           "type": {"const": "function"}, "name": {"type": "string", "pattern": TOOL_NAME.pattern},
+                           "description": {"type": "string"}, "parameters": {"type": "object"},
+                           "strict": {"type": "boolean"}}},
+                       {"type": "object", "required": ["type"], "description": "left out, with a warning",
+                        "properties": {"type": {"enum": sorted(HOSTED_TOOLS)}}}]}},
+                   "include": {"type": "array", "items": {"type": "string", "maxLength": 128},
+                               "description": "accepted and ignored"},
                    "tool_choice": {"oneOf": [{"enum": ["none", "auto", "required"]}, {
                        "type": "object", "required": ["type", "name"],
                        "properties": {"type": {"const": "function"}, "name": {"type": "string"}}}]},
                    "text": {"type": "object", "properties": {"format": {"type": "object", "required": ["type"],
                             "properties": {"type": {"enum": ["text", "json_object", "json_schema"]}}}}},
                    "truncation": {"enum": ["auto", "disabled"]},
-                   "reasoning": {"type": "object"},
+                   "reasoning": {"type": "object", "properties": {"effort": {"enum": list(EFFORT_BUDGETS)}}},
+                   "chat_template_kwargs": {"type": "object", "description": "variables for the chat template"},
                    "parallel_tool_calls": {"type": "boolean"},
                    "metadata": {"type": "object", "maxProperties": MAX_METADATA,
                                 "additionalProperties": {"type": "string", "maxLength": 512}},
@@ -86,13 +102,27 @@ def _content(name: str, value: Any) -> str:
 
 def _call(name: str, item: dict[str, Any]) -> dict[str, Any]:
     """A function_call item as a chat tool call (arguments parsed: templates show objects)."""
-    raw = text(f"{name}.arguments", item.get("arguments", "{}"))
-    try:
-        arguments: Any = json.loads(raw) if raw.strip() else {}
-    except ValueError:
-        arguments = raw  # shown as the model wrote it
+    arguments = history_arguments(text(f"{name}.arguments", item.get("arguments", "{}")))
     return {"type": "function", "id": text(f"{name}.call_id", item.get("call_id"), MAX_NAME),
             "function": {"name": text(f"{name}.name", item.get("name"), 64), "arguments": arguments}}
+
+
+def _reasoning(name: str, item: dict[str, Any]) -> str:
+    """A reasoning item's text: its reasoning_text content, else its summary."""
+    parts = item.get("content") or item.get("summary") or []
+    if isinstance(parts, str):
+        return text(f"{name}.content", parts)
+    texts = []
+    for j, raw in enumerate(json_array(f"{name}.content", parts)):
+        part = json_object(f"{name}.content[{j}]", raw)
+        texts.append(text(f"{name}.content[{j}].text", part.get("text", "")))
+    return "\n".join(texts)
+
+
+def _thinking_only(messages: list[dict[str, Any]]) -> bool:
+    last = messages[-1] if messages else None
+    return last is not None and last["role"] == "assistant" and "reasoning_content" in last and not last["content"] \
+        and not last.get("tool_calls")
 
 
 def _messages(value: Any, instructions: str | None) -> list[dict[str, Any]]:
@@ -110,8 +140,13 @@ def _messages(value: Any, instructions: str | None) -> list[dict[str, Any]]:
             role = item.get("role")
             if role not in ROLES:
                 raise invalid(f"{name}.role: must be one of {', '.join(ROLES)}")
-            messages.append({"role": "system" if role == "developer" else role,
-                             "content": _content(f"{name}.content", item.get("content"))})
+            content = _content(f"{name}.content", item.get("content"))
+            if role == "assistant" and _thinking_only(messages):  # the answer that followed its reasoning
+                messages[-1]["content"] = content
+            else:
+                messages.append({"role": "system" if role == "developer" else role, "content": content})
+        elif kind == "reasoning":  # an earlier turn's thinking, for templates that show it
+            messages.append({"role": "assistant", "content": "", "reasoning_content": _reasoning(name, item)})
         elif kind == "function_call":
             if messages and messages[-1]["role"] == "assistant":  # calls of one turn share its message
                 messages[-1].setdefault("tool_calls", []).append(_call(name, item))
@@ -121,21 +156,26 @@ def _messages(value: Any, instructions: str | None) -> list[dict[str, Any]]:
             messages.append({"role": "tool", "tool_call_id": text(f"{name}.call_id", item.get("call_id"), MAX_NAME),
                              "content": _content(f"{name}.output", item.get("output"))})
         else:
-            raise invalid(f"{name}.type: must be message, function_call or function_call_output, "
+            raise invalid(f"{name}.type: must be message, reasoning, function_call or function_call_output, "
                           f"got {str(kind)[:32]!r}")
     return with_tool_names(messages)
 
 
 # -- tools, tool_choice, text.format ---------------------------------------------------------
 
-def _tools(value: Any) -> tuple[list[Tool], list[dict[str, Any]]]:
-    """The tools, and how the response repeats them."""
-    tools, shown = [], []
+def _tools(value: Any) -> tuple[list[Tool], list[dict[str, Any]], list[str]]:
+    """The function tools, how the response repeats them, and the hosted tools left out."""
+    tools, shown, hosted = [], [], []
     for i, raw in enumerate(json_array("tools", value)):
         name = f"tools[{i}]"
         tool = json_object(name, raw)
-        if tool.get("type") != "function":
-            raise invalid(f"{name}.type: only function tools are supported")
+        kind = tool.get("type")
+        if kind in HOSTED_TOOLS:
+            hosted.append(str(kind))
+            shown.append(tool)
+            continue
+        if kind != "function":
+            raise invalid(f"{name}.type: must be function or one of OpenAI's hosted tools, got {str(kind)[:32]!r}")
         fname = text(f"{name}.name", tool.get("name"))
         if not TOOL_NAME.match(fname):
             raise invalid(f"{name}.name: must be 1 to 64 letters, digits, '_', '-' or '.'")
@@ -147,14 +187,19 @@ def _tools(value: Any) -> tuple[list[Tool], list[dict[str, Any]]]:
                       "strict": strict})
     if len({t.name for t in tools}) != len(tools):
         raise invalid("tools: function names must be unique")
-    return tools, shown
+    return tools, shown, hosted
 
 
 def _choice(value: Any, tools: list[Tool]) -> ToolChoice:
     if not isinstance(value, dict):  # absent, or none / auto / required: as in chat
+        if value == "auto" and not tools:  # only hosted tools were offered
+            return ToolChoice("none")
         return tool_choice(value, tools)
+    if value.get("type") in HOSTED_TOOLS:
+        raise invalid(f"tool_choice.type: {str(value['type'])[:32]!r} is a tool OpenAI hosts; this server "
+                      "cannot run it")
     if value.get("type") != "function":
-        raise invalid("tool_choice.type: only function is supported")
+        raise invalid("tool_choice.type: must be function (or none, auto, required)")
     name = text("tool_choice.name", value.get("name"))
     if name not in {t.name for t in tools}:
         raise invalid(f"tool_choice.name: no tool named {name[:64]!r}")
@@ -190,16 +235,22 @@ def _metadata(value: Any) -> dict[str, str]:
 def parse_responses(body: Any) -> ResponsesRequest:
     body = json_object("body", body)
     values = present(body, RESPONSES_PARAMETERS)
-    if "previous_response_id" in values:
-        raise invalid("previous_response_id: not supported: this server is stateless and keeps no responses; "
-                      "send the whole conversation in input")
+    for stateful in ("previous_response_id", "conversation"):
+        if stateful in values:
+            raise invalid(f"{stateful}: not supported: this server is stateless and keeps no responses; "
+                          "send the whole conversation in input")
+    if values.get("background"):
+        raise invalid("background: not supported: this server answers while the request is open")
+    if "include" in values:
+        for j, entry in enumerate(json_array("include", values["include"])):
+            text(f"include[{j}]", entry, 128)
     if "input" not in values:
         raise invalid("input: required")
     if "max_output_tokens" in values:  # the one request model's max_tokens, under this API's name
         values["max_tokens"] = PARAMETERS["max_tokens"].check("max_output_tokens", values.pop("max_output_tokens"))
     instructions = text("instructions", values["instructions"]) if "instructions" in values else None
     messages = _messages(values["input"], instructions)
-    tools, shown_tools = _tools(values["tools"]) if "tools" in values else ([], [])
+    tools, shown_tools, hosted = _tools(values["tools"]) if "tools" in values else ([], [], [])
     choice = _choice(values.get("tool_choice"), tools)
     fmt, shown_format = _format(values["text"]) if "text" in values else (ResponseFormat("text"), {"type": "text"})
     if fmt.type != "text" and choice.mode in ("required", "function"):
@@ -208,8 +259,11 @@ def parse_responses(body: Any) -> ResponsesRequest:
     if truncation not in ("auto", "disabled"):
         raise invalid("truncation: must be auto or disabled")
     reasoning = json_object("reasoning", values["reasoning"]) if "reasoning" in values else None
-    parallel = check_bool("parallel_tool_calls", body["parallel_tool_calls"]) \
-        if body.get("parallel_tool_calls") is not None else True
+    thinking = from_effort("reasoning.effort", reasoning["effort"]) \
+        if reasoning is not None and reasoning.get("effort") is not None else Thinking()
+    kwargs = template_kwargs("chat_template_kwargs", values["chat_template_kwargs"]) \
+        if "chat_template_kwargs" in values else {}
+    parallel = check_bool("parallel_tool_calls", values.get("parallel_tool_calls", True))
     sampling_ = sampling(values, body)
     echo = {
         "instructions": instructions, "max_output_tokens": sampling_.arguments.get("max_tokens"),
@@ -220,8 +274,13 @@ def parse_responses(body: Any) -> ResponsesRequest:
         "text": {"format": shown_format}, "tools": shown_tools, "truncation": truncation,
         "tool_choice": choice.mode if choice.mode != "function" else {"type": "function", "name": choice.name},
     }
+    warnings = tuple(f"tools: the hosted tool {kind!r} runs only on OpenAI's servers; it was left out"
+                     for kind in dict.fromkeys(hosted))
+    if warnings:
+        echo["warnings"] = list(warnings)
     return ResponsesRequest(ChatRequest(model_name(values), messages, sampling_, response_format=fmt,
-                                        tools=tools, tool_choice=choice), echo)
+                                        tools=tools, tool_choice=choice, parallel_tool_calls=parallel,
+                                        warnings=warnings, template_kwargs=kwargs, thinking=thinking), echo)
 
 
 # -- what the API answers ------------------------------------------------------------------------
@@ -245,7 +304,7 @@ class ResponseShell:
 def response_usage(stats: dict[str, Any]) -> dict[str, Any]:
     prompt, completion = stats["prompt_tokens"], stats["completion_tokens"]
     return {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": stats.get("cached_tokens", 0)},
-            "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": 0},
+            "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": stats.get("reasoning_tokens", 0)},
             "total_tokens": prompt + completion}
 
 
@@ -256,6 +315,13 @@ def output_text(text_: str) -> dict[str, Any]:
 def message_item(item_id: str, texts: list[str], status: str) -> dict[str, Any]:
     return {"id": item_id, "type": "message", "role": "assistant", "status": status,
             "content": [output_text(t) for t in texts]}
+
+
+def reasoning_item(item_id: str, text_: str | None, status: str) -> dict[str, Any]:
+    """A reasoning item; its text as `reasoning_text` content (what open-weight models think
+    is shown, not summarized)."""
+    content = [] if text_ is None else [{"type": "reasoning_text", "text": text_}]
+    return {"id": item_id, "type": "reasoning", "status": status, "summary": [], "content": content}
 
 
 def function_call_item(item_id: str, call: ToolCall, status: str, arguments: str | None = None) -> dict[str, Any]:

@@ -2,18 +2,19 @@
 text_completion or a stream of text_completion chunks. Choice index = prompt * n + j."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from llamaserve.engine import Prompt
-from llamaserve.errors import EngineError
-from llamaserve.server import sse
-from llamaserve.server.errors import invalid, to_api_error
-from llamaserve.server.openai.errors import openai_body
 from llamaserve.hosting.loaded import LoadedModel
-from llamaserve.server.openai.choices import Output, Run, choice_arguments, finish_reason
-from llamaserve.server.openai.logprobs import TokenText, completion_logprobs
+from llamaserve.server import sse
+from llamaserve.server.chat.formats.events import TextDelta
+from llamaserve.server.chat.plan import choice_arguments
+from llamaserve.server.chat.stream import ChatRun, Choice, FamilyStream, Update
+from llamaserve.server.chat.token_text import TokenText
+from llamaserve.server.errors import ApiError, invalid
+from llamaserve.server.openai.errors import openai_body
+from llamaserve.server.openai.logprobs import completion_logprobs
 from llamaserve.server.openai.protocol import CompletionRequest
 from llamaserve.server.openai.responses import Envelope, completion_choice
 from llamaserve.server.usage import drafts, usage
@@ -48,65 +49,69 @@ def plan(req: CompletionRequest, model: LoadedModel, default_max_tokens: int) ->
     return CompletionPlan(prompts, per_choice, echoes, req.logprobs)
 
 
-def _usage(outputs: list[Output], n: int) -> dict[str, int]:
-    firsts = [o.stats for k, o in enumerate(outputs) if k % n == 0 and o.stats]  # one per prompt
-    return usage(sum(s["prompt_tokens"] for s in firsts), sum(o.stats["completion_tokens"] for o in outputs if o.stats),
-                 sum(s["cached_tokens"] for s in firsts), drafts(o.stats for o in outputs if o.stats))
+async def prepared(comp: CompletionPlan, model: LoadedModel) -> CompletionPlan:
+    """The plan with the work its choices share done once, off the event loop: the prediction
+    tokenized (64 prompts times n choices of a 1 MB prediction stalled the loop for a minute)
+    and the grammar compiled."""
+    if not comp.arguments:
+        return comp
+    shared = await model.engine.aprepare(comp.arguments[0])
+    done = {name: shared[name] for name in ("prediction", "grammar") if name in shared}
+    return replace(comp, arguments=[{**arguments, **done} for arguments in comp.arguments])
 
 
-def body(env: Envelope, comp: CompletionPlan, outputs: list[Output], text_of: TokenText, n: int) -> dict[str, Any]:
-    choices = []
-    for i, out in enumerate(outputs):
-        assert out.stats is not None
+def _usage(choices: list[Choice], n: int) -> dict[str, Any]:
+    stats = [c.stats for c in choices if c.stats is not None]
+    firsts = [c.stats for k, c in enumerate(choices) if k % n == 0 and c.stats]  # one per prompt
+    return usage(sum(s["prompt_tokens"] for s in firsts), sum(s["completion_tokens"] for s in stats),
+                 sum(s["cached_tokens"] for s in firsts), drafts(stats))
+
+
+def body(env: Envelope, comp: CompletionPlan, choices: list[Choice], text_of: TokenText, n: int) -> dict[str, Any]:
+    out = []
+    for i, choice in enumerate(choices):
         logprobs = None
         if comp.top_logprobs is not None:
-            logprobs = completion_logprobs(out.logprobs, text_of, comp.top_logprobs, len(comp.echoes[i]))
-        choices.append(completion_choice(i, comp.echoes[i] + out.joined, finish_reason(out.stats), logprobs))
-    return env.completion(choices, _usage(outputs, n))
+            logprobs = completion_logprobs(choice.records, text_of, comp.top_logprobs, len(comp.echoes[i]))
+        out.append(completion_choice(i, comp.echoes[i] + "".join(choice.raw), choice.finish, logprobs))
+    return env.completion(out, _usage(choices, n))
 
 
-class CompletionEvents:
-    """The SSE events of a streamed completion; aclose() ends the run."""
+class CompletionEvents(FamilyStream):
+    """The SSE events of a streamed completion (text, never parsed for calls)."""
 
-    def __init__(self, run: Run, env: Envelope, comp: CompletionPlan, include_usage: bool,
+    def __init__(self, chat: ChatRun, env: Envelope, comp: CompletionPlan, include_usage: bool,
                  text_of: TokenText, n: int) -> None:
-        self.run, self.env, self.comp = run, env, comp
-        self.include_usage = include_usage
-        self.text_of = text_of
-        self.n = n
-        self._iterator: AsyncIterator[bytes] | None = None
+        super().__init__(chat)
+        self.env, self.comp, self.include_usage, self.text_of, self.n = env, comp, include_usage, text_of, n
+        self.choices = [Choice() for _ in comp.prompts]
+        self.offsets = [len(e) for e in comp.echoes]
         self._text_event = sse.ChoiceTextEvents(
             lambda i: env.completion([completion_choice(i, sse.TEXT_HOLE, None)], None))
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        self._iterator = self._iterate()
-        return self._iterator
+    def opening(self) -> bytes:
+        return b"".join(sse.event(self.env.completion([completion_choice(i, echo, None)], None))
+                        for i, echo in enumerate(self.comp.echoes) if echo)
 
-    async def _iterate(self) -> AsyncIterator[bytes]:
-        outputs = [Output() for _ in self.comp.prompts]
-        offsets = [len(e) for e in self.comp.echoes]
-        for i, echo in enumerate(self.comp.echoes):
-            if echo:
-                yield sse.event(self.env.completion([completion_choice(i, echo, None)], None))
-        try:
-            async for i, pieces, records, stats in self.run.events():
-                outputs[i].stats = stats
-                text = "".join(pieces)
-                if self.comp.top_logprobs is not None and (text or records):
-                    logprobs = completion_logprobs(records, self.text_of, self.comp.top_logprobs, offsets[i])
-                    offsets[i] += len(text)
-                    yield sse.event(self.env.completion([completion_choice(i, text, None, logprobs)], None))
-                elif text:
-                    yield self._text_event(i, text)
-                if stats is not None:
-                    yield sse.event(self.env.completion([completion_choice(i, "", finish_reason(stats))], None))
-            if self.include_usage:
-                yield sse.event(self.env.completion([], _usage(outputs, self.n)))
-        except EngineError as exc:
-            yield sse.event(openai_body(to_api_error(exc)))
-        yield b"data: [DONE]\n\n"
+    def update(self, update: Update) -> bytes:
+        i, out = update.choice, []
+        text = "".join(e.text for e in update.events if isinstance(e, TextDelta))
+        if self.comp.top_logprobs is not None and (text or update.records):
+            logprobs = completion_logprobs(update.records, self.text_of, self.comp.top_logprobs, self.offsets[i])
+            self.offsets[i] += len(text)
+            out.append(sse.event(self.env.completion([completion_choice(i, text, None, logprobs)], None)))
+        elif text:
+            out.append(self._text_event(i, text))
+        if update.stats is not None:
+            self.choices[i].stats = update.stats
+            out.append(sse.event(self.env.completion([completion_choice(i, "", update.finish)], None)))
+        return b"".join(out)
 
-    async def aclose(self) -> None:
-        if self._iterator is not None:
-            await self._iterator.aclose()  # type: ignore[attr-defined]
-        self.run.close()
+    def closing(self) -> bytes:
+        return sse.event(self.env.completion([], _usage(self.choices, self.n))) if self.include_usage else b""
+
+    def error_event(self, error: ApiError) -> bytes:
+        return sse.event(openai_body(error))
+
+    def terminator(self) -> bytes:
+        return b"data: [DONE]\n\n"

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import operator
-from collections.abc import Callable, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,13 +27,15 @@ from jinja2 import nodes
 from jinja2.ext import Extension
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from llamaserve.tool_calls import tools_system_prompt
+from llamaserve.server.chat.tools import tools_system_prompt
 
 Message = dict[str, Any]
 
 MAX_TEMPLATE_CHARS = 256 * 1024  # a chat template is a few kB; refuse absurd ones
 MAX_RENDERED_CHARS = 8 * 1024 * 1024  # no prompt the engine accepts is longer
 MAX_BUILT_ITEMS = 1_000_000  # the largest string or list one `*` may build
+RENDER_SECONDS = 10.0  # a render this slow is a runaway template (nested huge loops)
+_CHECK_EVERY = 1024  # loop iterations between two looks at the clock
 
 
 class ChatTemplateError(Exception):
@@ -44,6 +48,35 @@ class TemplateRaised(ChatTemplateError):
 
 class TemplateFailed(ChatTemplateError):
     """The template is broken or tried something the sandbox forbids: the model's fault."""
+
+
+class PromptTooLong(TemplateRaised):
+    """The conversation makes a prompt longer than any the engine accepts: the client's fault."""
+
+
+# -- the time limit: every loop and call of a render looks at this thread's deadline --------
+
+_render = threading.local()
+
+
+def _check_deadline() -> None:
+    deadline = getattr(_render, "deadline", None)
+    if deadline is not None and time.monotonic() > deadline:
+        raise TemplateFailed(f"the chat template ran longer than {RENDER_SECONDS:g} s")
+
+
+def _guarded_loop(iterable: Iterable[Any]) -> Iterator[Any]:
+    """What every `for` of a template iterates: the items, with a look at the clock now and then."""
+    for i, item in enumerate(iterable):
+        if i % _CHECK_EVERY == 0:
+            _check_deadline()
+        yield item
+
+
+def _guard_loops(tree: nodes.Template) -> nodes.Template:
+    for loop in tree.find_all(nodes.For):
+        loop.iter = nodes.Call(nodes.Name("__llamaserve_loop__", "load"), [loop.iter], [], None, None)
+    return tree
 
 
 # -- the sandbox ------------------------------------------------------------------------
@@ -62,7 +95,10 @@ class _GenerationTag(Extension):
 
 def _tojson(value: Any, indent: int | None = None, ensure_ascii: bool = False,
             separators: Any = None, sort_keys: bool = False) -> str:
-    # Like transformers: plain json.dumps, no HTML escaping (templates build text, not HTML).
+    # Like transformers: plain json.dumps, no HTML escaping (templates build text, not HTML);
+    # a filter's result (`map`, `select`: generators) is written as the list it yields.
+    if isinstance(value, Iterator):
+        value = list(value)
     return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent,
                       separators=tuple(separators) if separators else None, sort_keys=sort_keys)
 
@@ -85,6 +121,13 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     intercepted_binops = frozenset({"*", "**"})
 
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        return _guard_loops(super()._parse(source, name, filename))
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 (jinja's signature)
+        _check_deadline()  # macros and recursive loops come through here
+        return super().call(__context, __obj, *args, **kwargs)
+
     def call_binop(self, context: Any, op: str, left: Any, right: Any) -> Any:
         if op == "*":
             counts = [v for v in (left, right) if isinstance(v, int) and not isinstance(v, bool)]
@@ -104,6 +147,7 @@ def _environment() -> _Sandbox:
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
+    env.globals["__llamaserve_loop__"] = _guarded_loop
     return env
 
 
@@ -132,6 +176,7 @@ def render_jinja(template: jinja2.Template, messages: Sequence[Message], *,
                                    bos_token=bos_token, eos_token=eos_token, **extra)
     if tools:  # absent, not None: templates written for tools iterate `tools` unguarded
         context["tools"] = list(tools)
+    _render.deadline = time.monotonic() + RENDER_SECONDS
     try:
         text = template.render(**context)
     except ChatTemplateError:
@@ -142,8 +187,10 @@ def render_jinja(template: jinja2.Template, messages: Sequence[Message], *,
         raise TemplateFailed("the chat template failed: too deep or too large") from None
     except Exception as exc:  # noqa: BLE001 - any template bug is the template's failure
         raise TemplateFailed(f"the chat template failed: {type(exc).__name__}: {str(exc)[:200]}") from None
+    finally:
+        _render.deadline = None
     if len(text) > MAX_RENDERED_CHARS:
-        raise TemplateFailed("the chat template produced an over-long prompt")
+        raise PromptTooLong(f"the conversation makes a prompt of over {MAX_RENDERED_CHARS} characters")
     return text
 
 
@@ -325,27 +372,29 @@ class ChatTemplate:
         return self._builtin is not None or (self.source is not None and "tools" in self.source)
 
     def render(self, messages: Sequence[Message], *, tools: Sequence[dict[str, Any]] | None = None,
-               add_generation_prompt: bool = True) -> str:
+               add_generation_prompt: bool = True, kwargs: dict[str, Any] | None = None) -> str:
+        """`kwargs`: variables the template reads beside the conversation (enable_thinking,
+        reasoning_effort, ...; chat_template_kwargs); built-in templates read none."""
         if self._builtin is not None:
             return self._builtin.render(messages, tools, add_generation_prompt)
         assert self._compiled is not None
         try:
-            text = self._render_jinja(messages, tools, add_generation_prompt)
+            text = self._render_jinja(messages, tools, add_generation_prompt, kwargs or {})
         except TemplateFailed:
             # Some templates concatenate tool-call arguments as text rather than an object.
             if not any(m.get("tool_calls") for m in messages):
                 raise
-            text = self._render_jinja(_arguments_as_text(messages), tools, add_generation_prompt)
+            text = self._render_jinja(_arguments_as_text(messages), tools, add_generation_prompt, kwargs or {})
         if self.strip_bos and self.bos_token and text.startswith(self.bos_token):
             text = text[len(self.bos_token):]
         return text
 
 
     def _render_jinja(self, messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None,
-                      add_generation_prompt: bool) -> str:
+                      add_generation_prompt: bool, kwargs: dict[str, Any]) -> str:
         assert self._compiled is not None
         return render_jinja(self._compiled, messages, tools=tools, add_generation_prompt=add_generation_prompt,
-                            bos_token=self.bos_token, eos_token=self.eos_token)
+                            bos_token=self.bos_token, eos_token=self.eos_token, **kwargs)
 
 
 def _arguments_as_text(messages: Sequence[Message]) -> list[Message]:

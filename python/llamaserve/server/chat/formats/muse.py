@@ -1,0 +1,65 @@
+"""Muse Glimmer's format: a reply is messages, each " to=RECIPIENT<|message|>" and its
+content, ended by <|eom|> (another follows, after <|start|>assistant) or <|eot|>. To self is
+reasoning, to user (or no one) text; to a tool, the content is an ATEM block of calls:
+<atem:function_calls><atem:invoke name="n"><atem:parameter name="p">v</atem:parameter>
+</atem:invoke></atem:function_calls>. Call markup inside text or reasoning stays there."""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from llamaserve.server.chat.formats.base import ToolFormat
+from llamaserve.server.chat.formats.calls import Calls
+from llamaserve.server.chat.formats.events import ReasoningDelta
+from llamaserve.server.chat.formats.markup import Markup, markup_block
+from llamaserve.server.chat.formats.reading import (Cursor, Reader, match, match_any, read_until, skip_space,
+                                                    stream_until, text_until)
+from llamaserve.server.chat.tools import Tool, ToolChoice
+
+HEADER_LIMIT = 256
+_ENDS = ("<|eom|>", "<|eot|>")
+_RECIPIENT = re.compile(r"\s*to=(\S+)\s*\Z")
+_ATEM = Markup(call_open='<atem:invoke name="', name_close='">', key_open='<atem:parameter name="', key_close='">',
+               value_close="</atem:parameter>", call_close="</atem:invoke>",
+               block=("<atem:function_calls>", "</atem:function_calls>"))
+
+
+class MuseGlimmer(ToolFormat):
+    name = "muse-glimmer"
+    markers = ("<atem:function_calls>", "<|eom|>")
+    preserved = ("<|start|>", "<|message|>", "<|eom|>", "<|eot|>")
+    reads_reasoning = True  # to=self
+
+    def read(self, cur: Cursor, calls: Calls) -> Reader:
+        while True:
+            if (yield from match(cur, "<|start|>")):
+                yield from match(cur, "assistant")
+            start = cur.pos
+            header = None
+            if (yield from match_any(cur, (" to=", "<|message|>"))) is not None:
+                cur.pos = start
+                header = yield from read_until(cur, "<|message|>", HEADER_LIMIT)
+            if header is None or (header.strip() and not _RECIPIENT.match(header)):
+                cur.pos = start  # not a message: the rest is text
+                yield from text_until(cur, ())
+                return
+            recipient = _RECIPIENT.match(header).group(1) if header.strip() else "user"
+            if recipient not in ("self", "user"):
+                if calls.full:
+                    return
+                content = cur.pos
+                if (yield from skip_space(cur)) and (yield from match(cur, _ATEM.block[0])) and \
+                        (yield from markup_block(cur, calls, _ATEM)):
+                    if not (yield from skip_space(cur)) or (yield from match_any(cur, _ENDS)) is None:
+                        return
+                    continue
+                cur.pos = content
+            if recipient == "self":
+                ended = yield from stream_until(cur, _ENDS, ReasoningDelta)
+            else:
+                ended = yield from text_until(cur, _ENDS)
+            if ended is None:
+                return
+
+    def call_grammar(self, tools: Sequence[Tool], choice: ToolChoice, parallel: bool) -> str:
+        return _ATEM.grammar(tools, choice, lead=" to={name}<|message|>")
