@@ -25,6 +25,7 @@ py::dict stats_dict(const StreamStats & s) {
     d["cached_tokens"] = s.cached_tokens;
     d["drafted_tokens"] = s.drafted_tokens;
     d["accepted_tokens"] = s.accepted_tokens;
+    d["reasoning_tokens"] = s.reasoning_tokens;
     d["time_to_first_token"] = s.time_to_first_token < 0 ? py::object(py::none())
                                                          : py::object(py::float_(s.time_to_first_token));
     d["total_time"] = s.total_time;
@@ -214,7 +215,11 @@ PYBIND11_MODULE(_native, m) {
         .def_readwrite("prediction_tokens", &GenerationOptions::prediction_tokens)
         .def_readwrite("add_special", &GenerationOptions::add_special)
         .def_readwrite("parse_special", &GenerationOptions::parse_special)
-        .def_readwrite("preserved_tokens", &GenerationOptions::preserved_tokens);
+        .def_readwrite("preserved_tokens", &GenerationOptions::preserved_tokens)
+        .def_readwrite("reasoning_start", &GenerationOptions::reasoning_start)
+        .def_readwrite("reasoning_end", &GenerationOptions::reasoning_end)
+        .def_readwrite("reasoning_open", &GenerationOptions::reasoning_open)
+        .def_readwrite("reasoning_budget", &GenerationOptions::reasoning_budget);
     checked_field(generation, "max_tokens", &GenerationOptions::max_tokens, native_int<int32_t>);
     checked_field(generation, "logprobs", &GenerationOptions::logprobs, native_int<int32_t>);
     checked_field(generation, "stop", &GenerationOptions::stop, utf8_list);

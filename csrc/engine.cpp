@@ -225,6 +225,9 @@ std::shared_ptr<TokenStream> Engine::submit_tokens(std::vector<llama_token> prom
         throw InvalidRequest("max_tokens: must be at least 1 (or -1 for no limit)");
     }
 
+    if (options.reasoning_budget < -1) {
+        throw InvalidRequest("reasoning_budget: must be at least 0 (or -1 for no limit)");
+    }
     for (int32_t token : options.preserved_tokens) {
         if (!model_->valid_token(token)) throw InvalidRequest("preserved_tokens: unknown token id " + std::to_string(token));
     }
@@ -238,14 +241,24 @@ std::shared_ptr<TokenStream> Engine::submit_tokens(std::vector<llama_token> prom
         sampling.grammar.empty() ? nullptr : compile_grammar(sampling.grammar, sampling.grammar_root),
         std::chrono::milliseconds(options_.grammar_budget_ms));
     request->max_tokens = options.max_tokens;
+    if (!options.reasoning_end.empty()) {
+        // Closing in the model's place: a line break, the marker, and the blank line that
+        // templates put before the answer. With a grammar, only a prompt that opened the
+        // thinking has any (the grammar shapes the reply from its first token otherwise).
+        const bool may_open = sampling.grammar.empty() || options.reasoning_open;
+        request->reasoning = Reasoning({may_open ? options.reasoning_start : "", options.reasoning_end,
+                                        options.reasoning_open, options.reasoning_budget,
+                                        model_->tokenize("\n" + options.reasoning_end + "\n\n", false, true)});
+        request->sampler->set_grammar_waiting(request->reasoning.before_answer());
+    }
     request->stop = options.stop;
     request->logprobs = options.logprobs;
     request->cache_prompt = options.cache_prompt;
     request->speculative = options.speculative;
     if (options.prediction_tokens) {
-        request->prediction = options.prediction_tokens->ids;
+        request->prediction = options.prediction_tokens;  // shared, not copied, by every choice
     } else if (!options.prediction.empty()) {
-        request->prediction = model_->tokenize(options.prediction, false, false);
+        request->prediction = std::make_shared<const TokenIds>(TokenIds{model_->tokenize(options.prediction, false, false)});
     }
     request->stream = std::make_shared<TokenStream>(next_id_++, std::move(notifier));
     auto stream = request->stream;

@@ -83,11 +83,6 @@ struct MemoryUse {
     uint64_t compute = 0;  // compute scratch buffers
 };
 
-// Token ids held natively, made once and passed on by reference.
-struct TokenIds {
-    std::vector<llama_token> ids;
-};
-
 struct GenerationOptions {
     int32_t max_tokens = -1;  // -1 = until the context is full
     std::vector<std::string> stop;
@@ -103,6 +98,12 @@ struct GenerationOptions {
     // Control tokens written out as text (a chat format's markers, for its output parser);
     // the others come out as nothing, as llama.cpp renders them.
     std::vector<int32_t> preserved_tokens;
+    // Reasoning models (see reasoning.h): the thinking markers, whether the prompt opened the
+    // thinking, and its budget in tokens (-1: none), after which the engine closes it.
+    std::string reasoning_start;
+    std::string reasoning_end;
+    bool reasoning_open = false;
+    int32_t reasoning_budget = -1;
 };
 
 class Engine {

@@ -80,7 +80,7 @@ Sampler::~Sampler() {
 llama_token Sampler::sample(llama_context * ctx, int32_t batch_index) {
     const float * logits = llama_get_logits_ith(ctx, batch_index);
     llama_token token = free_choice(logits);
-    if (grammar_) {
+    if (grammar_ && !grammar_waiting_) {
         // Checking the grammar against the whole vocabulary is slow, so the free choice
         // is checked alone; only a refused one costs the full check.
         if (!grammar_->allows(token, budget_)) token = choice_within_grammar(logits);

@@ -49,6 +49,15 @@ public:
     // LLAMA_TOKEN_NULL when the grammar allows no token that is not banned: it is complete
     // and end-of-generation is banned (ignore_eos).
     llama_token sample(llama_context * ctx, int32_t batch_index);
+    // A token chosen for the model (a reasoning budget's closing marker): the chain's state
+    // (penalties) sees it as sampled; the grammar waits meanwhile.
+    llama_token force(llama_token token) {
+        if (chain_) llama_sampler_accept(chain_, token);
+        return token;
+    }
+    // While a reasoning model thinks, the grammar (the answer's shape) is not applied; it starts
+    // at the first token of the answer.
+    void set_grammar_waiting(bool waiting) { grammar_waiting_ = waiting; }
     // Starts the grammar's budget for this scheduler step (the tokens sampled in it share it).
     void begin_step() {
         if (grammar_) budget_ = GrammarBudget(grammar_budget_);
@@ -67,6 +76,7 @@ private:
     std::unique_ptr<LogitSelector> selector_;  // Greedy and TopK
     llama_sampler * chain_ = nullptr;          // TopK: what follows top-k; Chain: all of it
     std::unique_ptr<Grammar> grammar_;         // kept out of the chain: see sample()
+    bool grammar_waiting_ = false;             // see set_grammar_waiting()
     std::chrono::milliseconds grammar_budget_;
     GrammarBudget budget_{std::chrono::milliseconds(0)};
     llama_sampler * top_k_sampler_ = nullptr;  // TopK with a grammar: for refused tokens

@@ -161,7 +161,8 @@ const char * Slot::advance(llama_context * ctx, const Model & model, int32_t n_c
     for (;;) {
         batch_index_ = first_index + accepted;
         n_past_ = first + accepted;  // where the token sampled now will go
-        const llama_token token = sample(ctx, n_vocab);
+        const llama_token forced = request_->reasoning.forced();
+        const llama_token token = forced != LLAMA_TOKEN_NULL ? request_->sampler->force(forced) : sample(ctx, n_vocab);
         reason = accept(token, model, n_ctx_seq);
         if (reason || accepted == drafted || token != draft_[accepted]) break;
         ++accepted;
@@ -227,6 +228,11 @@ const char * Slot::accept(llama_token token, const Model & model, int32_t n_ctx_
     }
     const auto & preserved = request_->preserved;
     const bool as_text = !preserved.empty() && std::binary_search(preserved.begin(), preserved.end(), token);
+    auto & reasoning = request_->reasoning;
+    if (reasoning.before_answer()) {
+        reasoning.observe(model.token_text(token));
+        request_->sampler->set_grammar_waiting(reasoning.before_answer());  // the grammar shapes the answer
+    }
     auto step = decoder_->push(as_text ? model.token_text(token) : model.token_bytes(token));
     if (step.stopped) {
         final_text_ = std::move(step.text);
@@ -261,6 +267,7 @@ void Slot::finish(const std::string & reason, llama_context * ctx, const std::st
     stats.completion_tokens = n_generated_;
     stats.drafted_tokens = n_drafted_;
     stats.accepted_tokens = n_accepted_;
+    stats.reasoning_tokens = request->reasoning.tokens();
     stats.finish_reason = reason;
     stats.error = error;
     stats.invalid_request = invalid_request;

@@ -6,6 +6,7 @@
 
 #include "llama.h"
 #include "prefix_cache.h"
+#include "reasoning.h"
 #include "sampling.h"
 #include "speculation.h"
 #include "text_decoder.h"
@@ -17,6 +18,11 @@ class Model;
 
 constexpr int32_t kMaxTopLogprobs = 20;  // alternatives a request may ask for per token
 
+// Token ids held natively, made once and shared (a prediction for all of a request's choices).
+struct TokenIds {
+    std::vector<llama_token> ids;
+};
+
 // A validated request, ready for the scheduler: prompt already tokenized, sampler built.
 struct Request {
     std::vector<llama_token> prompt;
@@ -26,9 +32,10 @@ struct Request {
     int32_t logprobs = -1;  // see GenerationOptions::logprobs
     bool cache_prompt = true;
     bool speculative = true;  // drafts may be verified for it (when the engine speculates)
-    std::vector<llama_token> prediction;  // text the output will largely repeat (a draft source)
+    std::shared_ptr<const TokenIds> prediction;  // text the output will largely repeat (a draft source)
     size_t prediction_cursor = 0;         // where the last draft taken from it ended
     std::vector<llama_token> preserved;   // sorted: control tokens that come out as their text
+    Reasoning reasoning;                  // a reasoning model's thinking (none by default)
     std::shared_ptr<TokenStream> stream;
 };
 
@@ -89,7 +96,10 @@ public:
     int32_t draft_room(int32_t n_ctx_seq) const;
     // The tokens so far: those with KV, then the pending one (what a draft continues).
     const std::vector<llama_token> & history();
-    const std::vector<llama_token> & prediction() const { return request_->prediction; }
+    const std::vector<llama_token> & prediction() const {
+        static const std::vector<llama_token> kNone;
+        return request_->prediction ? request_->prediction->ids : kNone;
+    }
     size_t & prediction_cursor() { return request_->prediction_cursor; }
     std::vector<llama_token> & draft() { return draft_; }
     Acceptance & acceptance() { return acceptance_; }

@@ -49,6 +49,7 @@ struct StreamStats {
     int32_t cached_tokens = 0;  // prompt tokens served from a slot's prompt cache
     int32_t drafted_tokens = 0;   // speculation: tokens verified beside the sampled ones
     int32_t accepted_tokens = 0;  // of which the model chose (they are in the completion)
+    int32_t reasoning_tokens = 0;  // of the completion's tokens, those of thinking
     double time_to_first_token = -1.0;  // seconds from submit; -1 if no token came
     double total_time = 0.0;            // seconds from submit to finish
     std::string finish_reason;          // stop | length | cancelled | error

@@ -70,19 +70,25 @@ def default_server(smollm2_path):
 
 
 @pytest.fixture(scope="session")
-def thinking_server(smollm2_path, tmp_path_factory):
+def thinking_model(smollm2_path, tmp_path_factory):
     """The default weights with Qwen 3.5's chat template (thinking on by default: its generation
-    prompt opens <think>), written as a GGUF copy; served with --reasoning-budget off."""
+    prompt opens <think>), written as a GGUF copy."""
     from pathlib import Path
 
     from gguf_copy import with_chat_template
+
+    template = (Path(__file__).parents[1] / "vendor/llama.cpp/models/templates/Qwen3.5-4B.jinja").read_text()
+    return with_chat_template(smollm2_path, tmp_path_factory.mktemp("thinking") / "smollm2-thinking.gguf", template)
+
+
+@pytest.fixture(scope="session")
+def thinking_server(thinking_model):
+    """The thinking model served with no reasoning budget of its own."""
     from llamaserve.config import ServerConfig
     from llamaserve.server.app import create_app
     from serverutil import LiveServer
 
-    template = (Path(__file__).parents[1] / "vendor/llama.cpp/models/templates/Qwen3.5-4B.jinja").read_text()
-    path = with_chat_template(smollm2_path, tmp_path_factory.mktemp("thinking") / "smollm2-thinking.gguf", template)
-    config = ServerConfig(model=str(path), n_parallel=2, n_ctx=2048, default_max_tokens=48)
+    config = ServerConfig(model=str(thinking_model), n_parallel=2, n_ctx=2048, default_max_tokens=48)
     with LiveServer(create_app(config)) as server:
         yield server
 

@@ -41,7 +41,9 @@ class HealthProbe:
 
     @property
     def p99(self) -> float:
-        return statistics.quantiles(self.latencies, n=100)[98] if len(self.latencies) > 1 else self.latencies[0]
+        if len(self.latencies) < 2:
+            return self.latencies[0]
+        return statistics.quantiles(self.latencies, n=100, method="inclusive")[98]
 
     def report(self) -> str:
         return f"/health p99 {self.p99 * 1000:.0f} ms, max {max(self.latencies) * 1000:.0f} ms over {len(self.latencies)}"

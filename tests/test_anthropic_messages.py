@@ -213,7 +213,8 @@ def test_keys_rate_limit_and_body_limit(serve_app, served_model):
         with pytest.raises(anthropic.RateLimitError) as info:
             right.messages.create(**body)
     assert info.value.type == "rate_limit_error" and int(info.value.response.headers["Retry-After"]) > 0
-    counted = [line for line in httpx.get(server.url + "/metrics").text.splitlines()
+    metrics = httpx.get(server.url + "/metrics", headers={"Authorization": "Bearer sk-right"})  # guarded with keys
+    counted = [line for line in metrics.text.splitlines()
                if line.startswith("http_requests_total{") and 'endpoint="/v1/messages"' in line]
     assert any('status="200"' in line for line in counted)  # by endpoint, like /v1
 

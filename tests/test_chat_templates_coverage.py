@@ -8,33 +8,27 @@ from __future__ import annotations
 import functools
 import json
 import random
-from pathlib import Path
 
 import pytest
 
 import test_tool_formats_json as json_formats
+from format_cases import TEMPLATES, source
 import test_tool_formats_markup as markup_formats
 from llamaserve.server.chat.formats import Hermes, OutputParser, format_for
 from llamaserve.server.chat.formats.collect import Collected
 from llamaserve.server.chat.formats.reasoning import ReasoningSplit, markers_for, opens_thinking
 from llamaserve.server.chat.templates import ChatTemplate
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "vendor" / "llama.cpp" / "models" / "templates"
 ALL = sorted(p.name for p in TEMPLATES.glob("*.jinja"))
-WITH_TOOLS = [t for t in ALL if "tools" in (TEMPLATES / t).read_text()]
+WITH_TOOLS = [t for t in ALL if "tools" in source(t)]
 HERMES = {*json_formats.HERMES, *markup_formats.HERMES}
 CASES = {**{t: (json_formats.TOOLS, c) for t, c in json_formats.CASES.items()},
          **{t: (markup_formats.TOOLS, c) for t, c in markup_formats.CASES.items()}}
 # Templates that mention tools but never let the model call one (documentation of a tool-less mode).
 NO_CALL_SYNTAX = {"CohereForAI-c4ai-command-r-plus-tool_use.jinja"} - set(CASES)
-THINKING = [t for t in ALL if markers_for((TEMPLATES / t).read_text()) is not None]
+THINKING = [t for t in ALL if markers_for(source(t)) is not None]
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Weather in Paris?"}]
 REASONING = "The user wants the weather.\nI should call the tool."
-
-
-@functools.lru_cache(maxsize=None)
-def source(template: str) -> str:
-    return (TEMPLATES / template).read_text()
 
 
 @functools.lru_cache(maxsize=None)

@@ -94,3 +94,50 @@ def test_a_template_refusing_the_conversation_is_a_bad_request(client):
     with pytest.raises(openai.BadRequestError):  # Qwen 3.5 raises on a message role it does not know
         client.chat.completions.create(model="default", messages=[{"role": "tool", "content": "x", "tool_call_id": "1"}],
                                        max_tokens=2)
+
+
+# -- budgets: the engine closes the thinking itself ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def budget_server(thinking_model):
+    """The thinking model with --reasoning-budget 8: a 135M model never closes its thinking by
+    itself, so the engine does it after 8 tokens, and the answer follows."""
+    from llamaserve.config import ServerConfig
+    from llamaserve.server.app import create_app
+    from serverutil import LiveServer
+
+    config = ServerConfig(model=str(thinking_model), n_parallel=1, n_ctx=2048, reasoning_budget=8)
+    with LiveServer(create_app(config)) as server:
+        yield server
+
+
+def test_server_budget_ends_the_thinking_and_the_answer_follows(budget_server):
+    client = openai.OpenAI(base_url=budget_server.url + "/v1", api_key="x", max_retries=0)
+    r = client.chat.completions.create(model="default", messages=QUESTION, max_tokens=40, temperature=0)
+    message = r.choices[0].message
+    assert message.model_extra["reasoning_content"] and message.content and free_of_markers(message.content)
+    assert 1 <= r.usage.completion_tokens_details.reasoning_tokens <= 8
+
+
+def test_anthropic_budget_tokens_bounds_the_thinking(thinking_server):
+    client = anthropic.Anthropic(base_url=thinking_server.url, api_key="x", max_retries=0)
+    message = client.messages.create(model="default", max_tokens=40, messages=QUESTION,
+                                     thinking={"type": "enabled", "budget_tokens": 4})
+    assert [b.type for b in message.content] == ["thinking", "text"]
+    assert free_of_markers(message.content[1].text) and message.content[1].text.strip()
+
+
+def test_a_json_schema_shapes_the_answer_after_free_reasoning(budget_server):
+    import json
+
+    import jsonschema
+
+    schema = {"type": "object", "properties": {"prime": {"type": "boolean"}}, "required": ["prime"],
+              "additionalProperties": False}
+    client = openai.OpenAI(base_url=budget_server.url + "/v1", api_key="x", max_retries=0)
+    r = client.chat.completions.create(model="default", messages=QUESTION, max_tokens=40, temperature=0,
+                                       response_format={"type": "json_schema",
+                                                        "json_schema": {"name": "answer", "schema": schema}})
+    message = r.choices[0].message
+    assert message.model_extra["reasoning_content"]  # free text: the grammar waited for the answer
+    jsonschema.validate(json.loads(message.content), schema)

@@ -5,13 +5,21 @@ while the heavy request runs: p99 under 100 ms, and no 5xx. Moved back onto the 
 of these stalls /health for a second or more."""
 from __future__ import annotations
 
+import asyncio
+import json
+
 import httpx
+import numpy
 import pytest
 from healthprobe import HealthProbe
 
 import llamaserve
 from llamaserve.config import ServerConfig
+from llamaserve.results import Embeddings
 from llamaserve.server.app import create_app
+from llamaserve.server.native import protocol as native_protocol
+from llamaserve.server.offloop import json_response
+from llamaserve.server.openai.embeddings_protocol import embeddings_answer
 from serverutil import LiveServer
 
 LOOP_BUDGET = 0.1  # seconds: the issue's target for /health p99
@@ -32,7 +40,8 @@ def url(engine):
 
 
 def quiet_loop(probe: HealthProbe) -> None:
-    assert probe.p99 < LOOP_BUDGET, probe.report()
+    # p99 is the issue's target; a long request has many samples, so one stall counts apart.
+    assert probe.p99 < LOOP_BUDGET and max(probe.latencies) < 10 * LOOP_BUDGET, probe.report()
     assert set(probe.statuses) == {200}
 
 
@@ -75,10 +84,44 @@ def test_detokenize_of_half_a_million_tokens(url, engine):
 
 
 @pytest.mark.parametrize(("path", "rows"), [("/v1/embeddings", "data"), ("/api/v1/embeddings", "embeddings")])
-def test_2048_embeddings(url, path, rows):
-    inputs = [f"sentence {i}" for i in range(2048)]
+def test_many_embeddings(url, path, rows):
+    # 256 inputs: embedding 2,048 takes half a minute on two cores (the next test renders
+    # 2,048 rows); the answer is written a row at a time in a thread whatever its size.
+    inputs = [f"sentence {i}" for i in range(256)]
     with HealthProbe(url) as probe:
         r = httpx.post(url + path, json={"input": inputs}, timeout=300)
     assert r.status_code == 200, r.text
-    assert len(r.json()[rows]) == 2048
+    assert len(r.json()[rows]) == 256
     quiet_loop(probe)
+
+
+@pytest.mark.parametrize("render", [
+    lambda rows: embeddings_answer(rows, [3] * len(rows), "m", "float"),
+    lambda rows: native_protocol.embeddings_answer(Embeddings(rows, [3] * len(rows)), "m")],
+    ids=["openai", "native"])
+def test_a_2048_row_embeddings_answer_leaves_the_loop_free(render):
+    """The answer of 2,048 SmolLM2-sized rows (on the loop: 0.6 s here, 1.7 s in the issue):
+    a coroutine ticking every 5 ms is never held up long while it renders."""
+    rows = numpy.random.default_rng(0).random((2048, 576), dtype=numpy.float32)
+
+    async def main() -> tuple[float, bytes]:
+        gaps: list[float] = []
+        done = asyncio.Event()
+
+        async def tick() -> None:
+            loop = asyncio.get_running_loop()
+            last = loop.time()
+            while not done.is_set():
+                await asyncio.sleep(0.005)
+                gaps.append(loop.time() - last)
+                last = loop.time()
+
+        ticker = asyncio.create_task(tick())
+        response = await json_response(render, rows)
+        done.set()
+        await ticker
+        return max(gaps), response.body
+
+    longest, body = asyncio.run(main())
+    assert longest < LOOP_BUDGET, f"the loop waited {longest * 1000:.0f} ms"
+    assert len(json.loads(body)["data" if b'"data"' in body[:200] else "embeddings"]) == 2048

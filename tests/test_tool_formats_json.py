@@ -5,22 +5,21 @@ syntax read the same whole and in random pieces, arguments streamed, bad replies
 raising anything but MalformedCall; the grammar that forces a call writes what the reader reads."""
 from __future__ import annotations
 
+import functools
 import json
-import random
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from format_cases import Case, all_cases, outcome, random_pieces, read_raising_only_malformed, reply_in_history, source
+from format_cases import parse as parse_with
 from gbnf import Grammar
 from llamaserve.server.chat.formats import OutputParser, format_for
-from llamaserve.server.chat.formats.collect import Collected
 from llamaserve.server.chat.formats.events import CallArguments, CallStart, MalformedCall
 from llamaserve.server.chat.templates import ChatTemplate
 from llamaserve.server.chat.tools import Tool, ToolChoice
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "vendor" / "llama.cpp" / "models" / "templates"
 
 
 def _property(kind: str, **more: Any) -> dict[str, Any]:
@@ -38,6 +37,8 @@ TOOLS = [
                                                                "pinned": _property("boolean")}}),
     Tool("get_time", "The current time", {"type": "object", "properties": {}}),
 ]
+
+parse = functools.partial(parse_with, tools=TOOLS)
 NOTE = 'He said "hi" \\o/\n<b>bold</b> & {braces}: ünïcødé ✓ 日本語, a line\nand another'
 CALLS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "simple": [("get_weather", {"city": "Paris", "days": 3})],
@@ -197,7 +198,6 @@ SANDBOX_REFUSES = "its history of calls appends to a list, which the immutable s
 HERMES = ["Bielik-11B-v3.0-Instruct.jinja", "MiMo-VL.jinja", "ibm-granite-granite-4.0.jinja",
           "ibm-granite-granite-4.1.jinja"]
 
-Case = tuple[str, str | None, list[tuple[str, dict[str, Any]]]]
 
 
 def _cases(fmt: str, write: Writer) -> list[Case]:
@@ -216,35 +216,14 @@ CASES: dict[str, list[Case]] = {template: _cases(fmt, write) for template, (fmt,
 
 # -- helpers -----------------------------------------------------------------------------
 
-def source(template: str) -> str:
-    return (TEMPLATES / template).read_text()
 
 
-def parse(fmt: Any, text: str, pieces: list[str] | None = None, parallel: bool = True,
-          tools: list[Tool] = TOOLS) -> tuple[Collected, list[Any]]:
-    parser, collected, events = OutputParser(fmt, tools, parallel), Collected(), []
-    for piece in pieces if pieces is not None else [text]:
-        events += parser.feed(piece)
-    events += parser.finish()
-    collected.add(events)
-    return collected, events
 
 
-def random_pieces(text: str, seed: int, longest: int = 7) -> list[str]:
-    rnd, pieces, i = random.Random(seed), [], 0
-    while i < len(text):
-        k = rnd.randint(1, longest)
-        pieces.append(text[i:i + k])
-        i += k
-    return pieces
 
 
-def outcome(collected: Collected) -> tuple[str | None, list[tuple[str, dict[str, Any]]]]:
-    return collected.content, [(c.name, json.loads(c.arguments)) for c in collected.calls]
 
 
-def all_cases() -> list[Any]:
-    return [pytest.param(t, i, id=f"{t}-{i}") for t, cases in CASES.items() for i in range(len(cases))]
 
 
 def chat(template: str) -> ChatTemplate:
@@ -274,25 +253,16 @@ def test_template_gets_its_format(template: str) -> None:
 def test_calls_rendered_by_the_template_read_back(template: str) -> None:
     """What follows the generation prompt in a rendered history is a reply in the model's own
     syntax: read with the template's format, it gives back the calls put in."""
-    template_chat = chat(template)
-    tools = [t.to_openai() for t in TOOLS]
-    user = [{"role": "user", "content": "Weather in Paris?"}]
     calls = CALLS["simple"] + CALLS["note"]
     if "Llama-3" in template or FAMILIES[template][0] in ONE_CALL:
         calls = calls[:1]  # their templates render one call
-    assistant = {"role": "assistant", "content": None if template in CALLS_WITHOUT_CONTENT else "", "tool_calls": [
-        {"id": f"abcDEF12{i}", "type": "function", "function": {"name": n, "arguments": a}}
-        for i, (n, a) in enumerate(calls)]}
-    prompt = template_chat.render(user, tools=tools)
-    history = template_chat.render([*user, assistant], tools=tools, add_generation_prompt=False)
-    common = next((i for i, (a, b) in enumerate(zip(prompt, history)) if a != b), len(prompt))
-    if common < len(prompt):  # they part inside a tag: the reply begins where it does
-        common = max(prompt.rfind(">", 0, common), prompt.rfind("\n", 0, common)) + 1
-    collected, _ = parse(format_for(template_chat.source), history[common:])
+    reply = reply_in_history(chat(template), TOOLS, calls, ids="abcDEF12{}",  # Mistral's ids are 9 characters
+                             content=None if template in CALLS_WITHOUT_CONTENT else "")
+    collected, _ = parse(format_for(source(template)), reply)
     assert outcome(collected)[1] == calls
 
 
-@pytest.mark.parametrize(("template", "index"), all_cases())
+@pytest.mark.parametrize(("template", "index"), all_cases(CASES))
 def test_reply_reads_the_same_whole_and_in_pieces(template: str, index: int) -> None:
     reply, content, calls = CASES[template][index]
     fmt = format_for(source(template))
@@ -349,13 +319,7 @@ def _adversarial(write: Writer) -> list[str]:
 
 @pytest.mark.parametrize("template", list(CASES))
 def test_bad_replies_raise_nothing_but_malformed_call(template: str) -> None:
-    fmt = format_for(source(template))
-    for reply in _adversarial(FAMILIES[template][1]):
-        for pieces in (None, random_pieces(reply, 2, 3)):
-            try:
-                parse(fmt, reply, pieces)
-            except MalformedCall:
-                pass
+    read_raising_only_malformed(format_for(source(template)), _adversarial(FAMILIES[template][1]), TOOLS)
 
 
 def test_a_truncated_call_is_malformed() -> None:

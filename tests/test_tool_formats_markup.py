@@ -4,14 +4,15 @@ format, and replies written in its model's own syntax read the same whole and in
 pieces, string arguments streamed, bad replies never raising anything but MalformedCall."""
 from __future__ import annotations
 
+import functools
 import json
-import random
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from format_cases import Case, all_cases, outcome, random_pieces, read_raising_only_malformed, reply_in_history, source
+from format_cases import parse as parse_with
 from gbnf import Grammar
 from llamaserve.server.chat.formats import OutputParser, format_for
 from llamaserve.server.chat.formats.collect import Collected
@@ -19,7 +20,6 @@ from llamaserve.server.chat.formats.events import CallArguments, CallEnd, Malfor
 from llamaserve.server.chat.templates import ChatTemplate
 from llamaserve.server.chat.tools import Tool, ToolChoice
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "vendor" / "llama.cpp" / "models" / "templates"
 
 TOOLS = [
     Tool("get_weather", "The forecast for a city", {
@@ -31,6 +31,8 @@ TOOLS = [
         "properties": {"text": {"type": "string"}, "pinned": {"type": "boolean"}}}),
     Tool("get_time", "The current time", {"type": "object", "properties": {}}),
 ]
+
+parse = functools.partial(parse_with, tools=TOOLS)
 NOTE = 'He said "hi" \\o/\n<b>bold</b> & {braces}: ünïcødé ✓ 日本語, a line\nand another'
 CALLS: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "simple": [("get_weather", {"city": "Paris", "days": 3})],
@@ -182,7 +184,6 @@ CHANNELS = {"harmony", "muse-glimmer", "solar-open"}  # formats whose replies ar
 HERMES = ["Reka-Edge.jinja", "Qwen-QwQ-32B.jinja", "Qwen-Qwen2.5-7B-Instruct.jinja", "Qwen-Qwen3-0.6B.jinja",
           "NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use.jinja", "NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja"]
 
-Case = tuple[str, str | None, list[tuple[str, dict[str, Any]]]]
 
 
 def _cases(fmt: str, write: Writer) -> list[Case]:
@@ -199,34 +200,14 @@ CASES: dict[str, list[Case]] = {template: _cases(fmt, write) for template, (fmt,
 
 # -- helpers -----------------------------------------------------------------------------
 
-def source(template: str) -> str:
-    return (TEMPLATES / template).read_text()
 
 
-def parse(fmt: Any, text: str, pieces: list[str] | None = None) -> tuple[Collected, list[Any]]:
-    parser, collected, events = OutputParser(fmt, TOOLS), Collected(), []
-    for piece in pieces if pieces is not None else [text]:
-        events += parser.feed(piece)
-    events += parser.finish()
-    collected.add(events)
-    return collected, events
 
 
-def random_pieces(text: str, seed: int, longest: int = 7) -> list[str]:
-    rnd, pieces, i = random.Random(seed), [], 0
-    while i < len(text):
-        k = rnd.randint(1, longest)
-        pieces.append(text[i:i + k])
-        i += k
-    return pieces
 
 
-def outcome(collected: Collected) -> tuple[str | None, list[tuple[str, dict[str, Any]]]]:
-    return collected.content, [(c.name, json.loads(c.arguments)) for c in collected.calls]
 
 
-def all_cases() -> list[Any]:
-    return [pytest.param(t, i, id=f"{t}-{i}") for t, cases in CASES.items() for i in range(len(cases))]
 
 
 # -- tests -------------------------------------------------------------------------------
@@ -248,24 +229,14 @@ def test_calls_rendered_by_the_template_read_back(template: str) -> None:
     """What follows the generation prompt in a rendered history is a reply in the model's own
     syntax: read with the template's format, it gives back the calls put in."""
     chat = ChatTemplate.from_source(source(template), bos_token="<s>", eos_token="</s>")
-    tools = [t.to_openai() for t in TOOLS]
-    user = [{"role": "user", "content": "Weather in Paris?"}]
     calls = CALLS["simple"] + CALLS["note"]
     if template == "openai-gpt-oss-120b.jinja":
         calls = calls[:1]  # its template renders one call per message
-    assistant = {"role": "assistant", "content": "", "tool_calls": [
-        {"id": f"call_{i}", "type": "function", "function": {"name": n, "arguments": a}}
-        for i, (n, a) in enumerate(calls)]}
-    prompt = chat.render(user, tools=tools)
-    history = chat.render([*user, assistant], tools=tools, add_generation_prompt=False)
-    common = next((i for i, (a, b) in enumerate(zip(prompt, history)) if a != b), len(prompt))
-    if common < len(prompt):  # they part inside a tag: the reply begins where it does
-        common = max(prompt.rfind(">", 0, common), prompt.rfind("\n", 0, common)) + 1
-    collected, _ = parse(format_for(chat.source), history[common:])
+    collected, _ = parse(format_for(chat.source), reply_in_history(chat, TOOLS, calls))
     assert outcome(collected)[1] == calls
 
 
-@pytest.mark.parametrize(("template", "index"), all_cases())
+@pytest.mark.parametrize(("template", "index"), all_cases(CASES))
 def test_reply_reads_the_same_whole_and_in_pieces(template: str, index: int) -> None:
     reply, content, calls = CASES[template][index]
     fmt = format_for(source(template))
@@ -313,13 +284,7 @@ def _adversarial(write: Writer) -> list[str]:
 
 @pytest.mark.parametrize("template", list(CASES))
 def test_bad_replies_raise_nothing_but_malformed_call(template: str) -> None:
-    fmt = format_for(source(template))
-    for reply in _adversarial(FAMILIES[template][1]):
-        for pieces in (None, random_pieces(reply, 2, 3)):
-            try:
-                parse(fmt, reply, pieces)
-            except MalformedCall:
-                pass
+    read_raising_only_malformed(format_for(source(template)), _adversarial(FAMILIES[template][1]), TOOLS)
 
 
 @pytest.mark.parametrize("template", list(CASES))

@@ -111,6 +111,8 @@ class ServerConfig:
     reasoning_format: str = _opt("--reasoning-format", "auto: reasoning apart from the answer "
                                  "(reasoning_content, thinking blocks, reasoning items); none: left in the "
                                  "content, for clients that parse it", "auto")
+    grammar_budget_ms: int = _opt("--grammar-budget-ms", "milliseconds one request's grammar may take in one "
+                                  "decoding step before the request ends with a 400 (0: no limit)", 250)
     reasoning_budget: int = _opt("--reasoning-budget", "most tokens a reply may reason before the engine "
                                  "closes its reasoning (-1: no limit); requests may ask for less", -1)
     api_keys: tuple[str, ...] = _opt("--api-keys", "comma-separated API keys; any one is accepted "
@@ -193,6 +195,7 @@ class ServerConfig:
         need(self.metrics_auth in METRICS_AUTH, "metrics_auth", "must be one of " + ", ".join(METRICS_AUTH))
         need(all(self.admin_keys), "admin_keys", "must not contain an empty key")
         need(self.reasoning_format in ("auto", "none"), "reasoning_format", "must be auto or none")
+        need(0 <= self.grammar_budget_ms <= 60_000, "grammar_budget_ms", "must be between 0 and 60000")
         need(self.reasoning_budget == -1 or self.reasoning_budget >= 1, "reasoning_budget",
              "must be at least 1 (or -1: no limit)")
         if self.chat_template_kwargs is not None:

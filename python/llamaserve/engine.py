@@ -25,7 +25,8 @@ DEFAULT_CACHE_RAM = 1 << 30  # host memory for prefix snapshots
 _SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "presence_penalty",
                    "frequency_penalty", "penalty_last_n", "seed", "grammar")
 _OPTION_FIELDS = ("max_tokens", "stop", "ignore_eos", "logprobs", "add_special", "parse_special",
-                  "cache_prompt", "speculative", "prediction", "preserved_tokens")
+                  "cache_prompt", "speculative", "prediction", "preserved_tokens", "reasoning_start", "reasoning_end",
+                  "reasoning_open", "reasoning_budget")
 
 
 def native_settings(arguments: dict[str, Any], n_ctx: int) -> tuple[_native.SamplingParams,

@@ -238,6 +238,11 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
     Parameter("grammar", check_text, {"type": "string"}, "GBNF grammar the text must follow"),
     _flag("add_special", "add the model's special tokens (BOS) to a text prompt"),
     _flag("parse_special", "read control tokens written in a text prompt"),
+    Parameter("reasoning_start", check_text, {"type": "string"}, "a reasoning model's opening thinking marker"),
+    Parameter("reasoning_end", check_text, {"type": "string"}, "its closing thinking marker"),
+    _flag("reasoning_open", "the prompt opened the thinking: the reply starts inside it"),
+    _integer("reasoning_budget", -1, INT32_MAX, "most thinking tokens before the engine closes the thinking "
+             "(0: at once; -1: no limit)"),
     Parameter("preserved_tokens", _preserved_tokens, {
         "type": "array", "maxItems": MAX_PRESERVED_TOKENS, "items": {"type": "integer", "minimum": 0, "maximum": INT32_MAX}},
         "control tokens written out as text in the output (a chat format's markers)"),

@@ -237,7 +237,7 @@ class _Converter:
             while isinstance(part, dict) and "$ref" in part:
                 ref = part["$ref"]
                 if not isinstance(ref, str) or ref in followed:
-                    raise SchemaError(f"allOf at {path or '/'}/allOf/{i}: circular $ref {str(ref)[:100]!r}")
+                    raise SchemaError(f"allOf at {path}/allOf/{i}: circular $ref {str(ref)[:100]!r}")
                 followed.add(ref)
                 part = {**self.resolve(ref, f"{path}/allOf/{i}")[1], **{k: v for k, v in part.items() if k != "$ref"}}
             if not isinstance(part, dict):

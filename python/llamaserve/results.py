@@ -17,6 +17,7 @@ class Usage:
     cached_tokens: int = 0  # prompt tokens served from a slot's prompt cache
     drafted_tokens: int = 0  # speculation: tokens verified beside the sampled ones
     accepted_tokens: int = 0  # of which the model chose (they are in the completion)
+    reasoning_tokens: int = 0  # of the completion, those of a reasoning model's thinking
 
     @property
     def total_tokens(self) -> int:
@@ -43,7 +44,7 @@ def completion_of(text: str, stats: dict[str, Any]) -> Completion:
     return Completion(
         text=text,
         usage=Usage(stats["prompt_tokens"], stats["completion_tokens"], stats["cached_tokens"],
-                    stats["drafted_tokens"], stats["accepted_tokens"]),
+                    stats["drafted_tokens"], stats["accepted_tokens"], stats["reasoning_tokens"]),
         finish_reason=stats["finish_reason"],
         latency=stats["total_time"],
         time_to_first_token=stats["time_to_first_token"],

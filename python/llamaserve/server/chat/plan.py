@@ -12,6 +12,7 @@ from typing import Any
 
 from llamaserve.config import ServerConfig
 from llamaserve.engine import Prompt
+from llamaserve.errors import InvalidRequest
 from llamaserve.generation_params import SEED_MAX
 from llamaserve.hosting.loaded import LoadedModel
 from llamaserve.json_grammar import SchemaError, json_object_grammar, schema_to_grammar
@@ -72,6 +73,19 @@ def template_markers(source: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(_MARKER.findall(source or "")))
 
 
+async def _prepared(model: LoadedModel, arguments: dict[str, Any], grammar_field: str) -> dict[str, Any]:
+    """The engine arguments with their heavy work done once, off the loop, for every choice:
+    the grammar compiled (refused here, named as the field it came from), the prediction
+    tokenized."""
+    try:
+        return await model.engine.aprepare(arguments)
+    except InvalidRequest as exc:
+        message = str(exc)
+        if message.startswith("grammar: "):
+            raise invalid(f"{grammar_field}: the grammar it needs is refused: {message[len('grammar: '):]}") from None
+        raise
+
+
 def control_tokens(engine: Any, markers: tuple[str, ...]) -> list[int]:
     """The markers that are single control tokens of this model's vocabulary (as text they
     would come out as nothing): the engine writes these out for the parser."""
@@ -88,6 +102,15 @@ def choice_arguments(arguments: dict[str, Any], n: int) -> list[dict[str, Any]]:
     if "seed" not in arguments:
         return [dict(arguments) for _ in range(n)]
     return [{**arguments, "seed": (arguments["seed"] + i) % (SEED_MAX + 1)} for i in range(n)]
+
+
+def _budget(req: ChatRequest, config: ServerConfig) -> int:
+    """Most thinking tokens: the request's and the server's, the smaller; 0 when the request
+    turned thinking off (a template that always opens it is closed at once); -1: no limit."""
+    if req.thinking.enabled is False:
+        return 0
+    limits = [b for b in (req.thinking.budget, config.reasoning_budget) if b is not None and b >= 0]
+    return min(limits) if limits else -1
 
 
 def _template_kwargs(req: ChatRequest, config: ServerConfig) -> dict[str, Any]:
@@ -122,6 +145,11 @@ async def plan(req: ChatRequest, model: LoadedModel, config: ServerConfig, *, as
         arguments["grammar"] = grammar
     if req.logprobs:
         arguments["logprobs"] = req.top_logprobs
+    opened = thinking is not None and opens_thinking(tail, thinking)
+    if thinking is not None:  # the engine counts the thinking, and ends it at its budget
+        arguments.update(reasoning_start=thinking.opener, reasoning_end=thinking.closer, reasoning_open=opened,
+                         reasoning_budget=_budget(req, config))
+    arguments = await _prepared(model, arguments, "tools" if req.tool_choice.forced else "response_format")
     return ChatPlan(model, prompt, choice_arguments(arguments, req.sampling.n), req.offered_tools, fmt,
                     req.parallel_tool_calls, req.top_logprobs if req.logprobs else None, req.warnings,
-                    thinking, thinking is not None and opens_thinking(tail, thinking), split)
+                    thinking, opened, split)

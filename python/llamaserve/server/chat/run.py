@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from llamaserve.engine import Prompt
+from llamaserve.engine import Prompt, failure_of
 from llamaserve.errors import EngineError, RequestCancelled
 from llamaserve.hosting.loaded import LoadedModel
 from llamaserve.results import TokenLogprob
@@ -23,7 +23,7 @@ def ended(stats: dict[str, Any]) -> str:
         return reason
     if reason == "cancelled":
         raise RequestCancelled("the request was cancelled before it finished (the server is shutting down)")
-    raise EngineError(stats.get("error") or "generation failed")
+    raise failure_of(stats) or EngineError("generation failed")
 
 
 class Run:

@@ -19,7 +19,8 @@ from llamaserve.server.usage import drafts, usage
 MAX_MODEL_NAME = 256
 # What a client may set; add_special and parse_special stay the engine's.
 GENERATION_FIELDS = tuple(name for name in PARAMETERS
-                          if name not in ("add_special", "parse_special", "logprobs", "preserved_tokens"))
+                          if name not in ("add_special", "parse_special", "logprobs", "preserved_tokens")
+                          and not name.startswith("reasoning_"))  # what the chat pipeline sets
 GENERATE_FIELDS = ("prompt", "model", "stream", *GENERATION_FIELDS)
 LOAD_FIELDS = ("quantization", "prefer_gpu", "allow_requantize")
 

@@ -14,7 +14,7 @@ from typing import ClassVar
 from llamaserve.server.chat.formats.calls import Calls
 from llamaserve.server.chat.formats.events import Event, MalformedCall, TextDelta
 from llamaserve.server.chat.formats.grammar import json_call_grammar
-from llamaserve.server.chat.formats.reading import NEED, Cursor, Reader
+from llamaserve.server.chat.formats.reading import Cursor, Reader, advance
 from llamaserve.server.chat.tools import Tool, ToolChoice
 
 
@@ -67,10 +67,8 @@ class OutputParser:
         if reader is None:
             return events
         try:
-            while (item := next(reader)) is not NEED:
-                events.append(item)
-        except StopIteration:
-            self._reader, self.done = None, True
+            if advance(reader, events):
+                self._reader, self.done = None, True
         except MalformedCall as exc:
             self._reader, self.done = None, True
             exc.events = events  # type: ignore[attr-defined]  # what was certain before it failed

@@ -14,10 +14,9 @@ from collections.abc import Sequence
 
 from llamaserve.server.chat.formats.base import ToolFormat
 from llamaserve.server.chat.formats.calls import Calls, arguments_object
-from llamaserve.server.chat.formats.events import ReasoningDelta
 from llamaserve.server.chat.formats.grammar import per_tool_grammar
 from llamaserve.server.chat.formats.reading import (Cursor, Reader, match, match_any, read_until, skip_space,
-                                                    stream_until, text_until)
+                                                    message_until, text_until)
 from llamaserve.server.chat.tools import Tool, ToolChoice
 
 HEADER_LIMIT = 256  # a header is a channel, a recipient and a content type
@@ -58,10 +57,8 @@ class Harmony(ToolFormat):
                 if not (yield from skip_space(cur)):
                     return
                 yield from match_any(cur, _ENDS)
-            elif channels and channels[-1] == "analysis" and not recipients:
-                if (yield from stream_until(cur, _ENDS, ReasoningDelta)) is None:
-                    return
-            elif (yield from text_until(cur, _ENDS)) is None:
+            elif (yield from message_until(cur, _ENDS, bool(channels) and channels[-1] == "analysis"
+                                           and not recipients)) is None:
                 return
 
     def call_grammar(self, tools: Sequence[Tool], choice: ToolChoice, parallel: bool) -> str:

@@ -10,10 +10,9 @@ from collections.abc import Sequence
 
 from llamaserve.server.chat.formats.base import ToolFormat
 from llamaserve.server.chat.formats.calls import Calls
-from llamaserve.server.chat.formats.events import ReasoningDelta
 from llamaserve.server.chat.formats.markup import Markup, markup_block
 from llamaserve.server.chat.formats.reading import (Cursor, Reader, match, match_any, read_until, skip_space,
-                                                    stream_until, text_until)
+                                                    message_until, text_until)
 from llamaserve.server.chat.tools import Tool, ToolChoice
 
 HEADER_LIMIT = 256
@@ -54,10 +53,7 @@ class MuseGlimmer(ToolFormat):
                         return
                     continue
                 cur.pos = content
-            if recipient == "self":
-                ended = yield from stream_until(cur, _ENDS, ReasoningDelta)
-            else:
-                ended = yield from text_until(cur, _ENDS)
+            ended = yield from message_until(cur, _ENDS, recipient == "self")
             if ended is None:
                 return
 

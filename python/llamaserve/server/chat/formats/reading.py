@@ -12,7 +12,7 @@ import json
 from collections.abc import Generator, Iterable
 from typing import Any
 
-from llamaserve.server.chat.formats.events import TextDelta
+from llamaserve.server.chat.formats.events import ReasoningDelta, TextDelta
 from llamaserve.server.chat.formats.json_scan import JsonScanner, JsonSyntaxError
 
 NEED: Any = object()  # yielded: wait for more of the reply
@@ -41,6 +41,17 @@ class Cursor:
         if self.pos >= _COMPACT_AT:
             self.text = self.text[self.pos:]
             self.pos = 0
+
+
+def advance(reader: Reader, events: list[Any]) -> bool:
+    """Run a reader until it needs more of the reply, its events appended to `events` (they
+    are there if it raises); True once it has read all it ever will."""
+    try:
+        while (item := next(reader)) is not NEED:
+            events.append(item)
+    except StopIteration:
+        return True
+    return False
 
 
 def wait(cur: Cursor, n: int = 1) -> Reader:
@@ -108,17 +119,23 @@ def held_length(text: str, start: int, markers: Iterable[str]) -> int:
     return best
 
 
+def earliest(text: str, start: int, markers: Iterable[str]) -> tuple[str | None, int]:
+    """The marker that occurs first in text[start:], and where; (None, -1) if none does."""
+    found, at = None, -1
+    for marker in markers:
+        k = text.find(marker, start)
+        if k >= 0 and (at < 0 or k < at):
+            found, at = marker, k
+    return found, at
+
+
 def text_until(cur: Cursor, markers: tuple[str, ...], keep_space_at_end: bool = True) -> Reader:
     """Emit the reply as text up to the earliest of `markers` (consumed and returned), or to
     its end (None). Whitespace just before a marker is dropped; trailing whitespace is held
     until text follows it, and at the end kept only if `keep_space_at_end`."""
     while True:
         text, start = cur.text, cur.pos
-        found, at = None, -1
-        for marker in markers:
-            k = text.find(marker, start)
-            if k >= 0 and (at < 0 or k < at):
-                found, at = marker, k
+        found, at = earliest(text, start, markers)
         if found is not None:
             before = text[start:at].rstrip()
             if before:
@@ -162,11 +179,7 @@ def stream_until(cur: Cursor, markers: tuple[str, ...], emit: Any) -> Reader:
     Forgets what was read, so only for readers that no longer return to a position."""
     while True:
         text, start = cur.text, cur.pos
-        found, at = None, -1
-        for marker in markers:
-            k = text.find(marker, start)
-            if k >= 0 and (at < 0 or k < at):
-                found, at = marker, k
+        found, at = earliest(text, start, markers)
         end = at if found is not None else len(text) if cur.closed else len(text) - held_length(text, start, markers)
         if end > start:
             yield emit(text[start:end])
@@ -178,6 +191,14 @@ def stream_until(cur: Cursor, markers: tuple[str, ...], emit: Any) -> Reader:
             return None
         cur.compact()
         yield NEED
+
+
+def message_until(cur: Cursor, ends: tuple[str, ...], reasoning: bool) -> Reader:
+    """A channel's message up to the earliest of `ends` (returned; None if the reply ended):
+    reasoning streamed as it is, or text (whitespace before the end dropped)."""
+    if reasoning:
+        return (yield from stream_until(cur, ends, ReasoningDelta))
+    return (yield from text_until(cur, ends))
 
 
 def json_string(cur: Cursor) -> Reader:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from llamaserve.server.chat.formats.collect import Parser
 from llamaserve.server.chat.formats.events import Event, ReasoningDelta
-from llamaserve.server.chat.formats.reading import NEED, Cursor, Reader, held_length, match, skip_space
+from llamaserve.server.chat.formats.reading import NEED, Cursor, Reader, advance, held_length, match, skip_space
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,7 @@ class ReasoningSplit:
         reader = self._reader
         if reader is None:
             return events
-        try:
-            while (item := next(reader)) is not NEED:
-                events.append(item)
-        except StopIteration:
+        if advance(reader, events):
             self._reader, self._answer = None, True
             rest = self.cursor.text[self.cursor.pos:]
             if rest:

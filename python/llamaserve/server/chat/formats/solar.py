@@ -8,10 +8,9 @@ from collections.abc import Sequence
 
 from llamaserve.server.chat.formats.base import ToolFormat
 from llamaserve.server.chat.formats.calls import Calls, arguments_object
-from llamaserve.server.chat.formats.events import ReasoningDelta
 from llamaserve.server.chat.formats.grammar import per_tool_grammar
 from llamaserve.server.chat.formats.markup import NAME_LIMIT, block_of_calls
-from llamaserve.server.chat.formats.reading import (Cursor, Reader, match, match_any, read_until, stream_until,
+from llamaserve.server.chat.formats.reading import (Cursor, Reader, match, match_any, read_until, message_until,
                                                     text_until)
 from llamaserve.server.chat.formats.tagged import closing
 from llamaserve.server.chat.tools import Tool, ToolChoice
@@ -42,10 +41,7 @@ class SolarOpen(ToolFormat):
             if kind is None:
                 yield from text_until(cur, ())
                 return
-            if kind == "<|think|>":
-                ended = yield from stream_until(cur, _ENDS, ReasoningDelta)
-            else:
-                ended = yield from text_until(cur, _ENDS)
+            ended = yield from message_until(cur, _ENDS, kind == "<|think|>")
             if ended is None:
                 return
 
