@@ -153,7 +153,7 @@ def test_http_usage_metrics_and_health_report_drafts(base_url):
     details = usage["completion_tokens_details"]
     assert details["accepted_prediction_tokens"] > 0 and details["rejected_prediction_tokens"] >= 0
     off = httpx.post(f"{base_url}/v1/completions", json={**body, "speculative": False}, timeout=60).json()
-    assert off["usage"]["completion_tokens_details"] == {"accepted_prediction_tokens": 0,
+    assert off["usage"]["completion_tokens_details"] == {"reasoning_tokens": 0, "accepted_prediction_tokens": 0,
                                                         "rejected_prediction_tokens": 0}
     bad = httpx.post(f"{base_url}/v1/completions", json={**body, "speculative": "yes"}, timeout=60)
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "speculative"
