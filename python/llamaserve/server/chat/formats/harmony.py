@@ -26,6 +26,18 @@ _CHANNEL = re.compile(r"<\|channel\|>\s*(\w+)")
 _RECIPIENT = re.compile(r"to=([^\s<]+)")
 
 
+def message_header(cur: Cursor, starts: tuple[str, ...]) -> Reader:
+    """After an optional `<|start|>assistant`: (where the header starts, the header up to
+    <|message|>), the header None when what follows does not begin with one of `starts`."""
+    if (yield from match(cur, "<|start|>")):
+        yield from match(cur, "assistant")
+    start = cur.pos
+    if (yield from match_any(cur, starts)) is None:
+        return start, None
+    cur.pos = start
+    return start, (yield from read_until(cur, "<|message|>", HEADER_LIMIT))
+
+
 class Harmony(ToolFormat):
     name = "harmony"
     markers = ("<|channel|>", "<|start|>", "<|message|>")
@@ -34,13 +46,7 @@ class Harmony(ToolFormat):
 
     def read(self, cur: Cursor, calls: Calls) -> Reader:
         while True:
-            if (yield from match(cur, "<|start|>")):
-                yield from match(cur, "assistant")
-            start = cur.pos
-            header = None
-            if (yield from match_any(cur, _HEADER_STARTS)) is not None:
-                cur.pos = start
-                header = yield from read_until(cur, "<|message|>", HEADER_LIMIT)
+            start, header = yield from message_header(cur, _HEADER_STARTS)
             if header is None:  # not a harmony message: the rest is text
                 cur.pos = start
                 yield from text_until(cur, ())

@@ -10,12 +10,11 @@ from collections.abc import Sequence
 
 from llamaserve.server.chat.formats.base import ToolFormat
 from llamaserve.server.chat.formats.calls import Calls
+from llamaserve.server.chat.formats.harmony import message_header
 from llamaserve.server.chat.formats.markup import Markup, markup_block
-from llamaserve.server.chat.formats.reading import (Cursor, Reader, match, match_any, read_until, skip_space,
-                                                    message_until, text_until)
+from llamaserve.server.chat.formats.reading import Cursor, Reader, match, match_any, message_until, skip_space, text_until
 from llamaserve.server.chat.tools import Tool, ToolChoice
 
-HEADER_LIMIT = 256
 _ENDS = ("<|eom|>", "<|eot|>")
 _RECIPIENT = re.compile(r"\s*to=(\S+)\s*\Z")
 _ATEM = Markup(call_open='<atem:invoke name="', name_close='">', key_open='<atem:parameter name="', key_close='">',
@@ -31,13 +30,7 @@ class MuseGlimmer(ToolFormat):
 
     def read(self, cur: Cursor, calls: Calls) -> Reader:
         while True:
-            if (yield from match(cur, "<|start|>")):
-                yield from match(cur, "assistant")
-            start = cur.pos
-            header = None
-            if (yield from match_any(cur, (" to=", "<|message|>"))) is not None:
-                cur.pos = start
-                header = yield from read_until(cur, "<|message|>", HEADER_LIMIT)
+            start, header = yield from message_header(cur, (" to=", "<|message|>"))
             if header is None or (header.strip() and not _RECIPIENT.match(header)):
                 cur.pos = start  # not a message: the rest is text
                 yield from text_until(cur, ())
