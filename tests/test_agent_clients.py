@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import jsonschema
 import openai
 import pytest
@@ -86,9 +87,15 @@ def test_pydantic_ai(url):
         city: str
         days: int
 
-    model = OpenAIChatModel("default", provider=OpenAIProvider(base_url=url, api_key="unused"))
+    client = openai.AsyncOpenAI(base_url=url, api_key="unused", max_retries=0)
+    model = OpenAIChatModel("default", provider=OpenAIProvider(openai_client=client))
     agent = Agent(model, output_type=Forecast, instructions="Give the forecast request.")
-    result = agent.run_sync(QUESTION, model_settings={"max_tokens": 60, "temperature": 0})
+
+    async def run():
+        async with client:  # closed before the loop ends
+            return await agent.run(QUESTION, model_settings={"max_tokens": 60, "temperature": 0})
+
+    result = asyncio.run(run())
     assert isinstance(result.output, Forecast)
     (call,) = [part for message in result.all_messages() for part in getattr(message, "parts", [])
                if type(part).__name__ == "ToolCallPart"]
@@ -103,7 +110,8 @@ def test_smolagents(url):
     model = OpenAIServerModel(model_id="default", api_base=url, api_key="unused", max_tokens=60, temperature=0,
                               tool_choice={"type": "function", "function": {"name": "get_weather"}})
     agent = ToolCallingAgent(tools=[tool(get_weather)], model=model, max_steps=1, verbosity_level=0)
-    agent.run(QUESTION)
+    with model.client:  # its OpenAI client, closed at the end
+        agent.run(QUESTION)
     assert len(calls) == 1
 
 
@@ -111,7 +119,9 @@ def test_smolagents(url):
 def test_langchain_bind_tools(url, streamed):
     from langchain_openai import ChatOpenAI
 
-    llm = ChatOpenAI(base_url=url, api_key="unused", model="default", temperature=0, max_tokens=60, max_retries=0)
+    http = httpx.Client()  # its connections, closed at the end
+    llm = ChatOpenAI(base_url=url, api_key="unused", model="default", temperature=0, max_tokens=60, max_retries=0,
+                     http_client=http)
     bound = llm.bind_tools([{"type": "function", "function": {"name": "get_weather", "parameters": SCHEMA,
                                                              "description": "Weather forecast of a city"}}],
                            tool_choice="required")
@@ -123,6 +133,7 @@ def test_langchain_bind_tools(url, streamed):
             message += chunk
     else:
         message = bound.invoke(QUESTION)
+    http.close()
     (call,) = message.tool_calls
     assert call["name"] == "get_weather"
     jsonschema.validate(call["args"], SCHEMA)

@@ -16,7 +16,8 @@ MARKERS = ("<think>", "</think>")
 
 @pytest.fixture(scope="module")
 def client(thinking_server):
-    return openai.OpenAI(base_url=thinking_server.url + "/v1", api_key="x", max_retries=0)
+    with openai.OpenAI(base_url=thinking_server.url + "/v1", api_key="x", max_retries=0) as client:
+        yield client
 
 
 def free_of_markers(text: str | None) -> bool:
