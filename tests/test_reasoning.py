@@ -20,6 +20,12 @@ def client(thinking_server):
         yield client
 
 
+@pytest.fixture
+def claude(thinking_server):
+    with anthropic.Anthropic(base_url=thinking_server.url, api_key="x", max_retries=0) as client:
+        yield client
+
+
 def free_of_markers(text: str | None) -> bool:
     return not any(m in (text or "") for m in MARKERS)
 
@@ -49,8 +55,8 @@ def test_thinking_off_gives_content_only(client, switch):
     assert "reasoning_content" not in (message.model_extra or {}) and message.content and free_of_markers(message.content)
 
 
-def test_anthropic_thinking_blocks(thinking_server):
-    client = anthropic.Anthropic(base_url=thinking_server.url, api_key="x", max_retries=0)
+def test_anthropic_thinking_blocks(claude):
+    client = claude
     message = client.messages.create(model="default", max_tokens=24, messages=QUESTION)
     (thinking,) = [b for b in message.content if b.type == "thinking"]
     assert thinking.thinking and thinking.signature == "" and free_of_markers(thinking.thinking)
@@ -112,30 +118,36 @@ def budget_server(thinking_model):
         yield server
 
 
-def test_server_budget_ends_the_thinking_and_the_answer_follows(budget_server):
-    client = openai.OpenAI(base_url=budget_server.url + "/v1", api_key="x", max_retries=0)
+@pytest.fixture
+def budget_client(budget_server):
+    with openai.OpenAI(base_url=budget_server.url + "/v1", api_key="x", max_retries=0) as client:
+        yield client
+
+
+def test_server_budget_ends_the_thinking_and_the_answer_follows(budget_client):
+    client = budget_client
     r = client.chat.completions.create(model="default", messages=QUESTION, max_tokens=40, temperature=0)
     message = r.choices[0].message
     assert message.model_extra["reasoning_content"] and message.content and free_of_markers(message.content)
     assert 1 <= r.usage.completion_tokens_details.reasoning_tokens <= 8
 
 
-def test_anthropic_budget_tokens_bounds_the_thinking(thinking_server):
-    client = anthropic.Anthropic(base_url=thinking_server.url, api_key="x", max_retries=0)
-    message = client.messages.create(model="default", max_tokens=40, messages=QUESTION,
+def test_anthropic_budget_tokens_bounds_the_thinking(claude):
+    client = claude
+    message = client.messages.create(model="default", max_tokens=40, messages=QUESTION, extra_body={"temperature": 0},
                                      thinking={"type": "enabled", "budget_tokens": 4})
     assert [b.type for b in message.content] == ["thinking", "text"]
     assert free_of_markers(message.content[1].text) and message.content[1].text.strip()
 
 
-def test_a_json_schema_shapes_the_answer_after_free_reasoning(budget_server):
+def test_a_json_schema_shapes_the_answer_after_free_reasoning(budget_client):
     import json
 
     import jsonschema
 
     schema = {"type": "object", "properties": {"prime": {"type": "boolean"}}, "required": ["prime"],
               "additionalProperties": False}
-    client = openai.OpenAI(base_url=budget_server.url + "/v1", api_key="x", max_retries=0)
+    client = budget_client
     r = client.chat.completions.create(model="default", messages=QUESTION, max_tokens=40, temperature=0,
                                        response_format={"type": "json_schema",
                                                         "json_schema": {"name": "answer", "schema": schema}})

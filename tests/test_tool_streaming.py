@@ -26,8 +26,20 @@ def url(default_server):
     return default_server.url
 
 
-def test_chat_completions_stream_the_arguments(url):
-    client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+@pytest.fixture
+def oai(url):
+    with openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0) as client:
+        yield client
+
+
+@pytest.fixture
+def claude(url):
+    with anthropic.Anthropic(base_url=url, api_key="x", max_retries=0) as client:
+        yield client
+
+
+def test_chat_completions_stream_the_arguments(url, oai):
+    client = oai
     stream = client.chat.completions.create(model="default", messages=QUESTION, tools=[CHAT_TOOL],
                                             tool_choice="required", stream=True, temperature=0, max_tokens=60)
     deltas = [c.choices[0].delta for c in stream if c.choices]
@@ -40,8 +52,8 @@ def test_chat_completions_stream_the_arguments(url):
     jsonschema.validate(json.loads("".join(pieces)), WEATHER_SCHEMA)
 
 
-def test_anthropic_streams_input_json_deltas(url):
-    client = anthropic.Anthropic(base_url=url, api_key="x", max_retries=0)
+def test_anthropic_streams_input_json_deltas(url, claude):
+    client = claude
     tool = {"name": "get_weather", "description": "Weather forecast of a city", "input_schema": WEATHER_SCHEMA}
     with client.messages.stream(model="default", max_tokens=60, messages=QUESTION, tools=[tool],
                                 tool_choice={"type": "any"}) as stream:
@@ -59,8 +71,8 @@ def test_anthropic_streams_input_json_deltas(url):
     jsonschema.validate(block.input, WEATHER_SCHEMA)
 
 
-def test_responses_stream_function_call_argument_deltas(url):
-    client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+def test_responses_stream_function_call_argument_deltas(url, oai):
+    client = oai
     tool = {"type": "function", "name": "get_weather", "description": "Weather forecast of a city",
             "parameters": WEATHER_SCHEMA}
     events = list(client.responses.create(model="default", input=QUESTION, tools=[tool], tool_choice="required",
@@ -77,15 +89,15 @@ def test_responses_stream_function_call_argument_deltas(url):
     jsonschema.validate(json.loads(call.arguments), WEATHER_SCHEMA)
 
 
-def test_parallel_tool_calls_false_makes_one_call(url):
-    client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+def test_parallel_tool_calls_false_makes_one_call(url, oai):
+    client = oai
     reply = client.chat.completions.create(model="default", messages=QUESTION, tools=[CHAT_TOOL],
                                            tool_choice="required", parallel_tool_calls=False, temperature=0)
     assert len(reply.choices[0].message.tool_calls) == 1 and reply.choices[0].finish_reason == "tool_calls"
 
 
-def test_count_tokens_and_input_tokens_count_the_prompt(url):
-    client = anthropic.Anthropic(base_url=url, api_key="x", max_retries=0)
+def test_count_tokens_and_input_tokens_count_the_prompt(url, claude):
+    client = claude
     counted = client.messages.count_tokens(model="default", messages=QUESTION, system="Be brief.")
     message = client.messages.create(model="default", max_tokens=1, messages=QUESTION, system="Be brief.")
     assert counted.input_tokens == message.usage.input_tokens + message.usage.cache_read_input_tokens > 10
@@ -99,8 +111,8 @@ def test_count_tokens_and_input_tokens_count_the_prompt(url):
     assert bad.status_code == 400 and bad.json()["error"]["type"] == "invalid_request_error"
 
 
-def test_responses_take_what_agent_sdks_send_and_leave_hosted_tools_out(url):
-    client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+def test_responses_take_what_agent_sdks_send_and_leave_hosted_tools_out(url, oai):
+    client = oai
     r = client.responses.create(model="default", input="Hi", max_output_tokens=4, include=["reasoning.encrypted_content"],
                                 store=False, truncation="disabled", metadata={"a": "b"}, parallel_tool_calls=True,
                                 prompt_cache_key="k", tools=[{"type": "web_search"}])
