@@ -108,9 +108,9 @@ def test_redis_down_with_fallback_deny_is_503(serve_app, redis_url, redis_server
 
 
 def test_settings_are_checked_and_the_url_is_not_printed():
-    with pytest.raises(ValueError, match="rate_limit_redis"):
+    with pytest.raises(ValueError, match="--rate-limit-redis"):
         ServerConfig(rate_limit_redis="http://127.0.0.1:6379")
-    with pytest.raises(ValueError, match="rate_limit_redis_fallback"):
+    with pytest.raises(ValueError, match="--rate-limit-redis-fallback"):
         ServerConfig(rate_limit_redis_fallback="open")
     assert "hunter2" not in repr(ServerConfig(rate_limit_redis="redis://:hunter2@127.0.0.1:6379/0"))
     assert ServerConfig.from_env({"LLAMASERVE_RATE_LIMIT_REDIS": "redis://h:1/0"}).rate_limit_redis == "redis://h:1/0"

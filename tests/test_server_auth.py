@@ -125,7 +125,7 @@ def test_auth_is_off_by_default(base_url):
 
 
 def test_a_short_jwt_secret_is_refused_at_startup():
-    with pytest.raises(ValueError, match="^jwt_secret"):
+    with pytest.raises(ValueError, match="^--jwt-secret"):
         create_app(ServerConfig(jwt_secret="short"))
 
 

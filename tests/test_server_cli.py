@@ -53,11 +53,11 @@ def test_every_setting_has_an_option_and_a_variable():
 
 @pytest.mark.parametrize("env, field", [
     ({"LLAMASERVE_PORT": "eighty"}, "LLAMASERVE_PORT"),
-    ({"LLAMASERVE_PORT": "70000"}, "port"),
+    ({"LLAMASERVE_PORT": "70000"}, "--port"),
     ({"LLAMASERVE_KV_UNIFIED": "maybe"}, "LLAMASERVE_KV_UNIFIED"),
-    ({"LLAMASERVE_METRICS_AUTH": "maybe"}, "metrics_auth"),
-    ({"LLAMASERVE_LOG_LEVEL": "loud"}, "log_level"),
-    ({"LLAMASERVE_PARALLEL": "0"}, "n_parallel"),
+    ({"LLAMASERVE_METRICS_AUTH": "maybe"}, "--metrics-auth"),
+    ({"LLAMASERVE_LOG_LEVEL": "loud"}, "--log-level"),
+    ({"LLAMASERVE_PARALLEL": "0"}, "--parallel"),
 ])
 def test_bad_settings_name_themselves(env, field):
     with pytest.raises(ValueError, match=f"^{field}"):
@@ -73,7 +73,7 @@ def free_port() -> int:
 def test_a_bad_setting_stops_serve_before_it_starts():
     done = subprocess.run([sys.executable, "-m", "llamaserve", "serve", "--jwt-secret", "short"],
                           capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and "jwt_secret" in done.stderr
+    assert done.returncode == 2 and "--jwt-secret" in done.stderr
 
 
 def test_serve_answers_curl_and_drains_on_sigterm(tmp_path):
@@ -117,3 +117,69 @@ def test_serve_answers_curl_and_drains_on_sigterm(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# -- the first minute: argument errors, --help, and a serve that cannot work ends at once --
+
+def test_an_argument_error_is_one_line_naming_the_flag(capsys):
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args(["serve", "--port", "abc"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1
+    assert "--port" in err and "'abc'" in err and "usage" not in err
+
+
+def test_help_is_grouped_by_section_with_defaults():
+    from llamaserve.cli_options import SECTIONS
+
+    listed = [name for names in SECTIONS.values() for name in names]
+    assert sorted(listed) == sorted(f.name for f in dataclasses.fields(ServerConfig))  # each once
+    text = build_parser()._subparsers._group_actions[0].choices["serve"].format_help()
+    assert text.index("\nmodel:") < text.index("\nengine:") < text.index("\nauth:")
+    for default in ("(default: 127.0.0.1)", "(default: 8000)", "(default: 4)", "(default: 4096)"):
+        assert default in " ".join(text.split())
+
+
+def serve_fails(capsys, *argv: str) -> str:
+    from llamaserve.cli import main
+
+    assert main(["serve", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    return err
+
+
+def test_serve_ends_at_once_when_its_model_or_folder_is_not_there(capsys, tmp_path):
+    err = serve_fails(capsys, "--model", "no/such/model.gguf", "--models-dir", str(tmp_path))
+    assert "--model: no/such/model.gguf: no such file" in err and str(tmp_path) in err
+    (tmp_path / "tiny.gguf").write_bytes(b"")  # listed by name in the error
+    err = serve_fails(capsys, "--model", "qwen-7b-chat", "--models-dir", str(tmp_path))
+    assert "no model named 'qwen-7b-chat'" in err and str(tmp_path) in err and "tiny" in err
+    err = serve_fails(capsys, "--models-dir", str(tmp_path / "nonexistent"))
+    assert "--models-dir:" in err and "is not a folder" in err
+
+
+def test_serve_names_a_bad_address_and_a_busy_port_before_loading(capsys):
+    assert "--host: '300.1.1.1'" in serve_fails(capsys, "--host", "300.1.1.1")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "llamaserve", "serve", "--port", str(port)],
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and f"--port: 127.0.0.1:{port} is already in use" in done.stderr
+    assert "loaded" not in done.stderr  # the port is checked before the model loads
+
+
+def test_several_listen_addresses_share_one_port():
+    from llamaserve.server.listen import bind
+
+    if not socket.has_ipv6:
+        pytest.skip("this machine has no IPv6 to listen on ::1")
+    sockets = bind("127.0.0.1,::1", 0)
+    try:
+        assert [s.family for s in sockets] == [socket.AF_INET, socket.AF_INET6]
+        assert sockets[0].getsockname()[1] == sockets[1].getsockname()[1]
+    finally:
+        for s in sockets:
+            s.close()

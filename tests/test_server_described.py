@@ -58,5 +58,5 @@ def test_served_model_name_answers_and_is_listed(serve_app, client_for):
 
 
 def test_served_model_name_refuses_an_empty_name():
-    with pytest.raises(ValueError, match="served_model_name"):
+    with pytest.raises(ValueError, match="--served-model-name"):
         ServerConfig(served_model_name=("ok", " "))

@@ -5,6 +5,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from llamaserve.cli_options import OneLineErrors, add_server_options
 from llamaserve.errors import EngineError
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ def _serve_on_ray(config: ServerConfig) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llamaserve", description=__doc__)
+    parser = OneLineErrors(prog="llamaserve", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     gen = commands.add_parser("generate", help="generate text from a prompt and print it as it comes")
@@ -63,10 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--threads", type=int, default=0)
     gen.set_defaults(run=_generate)
 
-    from llamaserve.config import add_arguments
-
-    serve = commands.add_parser("serve", help="serve the HTTP API (native /api/v1, /health, /metrics)")
-    add_arguments(serve)
+    serve = commands.add_parser("serve", help="serve the HTTP API (native /api/v1, /health, /metrics)",
+                                usage="%(prog)s [options]")
+    add_server_options(serve)
     serve.set_defaults(run=_serve)
 
     from llamaserve.bench.commands import add_bench_commands

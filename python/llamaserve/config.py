@@ -171,7 +171,7 @@ class ServerConfig:
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, what: str) -> None:
             if not ok:
-                raise ValueError(f"{name}: {what}")
+                raise ValueError(f"{flag_of(name)}: {what}")
 
         need(0 <= self.port <= 65535, "port", "must be between 0 and 65535")
         need(self.n_parallel >= 1, "n_parallel", "must be at least 1")
@@ -252,7 +252,10 @@ class ServerConfig:
         for f in fields(cls):
             raw = environ.get(env_name(f.name))
             if raw is not None:
-                values[f.name] = _parse(f.name, f.type, raw)
+                try:
+                    values[f.name] = read_value(f.type, raw)
+                except ValueError as exc:
+                    raise ValueError(f"{env_name(f.name)}: {exc}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -271,16 +274,20 @@ def _size(name: str, text: str) -> int:
     try:
         return parse_size(text)
     except ValueError as exc:
-        raise ValueError(f"{name}: {exc}") from None
+        raise ValueError(f"{flag_of(name)}: {exc}") from None
 
 
 def _is_secret(name: str) -> bool:
     return name in ("api_keys", "admin_keys", "jwt_secret", "rate_limit_redis")  # a Redis URL may hold a password
 
 
+def flag_of(field_name: str) -> str:
+    """The command-line flag of a setting: what its errors name."""
+    return _field(field_name).metadata["flag"]
+
+
 def env_name(field_name: str) -> str:
-    flag = _field(field_name).metadata["flag"]
-    return ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
+    return ENV_PREFIX + flag_of(field_name).lstrip("-").replace("-", "_").upper()
 
 
 def _field(name: str) -> Any:
@@ -294,7 +301,8 @@ def _json_object(text: str) -> bool:
         return False
 
 
-def _parse(name: str, kind: Any, raw: str) -> Any:
+def read_value(kind: Any, raw: str) -> Any:
+    """A setting's value from its text (a flag's argument or a variable); ValueError if unreadable."""
     kind = str(kind)
     try:
         if kind.startswith("tuple"):
@@ -311,22 +319,11 @@ def _parse(name: str, kind: Any, raw: str) -> Any:
         if kind == "float":
             return float(raw)
     except ValueError:
-        raise ValueError(f"{env_name(name)}: cannot read {raw!r} as {kind}") from None
+        raise ValueError(f"cannot read {raw!r} as {_KIND_WORDS.get(kind, kind)}") from None
     return raw or None
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One option per config field; each also reads its LLAMASERVE_* variable."""
-    for f in fields(ServerConfig):
-        flag, help_text = f.metadata["flag"], f.metadata["help"]
-        help_text += f" [env {env_name(f.name)}]"
-        kind = str(f.type)
-        if kind == "bool":
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=None, help=help_text)
-        else:
-            parser.add_argument(flag, dest=f.name, default=None, metavar=flag.lstrip("-").replace("-", "_").upper(),
-                                type=lambda raw, n=f.name, k=f.type: _parse(n, k, raw), help=help_text)
+_KIND_WORDS = {"int": "a whole number", "float": "a number", "bool": "on or off"}
 
 
 def from_arguments(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> ServerConfig:

@@ -80,7 +80,7 @@ class ModelHost:
         """Loaded models, and retired ones that still finish requests."""
         return [*self.loaded.values(), *self._retired]
 
-    def _configured_entry(self) -> ModelEntry:
+    def configured_entry(self) -> ModelEntry:
         """The model the server starts with: --model (a file or a name), else the default."""
         model = self.config.model
         if model is None:
@@ -91,13 +91,14 @@ class ModelHost:
         try:
             return self.registry.resolve(model)
         except RegistryError:  # not found, or a path where a name belongs
-            raise ModelLoadError(f"model {path.name!r} is neither a file nor a model in the models folder") from None
+            # /health shows this: the name as given, not where the folders are
+            raise ModelLoadError(f"{model!r} is neither a file nor a model in the models folder") from None
 
     def entry_for_load(self, name: str) -> ModelEntry:
         """The registry entry a load of `name` means."""
         if name.strip().lower() == "default":
             try:
-                return self._configured_entry()
+                return self.configured_entry()
             except ModelLoadError as exc:
                 raise ModelNotFound("model: the default model is not available", str(exc)) from None
         try:
@@ -193,7 +194,7 @@ class ModelHost:
             return
         entry = None
         try:
-            entry = await asyncio.to_thread(self._configured_entry)
+            entry = await asyncio.to_thread(self.configured_entry)
             if entry.error is not None:
                 raise ModelLoadError(f"{entry.path.name}: {entry.error}")
             model = await open_model(self.loader, self.config, self.registry, entry.path,

@@ -65,13 +65,13 @@ class Authenticator:
         if not algorithms:
             algorithms = ({"HS256"} if self._secret else set()) | ({"RS256"} if self._public_key else set())
         if "none" in {a.lower() for a in algorithms}:
-            raise ValueError("jwt_algorithms: 'none' is never accepted")
+            raise ValueError("--jwt-algorithms: 'none' is never accepted")
         if self._secret is not None:
             # RFC 7518: an HMAC key at least as long as the hash (HS256: 32 bytes, HS512: 64).
             needed = max([MIN_HMAC_SECRET] + [int(a[2:]) // 8 for a in algorithms
                                               if a.startswith("HS") and a[2:].isdigit()])
             if len(self._secret.encode()) < needed:
-                raise ValueError(f"jwt_secret: must be at least {needed} bytes")
+                raise ValueError(f"--jwt-secret: must be at least {needed} bytes")
         self._algorithms = frozenset(algorithms)
         self._audience = config.jwt_audience
         self._issuer = config.jwt_issuer

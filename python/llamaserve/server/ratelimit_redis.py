@@ -56,7 +56,7 @@ class RedisWindowLimiter:
         try:
             import redis.asyncio as redis_asyncio
         except ImportError:
-            raise ValueError("rate_limit_redis: needs the redis package (pip install 'llamaserve[redis]')") from None
+            raise ValueError("--rate-limit-redis: needs the redis package (pip install 'llamaserve[redis]')") from None
         self.limit = limit
         self.window = window
         self.fallback = fallback

@@ -1,0 +1,41 @@
+"""What `serve` checks before it binds a port: the folders and the model it was told to use.
+A wrong --model or --models-dir ends the command with one line naming what was given and where
+it was looked for, instead of a server that answers 503 to everything. (A file that is found
+but fails to load still leaves the server up, saying why on /health: that is the app's job.)"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from llamaserve.config import ServerConfig
+from llamaserve.errors import ModelLoadError
+from llamaserve.hosting.host import ModelHost
+
+SHOWN_NAMES = 8  # models named in the error; the rest are counted
+
+
+def check_models(config: ServerConfig, host: ModelHost) -> None:
+    """ValueError naming the flag when the configured folders or model cannot be found."""
+    if config.models_dir is not None and not Path(config.models_dir).expanduser().is_dir():
+        raise ValueError(f"--models-dir: {config.models_dir} is not a folder")
+    if config.models_config is not None and not Path(config.models_config).expanduser().is_file():
+        raise ValueError(f"--models-config: {config.models_config} is not a file")
+    try:
+        host.configured_entry()
+    except ModelLoadError:
+        raise ValueError(f"--model: {_not_found(config.model or '', host)}") from None
+
+
+def _not_found(model: str, host: ModelHost) -> str:
+    folder = host.registry.models_dir
+    names = sorted({e.id for e in host.registry.entries() if e.source != "default"})
+    if names:
+        shown = ", ".join(names[:SHOWN_NAMES]) + (f" and {len(names) - SHOWN_NAMES} more"
+                                                   if len(names) > SHOWN_NAMES else "")
+        there = f"models there: {shown}"
+    else:
+        there = "no models there"
+    if "/" in model or model.lower().endswith(".gguf"):
+        what = f"{model}: no such file, nor a model of that name in the models folder"
+    else:
+        what = f"no model named {model!r} in the models folder"
+    return f"{what} {folder} ({there}; give a GGUF file's path, or put one in that folder)"
