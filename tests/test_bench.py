@@ -36,6 +36,20 @@ def test_bench_serve_reports_every_level_with_equal_output_lengths(base_url, ser
         assert level["client_cpu_pct"] >= 0
 
 
+def test_bench_serve_bans_the_served_models_own_end_tokens(default_server):
+    """Against the README's server (SmolLM2, which ends a reply at once when it can), with no
+    --ban: the ids come from the server's /tokenize, and every request has --tokens tokens."""
+    run = subprocess.run(
+        [sys.executable, "-m", "llamaserve", "bench", "serve", "--url", default_server.url,
+         "--levels", "1", "--tokens", "4", "--requests-per-client", "1",
+         "--prompt", "Reply with one word: yes."],
+        capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "banned end tokens: 2, 1, 0" in run.stdout  # <|im_end|>, <|im_start|>, <|endoftext|>
+    row = next(line for line in run.stdout.splitlines() if line.startswith("| 1 |"))
+    assert row.split("|")[8].strip() == "0"  # no errors
+
+
 def test_bench_chat_runs_multi_turn_conversations_that_reuse_their_prefix(base_url, served_model, tmp_path):
     out = tmp_path / "chat.json"
     run = subprocess.run(
@@ -112,15 +126,15 @@ def test_loadgen_resends_a_request_whose_keep_alive_connection_was_closed():
     assert level.retried >= 1
 
 
-def test_bench_engine_prints_in_process_figures(model_path):
-    """Without --model it runs Gemma 3 270M, the model of the published figures, and says so."""
+def test_bench_engine_prints_in_process_figures(smollm2_path):
+    """Without --model it runs the default model (what the set-up fetched), and says so."""
     run = subprocess.run(
         [sys.executable, "-m", "llamaserve", "bench", "engine", "--threads", "2", "--tokens", "4",
          "--widths", "2"],
         capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
-    assert lines[0].startswith(f"model gemma-3-270m ({model_path.name}), 2 threads")
+    assert lines[0].startswith(f"model smollm2-135m-instruct ({smollm2_path.name}), 2 threads")
     for label in ("single-stream decode:", "batched decode, 2 streams:", "prompt processing (512 tokens):"):
         [line] = [x for x in lines if x.startswith(label)]
         assert float(line.split(":")[1].split()[0]) > 0

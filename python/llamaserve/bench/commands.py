@@ -19,12 +19,24 @@ def _report(results: list[Any], json_path: str | None, failed: Callable[[Any], s
     return 1 if any(r.errors for r in results) else 0
 
 
+def _banned(args: argparse.Namespace) -> tuple[int, ...]:
+    """--ban, else the served model's own end tokens (asked of the server)."""
+    if args.ban is not None:
+        return tuple(args.ban)
+    from llamaserve.bench.end_tokens import served_end_tokens
+
+    ids = served_end_tokens(args.url, args.model, args.api_key)
+    print(f"banned end tokens: {', '.join(map(str, ids))}" if ids else
+          "the server has no /tokenize: no end tokens banned (--ban gives their ids)")
+    return ids
+
+
 def _serve(args: argparse.Namespace) -> int:
     from llamaserve.bench import loadgen
 
     spec = loadgen.LoadSpec(url=args.url.rstrip("/"), model=args.model,
                             prompts=tuple(args.prompt or loadgen.PROMPTS),
-                            max_tokens=args.tokens, banned_tokens=tuple(args.ban),
+                            max_tokens=args.tokens, banned_tokens=_banned(args),
                             api_key=args.api_key)
     results = loadgen.run(spec, args.levels, args.requests_per_client)
     print(f"model {results[0].model or '?'} (as the server names it), {args.tokens} tokens")
@@ -43,7 +55,7 @@ def _chat(args: argparse.Namespace) -> int:
 
     spec = chat_load.ChatSpec(url=args.url.rstrip("/"), model=args.model, clients=args.clients,
                               turns=args.turns, max_tokens=args.tokens, system_words=args.system_words,
-                              banned_tokens=tuple(args.ban), api_key=args.api_key)
+                              banned_tokens=_banned(args), api_key=args.api_key)
     runs = [chat_load.run(spec) for _ in range(args.runs)]
     print(f"{args.clients} clients x {args.turns} turns sharing one system prompt, {args.tokens} tokens a turn")
     print("| run | TTFT p50, turn 1 s | TTFT p50, later turns s | output tok/s | wall s | cached prompt tokens | errors |")
@@ -63,7 +75,7 @@ def _spec(args: argparse.Namespace) -> int:
 
     spec = spec_load.SpecLoadSpec(url=args.url.rstrip("/"), model=args.model,
                                   workloads=tuple(args.workloads), runs=args.runs, max_tokens=args.tokens,
-                                  banned_tokens=tuple(args.ban), fields=dict(args.field or []),
+                                  banned_tokens=_banned(args), fields=dict(args.field or []),
                                   warmup=not args.no_warmup, api_key=args.api_key)
     results = spec_load.run(spec)
     print(f"one client, {args.tokens} tokens a run, best of {args.runs} runs a workload, a fresh prompt each "
@@ -104,20 +116,18 @@ def _field(text: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(f"{name}: {value!r} is not JSON") from None
 
 
-def _add_load_options(parser: argparse.ArgumentParser, unit: str,
-                      ban: tuple[list[int], str] = ([1, 106], "Gemma's")) -> None:
+def _add_load_options(parser: argparse.ArgumentParser, unit: str) -> None:
     """What every HTTP load shares: equal lengths, the key, the results file."""
-    ids, whose = ban
-    parser.add_argument("--ban", type=_token_ids, default=ids,
-                        help=f"end-of-sequence token ids to ban so every {unit} has --tokens tokens "
-                             f"(default: {whose} {','.join(map(str, ids))})")
+    parser.add_argument("--ban", type=_token_ids,
+                        help=f"end-of-sequence token ids to ban so every {unit} has --tokens tokens, "
+                             "comma-separated (default: the served model's own, asked of its /tokenize)")
     parser.add_argument("--api-key")
     parser.add_argument("--json", help="also write the results here")
 
 
 def add_bench_commands(commands: argparse._SubParsersAction) -> None:
     from llamaserve.bench import loadgen, spec_load
-    from llamaserve.default_model import BENCHMARK_MODEL, MODEL_HELP
+    from llamaserve.default_model import EMBEDDED
 
     bench = commands.add_parser("bench", help="benchmarks: HTTP load or in-process engine figures")
     kinds = bench.add_subparsers(dest="bench_command", required=True)
@@ -160,11 +170,13 @@ def add_bench_commands(commands: argparse._SubParsersAction) -> None:
     spec.add_argument("--field", type=_field, action="append", metavar="NAME=JSON",
                       help="a server-specific request field to add, e.g. speculative=false (repeatable)")
     spec.add_argument("--no-warmup", action="store_true", help="skip the short untimed request sent first")
-    _add_load_options(spec, "run", (list(spec_load.SMOLLM2_END_TOKENS), "SmolLM2's"))
+    _add_load_options(spec, "run")
     spec.set_defaults(run=_spec)
 
     engine = kinds.add_parser("engine", help="in-process decode and prompt figures")
-    engine.add_argument("--model", default=BENCHMARK_MODEL, help=MODEL_HELP)
+    engine.add_argument("--model", default="default",
+                        help=f"GGUF file, or an embedded model ({', '.join(['default', *EMBEDDED])}); "
+                             "default: the default model, which the set-up fetched")
     engine.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     engine.add_argument("--tokens", type=int, default=64)
     engine.add_argument("--widths", type=int, nargs="+", default=[8, 16])

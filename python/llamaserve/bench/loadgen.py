@@ -27,6 +27,7 @@ SUBJECTS = ("lighthouse keeper who finds a map", "baker who can taste colours",
 # Clients send different prompts, so their outputs differ as real traffic does: a batch of
 # identical sequences decodes measurably faster than one of different sequences.
 PROMPTS = tuple(f"Write a long story about a {subject}." for subject in SUBJECTS)
+NO_TOKENS = "no tokens received"
 
 
 @dataclass
@@ -118,7 +119,7 @@ async def _stream(conn: sse_client.Connection, spec: LoadSpec, index: int, resul
     result.ok = chunks > 0
     result.tokens = result.tokens or chunks
     if not result.ok:
-        result.error = "no tokens received"
+        result.error = NO_TOKENS
 
 
 async def one_request(conn: sse_client.Connection, spec: LoadSpec, index: int = 0) -> RequestResult:
@@ -188,7 +189,9 @@ async def warm_up(spec: LoadSpec) -> None:
     finally:
         await conn.close()
     if not result.ok:
-        raise RuntimeError(f"warm-up request failed: {result.error}")
+        hint = (" (the model ended its reply at once: --ban gives its end-of-sequence token ids)"
+                if result.error == NO_TOKENS else "")
+        raise RuntimeError(f"warm-up request failed: {result.error}{hint}")
 
 
 def run(spec: LoadSpec, levels: list[int], requests_per_client: int = 4,
