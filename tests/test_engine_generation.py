@@ -5,20 +5,21 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import llamaserve
+from reproducible import FRESH
 
 PROMPT = "The three primary colors are"
 
 
 def test_greedy_is_deterministic_across_runs(engine):
-    first = engine.generate(PROMPT, max_tokens=24, temperature=0)
-    second = engine.generate(PROMPT, max_tokens=24, temperature=0)
+    first = engine.generate(PROMPT, max_tokens=24, temperature=0, **FRESH)
+    second = engine.generate(PROMPT, max_tokens=24, temperature=0, **FRESH)
     assert first.text == second.text
     assert first.text.strip()
     assert first.usage.completion_tokens == second.usage.completion_tokens > 0
 
 
 def test_seeded_sampling_is_reproducible_and_seed_dependent(engine):
-    args = dict(max_tokens=24, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, ignore_eos=True)
+    args = dict(max_tokens=24, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, ignore_eos=True, **FRESH)
     a = engine.generate(PROMPT, seed=1234, **args).text
     b = engine.generate(PROMPT, seed=1234, **args).text
     c = engine.generate(PROMPT, seed=98765, **args).text
@@ -29,7 +30,7 @@ def test_seeded_sampling_is_reproducible_and_seed_dependent(engine):
 def test_stream_pieces_concatenate_to_generate_text(engine):
     # No drafts: how many are drafted (in usage) depends on timing, and a batched
     # verification can flip a near-tie token of Gemma's.
-    args = {"max_tokens": 32, "temperature": 0, "speculative": False}
+    args = {"max_tokens": 32, "temperature": 0, "speculative": False, **FRESH}
     expected = engine.generate(PROMPT, **args)
     stream = engine.stream(PROMPT, **args)
     pieces = list(stream)
@@ -119,8 +120,8 @@ def test_token_prompt_and_tokenize_round_trip(engine):
     tokens = engine.tokenize("Hello world", add_special=False)
     assert engine.detokenize(tokens) == "Hello world"
     bos_prompt = engine.tokenize(PROMPT)
-    by_tokens = engine.generate(bos_prompt, max_tokens=8, temperature=0)
-    by_text = engine.generate(PROMPT, max_tokens=8, temperature=0)
+    by_tokens = engine.generate(bos_prompt, max_tokens=8, temperature=0, **FRESH)
+    by_text = engine.generate(PROMPT, max_tokens=8, temperature=0, **FRESH)
     assert by_tokens.text == by_text.text
 
 
@@ -197,7 +198,7 @@ def test_top_k_shortcut_samples_exactly_as_the_sampler_chain(engine):
              dict(top_k=128, top_p=1.0, min_p=0.1), dict(top_k=1, temperature=1.0),
              dict(top_k=40, logit_bias={1: -100, 106: -100, 236761: 3.0})]
     for i, case in enumerate(cases):
-        args = dict(max_tokens=24, seed=7 + i, ignore_eos=True, **case)
+        args = dict(max_tokens=24, seed=7 + i, ignore_eos=True, **FRESH, **case)
         shortcut = engine.generate(PROMPT, **args).text
         assert shortcut == engine.generate(PROMPT, **args, **THROUGH_THE_CHAIN).text, case
 
@@ -217,7 +218,7 @@ def test_grammar_constrained_sampling_matches_the_sampler_chain(engine):
     cases = [dict(temperature=0), dict(temperature=0, logit_bias={236761: 5.0}),
              dict(temperature=0.9, top_k=40, seed=3), dict(temperature=1.5, top_k=10, top_p=0.9, seed=4)]
     for case in cases:
-        args = dict(max_tokens=20, grammar=grammar, **case)
+        args = dict(max_tokens=20, grammar=grammar, **FRESH, **case)
         shortcut = engine.generate("Pick a number.", **args)
         assert re.fullmatch(r"The answer is [0-9]+( or [a-z]+)*\.?", shortcut.text), (case, shortcut.text)
         assert shortcut.text == engine.generate("Pick a number.", **args, **THROUGH_THE_CHAIN).text, case

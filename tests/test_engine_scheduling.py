@@ -9,6 +9,7 @@ import pytest
 
 import llamaserve
 from llamaserve import QueueFull
+from reproducible import FRESH
 
 
 @pytest.fixture(scope="module")
@@ -67,10 +68,10 @@ def test_dropping_a_stream_cancels_it(one_slot):
 
 
 async def test_astream_matches_stream(engine):
-    expected = engine.generate("The ocean is", max_tokens=16, temperature=0)
-    pieces = [p async for p in engine.astream("The ocean is", max_tokens=16, temperature=0)]
+    expected = engine.generate("The ocean is", max_tokens=16, temperature=0, **FRESH)
+    pieces = [p async for p in engine.astream("The ocean is", max_tokens=16, temperature=0, **FRESH)]
     assert "".join(pieces) == expected.text
-    done = await engine.agenerate("The ocean is", max_tokens=16, temperature=0)
+    done = await engine.agenerate("The ocean is", max_tokens=16, temperature=0, **FRESH)
     assert done.text == expected.text
     assert (done.usage.prompt_tokens, done.usage.completion_tokens) == (
         expected.usage.prompt_tokens, expected.usage.completion_tokens)
@@ -151,13 +152,13 @@ def test_a_finished_stream_has_already_freed_its_slot(one_slot):
 
 
 async def test_astream_pieces_that_pile_up_are_each_delivered_once(engine):
-    expected = engine.generate("The mountain village", max_tokens=24, temperature=0, ignore_eos=True)
-    stream = engine.astream("The mountain village", max_tokens=24, temperature=0, ignore_eos=True)
+    expected = engine.generate("The mountain village", max_tokens=24, temperature=0, ignore_eos=True, **FRESH)
+    stream = engine.astream("The mountain village", max_tokens=24, temperature=0, ignore_eos=True, **FRESH)
     while not stream.stats["finish_reason"]:  # let every piece pile up before reading
         await asyncio.sleep(0.05)
     pieces = [p async for p in stream]
     assert "".join(pieces) == expected.text
-    piled = engine.astream("The mountain village", max_tokens=24, temperature=0, ignore_eos=True)
+    piled = engine.astream("The mountain village", max_tokens=24, temperature=0, ignore_eos=True, **FRESH)
     while not piled.stats["finish_reason"]:
         await asyncio.sleep(0.05)
     assert (await piled.completion()).text == expected.text
