@@ -251,3 +251,19 @@ def test_a_reasoning_models_thinking_is_folded_apart_from_the_answer(page, think
     assert thought.text_content() and "<think>" not in thought.text_content()
     assert "<think>" not in (last_reply(page).locator(".text").text_content() or "")
     assert len(set(page.evaluate("window.thoughts"))) >= 3  # it grew as it streamed
+
+
+def test_api_docs_page_has_contents_and_no_empty_cells(page, base_url):
+    page.goto(base_url + "/docs")
+    contents = page.locator("#contents a[href^='#tag-']")
+    expect(contents.first).to_be_visible()
+    spec = httpx.get(base_url + "/openapi.json").json()
+    operations = sum(len(ops) for ops in spec["paths"].values())
+    assert page.locator("#contents li li a").count() == operations  # every operation listed
+    link = page.locator("#contents li li a").first
+    target = link.get_attribute("href")
+    link.click()
+    expect(page.locator(target)).to_be_in_viewport()
+    cells = page.locator("#operations td")
+    assert cells.count() > 0
+    assert all(text.strip() for text in cells.all_inner_texts())  # a column no field explains is left out

@@ -109,6 +109,12 @@ def test_unknown_routes_are_404_not_found(base_url, method, path):
     error_of(httpx.request(method, base_url + path), 404, "NOT_FOUND")
 
 
+def test_the_specs_bare_generate_path_points_to_the_api(base_url):
+    error = error_of(httpx.post(base_url + "/generate", json={"prompt": "Hi"}), 404, "NOT_FOUND")
+    assert error["message"] == "no such endpoint: did you mean /api/v1/generate?"
+    assert "/api/v1" in error["details"]
+
+
 def test_wrong_method_is_405_in_the_same_shape(base_url):
     r = httpx.get(base_url + GENERATE)
     error_of(r, 405, "METHOD_NOT_ALLOWED")

@@ -49,6 +49,12 @@ def test_lists_the_loaded_model_and_the_folder(models_url, smollm2_path):
     assert listed["beta-q4_k_m"]["size"] == "0.2GB"
 
 
+def test_the_default_model_is_described_by_its_own_parameter_count(default_server):
+    [row] = [m for m in httpx.get(default_server.url + "/api/v1/models").json()["models"] if m["loaded"]]
+    assert 134e6 < row["n_params"] < 136e6
+    assert row["description"] == "llama 135M Q4_1"  # llama.cpp's own says "256M"
+
+
 def test_model_errors(models_url):
     assert generate(models_url, "alpha").status_code == 200
     r = generate(models_url, "beta-q4_k_m")

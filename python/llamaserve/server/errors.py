@@ -9,6 +9,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
 
 from llamaserve.errors import ContextLengthExceeded, InvalidRequest, QueueFull, RequestCancelled, RequestTimedOut
@@ -137,4 +138,21 @@ def render(exc: BaseException) -> JSONResponse:
 
 async def handle(request: Request, exc: Exception) -> JSONResponse:
     """Starlette exception handler for every exception type."""
+    if isinstance(exc, HTTPException) and exc.status_code == 404:
+        error = to_api_error(exc)
+        nearby = _route_nearby(request)
+        if nearby is not None:  # e.g. the spec's bare POST /generate
+            error.message += f": did you mean {nearby}?"
+            error.details = "this server's native API is under /api/v1 and its OpenAI API under /v1"
+        return error.response()
     return render(exc)
+
+
+def _route_nearby(request: Request) -> str | None:
+    """The path under /api/v1 or /v1 that the app has for a path it has not."""
+    for prefix in ("/api/v1", "/v1"):
+        path = prefix + request.url.path
+        scope = {**request.scope, "path": path}
+        if any(route.matches(scope)[0] != Match.NONE for route in request.app.routes):
+            return path
+    return None

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import llamaserve
+from llamaserve.server.field_notes import with_field_notes
 
 NATIVE_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
     "type": "object", "required": ["code", "message", "details"],
@@ -28,7 +29,7 @@ COMMON_ERRORS = (400, 401, 413, 429, 503)
 
 
 def json_body(schema: Mapping[str, Any], required: bool = True) -> dict[str, Any]:
-    return {"required": required, "content": {"application/json": {"schema": dict(schema)}}}
+    return {"required": required, "content": {"application/json": {"schema": with_field_notes(schema)}}}
 
 
 def responses(ok: Mapping[int, Mapping[str, Any]], errors: tuple[int, ...] = COMMON_ERRORS, *,

@@ -30,12 +30,21 @@ def model_info(model: LoadedModel) -> dict[str, Any]:
         "device": model.device,
         "n_gpu_layers": model.n_gpu_layers,
         "architecture": meta.get("architecture"),
-        "description": meta.get("description"),
+        "description": _description(meta.get("architecture"), meta.get("n_params"), model.quantization),
         "n_params": meta.get("n_params"),
         "n_ctx": model.engine.n_ctx,
         "slots": model.engine.n_parallel,
         "active_requests": model.active,
     }
+
+
+def _description(architecture: str | None, n_params: int | None, quantization: str | None) -> str:
+    """"llama 135M Q4_1": llama.cpp's own description names a size class by layer count, which
+    calls SmolLM2-135M "256M"; the parameter count is the file's own."""
+    size = None
+    if n_params:
+        size = f"{n_params / 1e9:.1f}B" if n_params >= 1e9 else f"{round(n_params / 1e6)}M"
+    return " ".join(part for part in (architecture, size, quantization) if part)
 
 
 def job_status(job: LoadJob) -> dict[str, Any]:
