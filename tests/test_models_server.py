@@ -269,7 +269,7 @@ def test_prefer_gpu(server):
 
 def test_load_while_another_model_serves(server):
     """Requests to one model keep succeeding while another is quantized and loaded."""
-    results: list[int] = []
+    results: list[int | str] = []
     stop = threading.Event()
 
     def traffic() -> None:
@@ -278,8 +278,11 @@ def test_load_while_another_model_serves(server):
                 with client.stream("POST", server.url + "/api/v1/generate/stream",
                                    json={"prompt": "Go", "model": "llama-2-7b-chat", "max_tokens": 16,
                                          "ignore_eos": True}) as r:
+                    if r.status_code != 200:  # kept, with why, for the assertion below
+                        results.append(f"{r.status_code}: {r.read().decode()[:300]}")
+                        continue
                     events = list(sse_events(r.iter_lines()))
-                results.append(events[-1]["usage"]["completion_tokens"] if r.status_code == 200 else -r.status_code)
+                results.append(events[-1]["usage"]["completion_tokens"])
 
     assert load(server, "llama-2-7b-chat").status_code == 200
     threads = [threading.Thread(target=traffic) for _ in range(2)]

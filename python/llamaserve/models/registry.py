@@ -306,7 +306,22 @@ class ModelRegistry:
             path = Path(name).expanduser()
             if path.is_file():
                 return self._entry(path.absolute(), "path")
-        raise ModelNotFound(f"model: no model named {name[:64]!r}", "GET /api/v1/models lists the models")
+        raise ModelNotFound(f"model: no model named {name[:64]!r}; {self.available()}",
+                            "GET /api/v1/models or /v1/models lists the models")
+
+    SHOWN_NAMES = 8  # named in a not-found error; the rest are counted
+
+    def available(self) -> str:
+        """What a not-found error tells: the names there are (`default` first) and the folder
+        a GGUF file may be put in to add one."""
+        names = [e.id for e in self.entries()]
+        if self.include_default:
+            names.insert(0, "default")
+        shown = ", ".join(names[:self.SHOWN_NAMES])
+        if len(names) > self.SHOWN_NAMES:
+            shown += f" and {len(names) - self.SHOWN_NAMES} more"
+        there = f"models here: {shown}" if names else "no models here"
+        return f"{there}; to add one, put its .gguf file in {self.models_dir}"
 
     def variants(self, entry: ModelEntry) -> list[ModelEntry]:
         """The files of the same model (same base name), the entry itself included."""

@@ -10,8 +10,6 @@ from llamaserve.config import ServerConfig
 from llamaserve.errors import ModelLoadError
 from llamaserve.hosting.host import ModelHost
 
-SHOWN_NAMES = 8  # models named in the error; the rest are counted
-
 
 def check_models(config: ServerConfig, host: ModelHost) -> None:
     """ValueError naming the flag when the configured folders or model cannot be found."""
@@ -26,16 +24,8 @@ def check_models(config: ServerConfig, host: ModelHost) -> None:
 
 
 def _not_found(model: str, host: ModelHost) -> str:
-    folder = host.registry.models_dir
-    names = sorted({e.id for e in host.registry.entries() if e.source != "default"})
-    if names:
-        shown = ", ".join(names[:SHOWN_NAMES]) + (f" and {len(names) - SHOWN_NAMES} more"
-                                                   if len(names) > SHOWN_NAMES else "")
-        there = f"models there: {shown}"
-    else:
-        there = "no models there"
     if "/" in model or model.lower().endswith(".gguf"):
-        what = f"{model}: no such file, nor a model of that name in the models folder"
+        what = f"{model}: no such file, nor a model of that name"
     else:
-        what = f"no model named {model!r} in the models folder"
-    return f"{what} {folder} ({there}; give a GGUF file's path, or put one in that folder)"
+        what = f"no model named {model!r}"
+    return f"{what}; {host.registry.available()}"

@@ -99,7 +99,10 @@ def routes(service: GenerationService) -> list[Route]:
         found = []
         current = host.current
         if current is not None:
-            found.extend(model_object(name, _created(current.path)) for name in host.listed_names(current))
+            names = host.listed_names(current)
+            # `default` is a name every API takes for the server's model: listed last of its names
+            found.extend(model_object(name, _created(current.path))
+                         for name in (*names, *(() if "default" in names else ("default",))))
         for path in host.model_files():
             if current is None or path.resolve() != current.path.resolve():
                 found.append(model_object(path.stem, _created(path)))
