@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrors(prog="llamaserve", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    gen = commands.add_parser("generate", help="generate text from a prompt and print it as it comes")
+    gen = commands.add_parser("generate", help="continue a raw prompt (no chat template: for base models; "
+                              "`chat` talks with an instruct model) and print the text as it comes")
     gen.add_argument("prompt")
     gen.add_argument("--model", help="GGUF file (default: the embedded SmolLM2-135M-Instruct)")
     gen.add_argument("--max-tokens", type=int, default=128)
@@ -63,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--ctx", type=int, default=4096)
     gen.add_argument("--threads", type=int, default=0)
     gen.set_defaults(run=_generate)
+
+    from llamaserve.terminal_chat import add_chat_command
+
+    add_chat_command(commands)
 
     serve = commands.add_parser("serve", help="serve the HTTP API (native /api/v1, /health, /metrics)",
                                 usage="%(prog)s [options]")

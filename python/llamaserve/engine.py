@@ -6,9 +6,9 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy
 
@@ -19,6 +19,10 @@ from llamaserve.errors import EngineError, InvalidRequest, QueueFull
 from llamaserve.generation_params import (
     PARAMETERS, check_bool, check_choice, check_integer, check_prompt, check_text, check_token_ids, validate)
 from llamaserve.results import Completion, Embeddings, TokenLogprob, completion_of
+
+if TYPE_CHECKING:
+    from llamaserve.local_chat.api import LocalChat
+    from llamaserve.local_chat.results import ChatChunk, ChatReply
 
 Prompt = str | Sequence[int]
 DEFAULT_CACHE_RAM = 1 << 30  # host memory for prefix snapshots
@@ -275,6 +279,8 @@ class Engine:
         self._embedder: _native.Embedder | None = None  # made on the first embeddings()
         self._embedder_lock = threading.Lock()
         self._pumps: dict[asyncio.AbstractEventLoop, _AsyncPump] = {}
+        self._chat: LocalChat | None = None  # made on the first chat()
+        self._chat_lock = threading.Lock()
 
     @classmethod
     def load(cls, path: str | os.PathLike[str] | None = None, *, n_ctx: int = 4096,
@@ -484,10 +490,40 @@ class Engine:
 
     # -- lifecycle --------------------------------------------------------------------
 
+    # -- chat: the server's chat pipeline, in this process (llamaserve/local_chat) --
+
+    def chat(self, messages: list[dict[str, Any]], *, stream: bool = False,
+             **options: Any) -> ChatReply | Iterator[ChatChunk]:
+        """A reply to `messages` (OpenAI chat messages) through the model's chat template, made
+        as the server makes it: `options` are the OpenAI chat fields (tools, tool_choice,
+        response_format, max_tokens, temperature, seed, stop, reasoning_effort, ...). A
+        ChatReply (content, reasoning, tool_calls), or with stream=True an iterator of
+        ChatChunk. Calls from several threads run together in the batch."""
+        chat = self._local_chat()
+        req = chat.request(messages, options)
+        return chat.blocking_chunks(req) if stream else chat.blocking_reply(req)
+
+    async def achat(self, messages: list[dict[str, Any]], *, stream: bool = False,
+                    **options: Any) -> ChatReply | AsyncIterator[ChatChunk]:
+        """chat() on the running event loop; with stream=True an async iterator of ChatChunk."""
+        chat = self._local_chat()
+        req = chat.request(messages, options)
+        return chat.chunks(req) if stream else await chat.reply(req)
+
+    def _local_chat(self) -> LocalChat:
+        with self._chat_lock:
+            if self._chat is None:
+                from llamaserve.local_chat.api import LocalChat
+
+                self._chat = LocalChat(self)
+            return self._chat
+
     def close(self) -> None:
         """Stop the scheduler; unfinished requests end as cancelled, and whoever waits on one
         (a blocking iterator, an awaiting async stream) sees it end."""
         self._native.close()
+        if self._chat is not None:
+            self._chat.close()
         for pump in self._pumps.values():
             pump.close()
         self._pumps.clear()
