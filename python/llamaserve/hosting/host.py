@@ -288,6 +288,13 @@ class ModelHost:
         if model.owned:
             model.engine.close()
 
+    async def end_generations(self) -> None:
+        """Shutting down past the drain: close the engines we loaded, so that every request
+        still running ends (as cancelled: each open stream ends with its API's error event)."""
+        for model in self.all_models():
+            if model.owned:
+                await asyncio.to_thread(model.engine.close)  # joins the scheduler thread
+
     async def close(self, drain_timeout: float) -> None:
         """Wait (bounded) for requests still running, then close the engines we loaded."""
         if self._idle_task is not None:
