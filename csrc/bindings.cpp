@@ -270,7 +270,8 @@ PYBIND11_MODULE(_native, m) {
         .def("cancel", &TokenStream::cancel)
         .def_property_readonly("cancelled", &TokenStream::cancelled)
         .def_property_readonly("finished", &TokenStream::finished)
-        .def("stats", [](const TokenStream & s) { return stats_dict(s.stats()); });
+        .def("stats", [](const TokenStream & s) { return stats_dict(s.stats()); })
+        .def("token_times", &TokenStream::token_times);
 
     py::class_<Engine>(m, "Engine")
         .def(py::init<const std::string &, const EngineOptions &>(), py::arg("model_path"),

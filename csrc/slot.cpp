@@ -217,7 +217,7 @@ const char * Slot::accept(llama_token token, const Model & model, int32_t n_ctx_
         final_text_ = decoder_->flush();
         return "stop";
     }
-    if (n_generated_ == 0) stream.mark_first_token();
+    stream.mark_token();
     ++n_generated_;
     pending_token_ = token;
 

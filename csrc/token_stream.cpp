@@ -75,12 +75,16 @@ void TokenStream::finish(StreamStats stats, std::string last_piece) {
     cv_.notify_all();
 }
 
-void TokenStream::mark_first_token() {
+void TokenStream::mark_token() {
+    const double at = std::chrono::duration<double>(Clock::now() - submitted_at).count();
     std::lock_guard<std::mutex> lock(mu_);
-    if (stats_.time_to_first_token < 0) {
-        stats_.time_to_first_token =
-            std::chrono::duration<double>(Clock::now() - submitted_at).count();
-    }
+    if (stats_.time_to_first_token < 0) stats_.time_to_first_token = at;
+    token_times_.push_back(static_cast<float>(at));
+}
+
+std::vector<float> TokenStream::token_times() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return token_times_;
 }
 
 void TokenStream::push_logprob(TokenLogprob record) {

@@ -69,7 +69,7 @@ public:
     void push(std::string piece);
     // Ends the stream; `last_piece` (if any) is delivered together with the end.
     void finish(StreamStats stats, std::string last_piece = "");
-    void mark_first_token();
+    void mark_token();  // a token was generated now (its time is kept: time to first token, gaps)
     void push_logprob(TokenLogprob record);
 
     // Consumer side.
@@ -80,6 +80,7 @@ public:
     bool finished() const;
     StreamStats stats() const;
     std::vector<TokenLogprob> take_logprobs();  // records since the last call, in order
+    std::vector<float> token_times() const;  // seconds from submit at which each token came
 
     // The first cancel also runs the hook (the engine's: a queued request leaves the queue).
     void cancel();
@@ -98,6 +99,7 @@ private:
     std::condition_variable cv_;
     std::deque<std::string> pieces_;
     std::vector<TokenLogprob> logprobs_;
+    std::vector<float> token_times_;
     bool finished_ = false;
     bool notified_ = false;  // our id is already in the notifier's ready list
     StreamStats stats_;

@@ -215,14 +215,14 @@ def test_keys_rate_limit_and_body_limit(serve_app, served_model):
     assert info.value.type == "rate_limit_error" and int(info.value.response.headers["Retry-After"]) > 0
     metrics = httpx.get(server.url + "/metrics", headers={"Authorization": "Bearer sk-right"})  # guarded with keys
     counted = [line for line in metrics.text.splitlines()
-               if line.startswith("http_requests_total{") and 'endpoint="/v1/messages"' in line]
+               if line.startswith("llamaserve:http_requests_total{") and 'endpoint="/v1/messages"' in line]
     assert any('status="200"' in line for line in counted)  # by endpoint, like /v1
 
 
 def _cancelled(base_url: str) -> float:
     text = httpx.get(base_url + "/metrics").text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("generations_total{") and 'finish_reason="cancelled"' in line)
+               if line.startswith("llamaserve:request_finished_total{") and 'finished_reason="cancelled"' in line)
 
 
 def test_disconnect_mid_stream_frees_the_slot(base_url, served_model):

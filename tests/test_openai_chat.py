@@ -267,7 +267,7 @@ def test_spec_old_style_sdk_request_as_raw_http(base_url, served_model):
 def _cancelled(base_url: str) -> float:
     text = httpx.get(base_url + "/metrics").text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("generations_total{") and 'finish_reason="cancelled"' in line)
+               if line.startswith("llamaserve:request_finished_total{") and 'finished_reason="cancelled"' in line)
 
 
 def test_client_disconnect_cancels_generation(base_url, served_model, engine):

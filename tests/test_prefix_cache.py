@@ -169,7 +169,8 @@ def test_http_usage_health_and_metrics_report_the_cache(openai_client, served_mo
     assert 0 < health["cells_used"] <= health["cells"] and 0 <= health["usage"] <= 1
     assert health["prefix_cache"]["cached_tokens"] >= second.usage.prompt_tokens_details.cached_tokens
     metrics = httpx.get(base_url + "/metrics").text
-    for name in ("kv_cache_usage_perc", "kv_cache_cells_used", "prefix_cache_queries_total", "prefix_cache_hits_total"):
+    for name in ("llamaserve:kv_cache_usage_perc", "llamaserve:kv_cache_cells_used", "llamaserve:prefix_cache_queries_total",
+                 "llamaserve:prefix_cache_hits_total"):
         assert f"\n{name}{{" in metrics, name
 
 

@@ -249,16 +249,20 @@ def test_metrics_parse_and_have_the_families(base_url):
     assert inference.type == "histogram"
     bounds = {s.labels["le"] for s in inference.samples if s.name.endswith("_bucket")}
     assert {"1.0", "3.0", "5.0", "+Inf"} <= bounds
-    assert all(s.labels["model"] == "gemma-3-270m-q4_k_m" for s in inference.samples)
+    assert all(s.labels["model_name"] == "gemma-3-270m-q4_k_m" for s in inference.samples)
     assert families["active_connections"].type == "gauge"
     assert families["active_connections"].samples[0].value >= 1
+    # Everything else under one namespace, with vLLM's label; no _created series.
+    assert set(families) - {"model_inference_seconds", "active_connections"} == \
+        {name for name in families if name.startswith("llamaserve:")}
+    assert "_created" not in r.text
     for name in ("time_to_first_token_seconds", "inter_token_latency_seconds"):
-        assert families[name].type == "histogram"
-    for name in ("prompt_tokens", "completion_tokens", "http_requests"):
-        assert families[name].type == "counter"
-    for name in ("queue_depth", "busy_slots", "slots_total"):
-        assert families[name].type == "gauge"
-        assert families[name].samples[0].labels == {"model": "gemma-3-270m-q4_k_m"}
+        assert families["llamaserve:" + name].type == "histogram"
+    for name in ("prompt_tokens", "generation_tokens", "http_requests", "request_finished"):
+        assert families["llamaserve:" + name].type == "counter"
+    for name in ("num_requests_waiting", "num_requests_running", "slots_total", "kv_cache_usage_perc"):
+        assert families["llamaserve:" + name].type == "gauge"
+        assert families["llamaserve:" + name].samples[0].labels == {"model_name": "gemma-3-270m-q4_k_m"}
 
 
 def test_metrics_counters_move_with_traffic(base_url):
@@ -271,11 +275,12 @@ def test_metrics_counters_move_with_traffic(base_url):
     def delta(family: str, name: str, **labels: str) -> float:
         return sample(after, family, name, **labels) - sample(before, family, name, **labels)
 
-    assert delta("completion_tokens", "completion_tokens_total") == 6
-    assert delta("prompt_tokens", "prompt_tokens_total") == body["usage"]["prompt_tokens"]
+    ns = "llamaserve:"
+    assert delta(ns + "generation_tokens", ns + "generation_tokens_total") == 6
+    assert delta(ns + "prompt_tokens", ns + "prompt_tokens_total") == body["usage"]["prompt_tokens"]
     assert delta("model_inference_seconds", "model_inference_seconds_count") == 1
-    assert delta("time_to_first_token_seconds", "time_to_first_token_seconds_count") == 1
-    assert delta("inter_token_latency_seconds", "inter_token_latency_seconds_count") == 5
-    assert delta("http_requests", "http_requests_total", endpoint="/api/v1/generate", status="200") == 1
-    assert delta("http_requests", "http_requests_total", endpoint="unmatched", status="404") == 1
-    assert delta("generations", "generations_total", finish_reason="length") == 1
+    assert delta(ns + "time_to_first_token_seconds", ns + "time_to_first_token_seconds_count") == 1
+    assert delta(ns + "inter_token_latency_seconds", ns + "inter_token_latency_seconds_count") == 5  # each gap
+    assert delta(ns + "http_requests", ns + "http_requests_total", endpoint="/api/v1/generate", status="200") == 1
+    assert delta(ns + "http_requests", ns + "http_requests_total", endpoint="unmatched", status="404") == 1
+    assert delta(ns + "request_finished", ns + "request_finished_total", finished_reason="length") == 1

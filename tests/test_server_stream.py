@@ -137,10 +137,10 @@ def test_disconnect_during_prefill_cancels_before_the_first_token(one_slot_url):
     freed_in = time.monotonic() - left
     assert freed_in < 0.6 * full, (freed_in, full)
     after = families()
-    assert count(after, "time_to_first_token_seconds", "time_to_first_token_seconds_count") == \
-        count(before, "time_to_first_token_seconds", "time_to_first_token_seconds_count")
-    assert count(after, "generations", "generations_total", finish_reason="cancelled") == \
-        count(before, "generations", "generations_total", finish_reason="cancelled") + 1
+    ttft = ("llamaserve:time_to_first_token_seconds", "llamaserve:time_to_first_token_seconds_count")
+    assert count(after, *ttft) == count(before, *ttft)
+    finished = ("llamaserve:request_finished", "llamaserve:request_finished_total")
+    assert count(after, *finished, finished_reason="cancelled") == count(before, *finished, finished_reason="cancelled") + 1
 
 
 def test_text_events_match_encoding_the_whole_event():

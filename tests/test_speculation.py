@@ -160,7 +160,7 @@ def test_http_usage_metrics_and_health_report_drafts(base_url):
     native = httpx.post(f"{base_url}/api/v1/generate", json=body, timeout=60).json()
     assert native["usage"]["completion_tokens_details"]["accepted_prediction_tokens"] > 0
     metrics = httpx.get(f"{base_url}/metrics").text
-    accepted = [line for line in metrics.splitlines() if line.startswith("spec_accepted_tokens_total{")]
+    accepted = [line for line in metrics.splitlines() if line.startswith("llamaserve:spec_decode_num_accepted_tokens_total{")]
     assert accepted and float(accepted[0].rsplit(" ", 1)[1]) >= details["accepted_prediction_tokens"]
     health = httpx.get(f"{base_url}/health").json()["speculation"]
     assert health["mode"] == "ngram" and health["accepted"] >= details["accepted_prediction_tokens"]

@@ -256,6 +256,11 @@ class AsyncTextStream:
         return self._native.stats()
 
     @property
+    def token_times(self) -> list[float]:
+        """Seconds from submit at which each generated token came (its inter-token gaps)."""
+        return self._native.token_times()
+
+    @property
     def drained(self) -> bool:
         """The engine has finished and every piece has been read: what next_pieces() just
         returned was the end (the engine hands over a request's last piece with its end)."""

@@ -46,7 +46,7 @@ class Generation:
         stats = self.stream.stats
         self.service.host.release(self.model)  # may close a swapped-out engine
         if stats["finish_reason"]:
-            self.service.metrics.observe_generation(self.model.name, stats)
+            self.service.metrics.observe_generation(self.model.name, stats, self.stream.token_times)
         else:  # cancelled before the engine said it finished
             self.service.metrics.generations.labels(self.model.name, "cancelled").inc()
 

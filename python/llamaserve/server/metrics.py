@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.requests import Request
@@ -17,38 +18,49 @@ INFERENCE_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300)
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 1, 2.5)
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+disable_created_metrics()  # a _created series per counter and histogram only adds noise to scrapes
+
+
+NAMESPACE = "llamaserve:"  # as vLLM's "vllm:" and llama-server's "llamacpp:"
+MODEL = ["model_name"]  # the label of every per-model series (vLLM's)
+
+
+def _name(short: str) -> str:
+    return NAMESPACE + short
 
 
 class _EngineCollector(Collector):
     """Slots, queue, KV cache, prefix cache and speculation, read from the engine at scrape time
-    (vLLM's kv_cache_usage_perc, prefix-cache and spec-decode counters are the model)."""
+    (vLLM's names where the meaning is the same: num_requests_running and _waiting,
+    kv_cache_usage_perc, prefix_cache_queries and _hits, spec_decode_num_*_tokens)."""
 
     def __init__(self, host: ModelHost) -> None:
         self.host = host
 
     def collect(self) -> Iterator[Metric]:
-        queue = GaugeMetricFamily("queue_depth", "Requests waiting for a slot", labels=["model"])
-        busy = GaugeMetricFamily("busy_slots", "Slots generating now", labels=["model"])
-        total = GaugeMetricFamily("slots_total", "Slots of the loaded model", labels=["model"])
-        cells = GaugeMetricFamily("kv_cache_cells", "KV cache cells in all", labels=["model"])
-        used = GaugeMetricFamily("kv_cache_cells_used", "KV cache cells held by requests and idle "
-                                 "slots' prompt caches", labels=["model"])
-        usage = GaugeMetricFamily("kv_cache_usage_perc", "Fraction of KV cache cells held (0 to 1)",
-                                  labels=["model"])
-        queries = CounterMetricFamily("prefix_cache_queries", "Prompt tokens looked up in the prefix "
-                                      "cache", labels=["model"])
-        hits = CounterMetricFamily("prefix_cache_hits", "Prompt tokens served from the prefix cache",
-                                   labels=["model"])
-        host_bytes = GaugeMetricFamily("prefix_cache_host_bytes", "Host memory held by prefix "
-                                       "snapshots", labels=["model"])
-        drafted = CounterMetricFamily("spec_drafted_tokens", "Speculative decoding: drafted tokens "
-                                      "verified beside the sampled ones", labels=["model"])
-        accepted = CounterMetricFamily("spec_accepted_tokens", "Speculative decoding: drafted tokens "
-                                       "the model chose (emitted without a step of their own)", labels=["model"])
+        waiting = GaugeMetricFamily(_name("num_requests_waiting"), "Requests waiting for a slot", labels=MODEL)
+        running = GaugeMetricFamily(_name("num_requests_running"), "Requests generating now (busy slots)",
+                                    labels=MODEL)
+        total = GaugeMetricFamily(_name("slots_total"), "Slots of the loaded model", labels=MODEL)
+        cells = GaugeMetricFamily(_name("kv_cache_cells"), "KV cache cells in all", labels=MODEL)
+        used = GaugeMetricFamily(_name("kv_cache_cells_used"), "KV cache cells held by requests and idle "
+                                 "slots' prompt caches", labels=MODEL)
+        usage = GaugeMetricFamily(_name("kv_cache_usage_perc"), "Fraction of KV cache cells held (0 to 1)",
+                                  labels=MODEL)
+        queries = CounterMetricFamily(_name("prefix_cache_queries"), "Prompt tokens looked up in the prefix "
+                                      "cache", labels=MODEL)
+        hits = CounterMetricFamily(_name("prefix_cache_hits"), "Prompt tokens served from the prefix cache",
+                                   labels=MODEL)
+        host_bytes = GaugeMetricFamily(_name("prefix_cache_host_bytes"), "Host memory held by prefix "
+                                       "snapshots", labels=MODEL)
+        drafted = CounterMetricFamily(_name("spec_decode_num_draft_tokens"), "Speculative decoding: drafted "
+                                      "tokens verified beside the sampled ones", labels=MODEL)
+        accepted = CounterMetricFamily(_name("spec_decode_num_accepted_tokens"), "Speculative decoding: drafted "
+                                       "tokens the model chose (emitted without a step of their own)", labels=MODEL)
         for model in list(self.host.loaded.values()):  # every loaded model
             engine, name = model.engine, [model.name]
-            queue.add_metric(name, engine.queue_depth)
-            busy.add_metric(name, engine.busy_slots)
+            waiting.add_metric(name, engine.queue_depth)
+            running.add_metric(name, engine.busy_slots)
             total.add_metric(name, engine.n_parallel)
             kv = engine.cache_stats
             cells.add_metric(name, kv["kv_cells"])
@@ -60,46 +72,45 @@ class _EngineCollector(Collector):
             spec = engine.speculation_stats
             drafted.add_metric(name, spec["drafted"])
             accepted.add_metric(name, spec["accepted"])
-        yield from (queue, busy, total, cells, used, usage, queries, hits, host_bytes, drafted, accepted)
+        yield from (waiting, running, total, cells, used, usage, queries, hits, host_bytes, drafted, accepted)
 
 
 class ServerMetrics:
+    """Every series is under llamaserve: with a model_name label, but the two the spec's
+    /metrics example names (model_inference_seconds, active_connections), kept as written there."""
+
     def __init__(self, host: ModelHost) -> None:
         self.host = host
         self.registry = r = CollectorRegistry()
-        self.inference = Histogram("model_inference_seconds", "Model inference time", ["model"],
-                                   buckets=INFERENCE_BUCKETS, registry=r)
-        self.ttft = Histogram("time_to_first_token_seconds", "Time from submit to the first token",
-                              ["model"], buckets=TTFT_BUCKETS, registry=r)
-        self.itl = Histogram("inter_token_latency_seconds",
-                             "Time between generated tokens (a request's mean, once per token)",
-                             ["model"], buckets=ITL_BUCKETS, registry=r)
-        self.prompt_tokens = Counter("prompt_tokens", "Prompt tokens processed", ["model"], registry=r)
-        self.completion_tokens = Counter("completion_tokens", "Tokens generated", ["model"], registry=r)
-        self.generations = Counter("generations", "Finished generations by finish reason",
-                                   ["model", "finish_reason"], registry=r)
-        self.requests = Counter("http_requests", "HTTP requests by endpoint and status",
-                                ["model", "endpoint", "method", "status"], registry=r)
+        self.inference = Histogram("model_inference_seconds", "Model inference time (the spec's series)",
+                                   MODEL, buckets=INFERENCE_BUCKETS, registry=r)
+        self.ttft = Histogram(_name("time_to_first_token_seconds"), "Time from submit to the first token",
+                              MODEL, buckets=TTFT_BUCKETS, registry=r)
+        self.itl = Histogram(_name("inter_token_latency_seconds"), "Time between consecutive generated tokens",
+                             MODEL, buckets=ITL_BUCKETS, registry=r)
+        self.prompt_tokens = Counter(_name("prompt_tokens"), "Prompt tokens processed", MODEL, registry=r)
+        self.completion_tokens = Counter(_name("generation_tokens"), "Tokens generated", MODEL, registry=r)
+        self.generations = Counter(_name("request_finished"), "Finished generations by finish reason",
+                                   [*MODEL, "finished_reason"], registry=r)
+        self.requests = Counter(_name("http_requests"), "HTTP requests by endpoint and status",
+                                [*MODEL, "endpoint", "method", "status"], registry=r)
         self.active = 0
-        Gauge("active_connections", "Active connections", registry=r).set_function(lambda: self.active)
+        Gauge("active_connections", "Active connections (the spec's series)",
+              registry=r).set_function(lambda: self.active)
         r.register(_EngineCollector(host))
 
-    def observe_generation(self, model: str, stats: dict) -> None:
-        """Record one finished generation from its engine stats."""
+    def observe_generation(self, model: str, stats: dict, token_times: list[float]) -> None:
+        """Record one finished generation from its engine stats and the times its tokens came."""
         self.generations.labels(model, stats["finish_reason"] or "unknown").inc()
-        prompt, completion = stats["prompt_tokens"], stats["completion_tokens"]
-        self.prompt_tokens.labels(model).inc(prompt)
-        self.completion_tokens.labels(model).inc(completion)
-        total, first = stats["total_time"], stats["time_to_first_token"]
-        if total:
-            self.inference.labels(model).observe(total)
-        if first is not None:
-            self.ttft.labels(model).observe(first)
-            if completion > 1 and total:
-                gap = max(total - first, 0.0) / (completion - 1)
-                itl = self.itl.labels(model)
-                for _ in range(completion - 1):
-                    itl.observe(gap)
+        self.prompt_tokens.labels(model).inc(stats["prompt_tokens"])
+        self.completion_tokens.labels(model).inc(stats["completion_tokens"])
+        if stats["total_time"]:
+            self.inference.labels(model).observe(stats["total_time"])
+        if stats["time_to_first_token"] is not None:
+            self.ttft.labels(model).observe(stats["time_to_first_token"])
+        itl = self.itl.labels(model)
+        for earlier, later in zip(token_times, token_times[1:]):  # each gap, as a client saw it
+            itl.observe(later - earlier)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
