@@ -267,3 +267,40 @@ def test_api_docs_page_has_contents_and_no_empty_cells(page, base_url):
     cells = page.locator("#operations td")
     assert cells.count() > 0
     assert all(text.strip() for text in cells.all_inner_texts())  # a column no field explains is left out
+
+
+def test_on_a_phone_settings_fold_away_and_enter_during_a_reply_queues(browser, base_url, served_model):
+    """400 px wide: the settings start folded (the conversation gets most of the height), New
+    chat is always there, the model's whole name shows; Enter during a reply queues the message."""
+    context = browser.new_context(viewport={"width": 400, "height": 800})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        page.goto(base_url + "/")
+        expect(page.locator("#model-name")).to_have_text(served_model)
+        expect(page.locator("#max-tokens")).to_be_hidden()
+        expect(page.locator("#new-chat")).to_be_visible()
+        log = page.locator("#log").bounding_box()
+        assert log["height"] > 0.6 * 800, log
+        page.click("#settings-title")  # unfold: every setting reachable
+        for control in ("#max-tokens", "#api-key", "#system"):
+            page.locator(control).scroll_into_view_if_needed()
+            expect(page.locator(control)).to_be_visible()
+        page.fill("#max-tokens", "2000")  # replies that outlast the test's steps: stopped by hand
+        page.click("#settings-title")
+        expect(page.locator("#max-tokens")).to_be_hidden()
+        send(page, "Tell me a long story.")
+        expect(last_reply(page).locator(".text")).not_to_be_empty()
+        send(page, "And another one.")  # while the first reply streams
+        expect(page.locator("#activity")).to_contain_text("queued")
+        expect(page.locator(".msg.user")).to_have_count(1)
+        page.click("#stop")  # the first reply ends: the queued message goes
+        expect(page.locator(".msg.user")).to_have_count(2)
+        expect(page.locator(".msg.user").last).to_contain_text("And another one.")
+        expect(last_reply(page).locator(".text")).not_to_be_empty()
+        page.click("#stop")
+        wait_done(page)
+    finally:
+        context.close()
+    assert not errors
