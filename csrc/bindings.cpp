@@ -364,6 +364,20 @@ PYBIND11_MODULE(_native, m) {
             d["accepted"] = s.accepted;
             return d;
         }, "Drafted tokens verified since the engine started, and how many were accepted.")
+        .def_property_readonly("decode_stats", [](const Engine & e) {
+            const DecodeStats s = e.decode_stats();
+            py::dict d;
+            d["decodes"] = s.decodes;
+            d["busy_slots"] = s.busy_slots;
+            d["verify_steps"] = s.verify_steps;
+            d["prompt_tokens"] = s.prompt_tokens;
+            d["generated_tokens"] = s.generated_tokens;
+            d["prompt_seconds"] = s.prompt_seconds;
+            d["generation_seconds"] = s.generation_seconds;
+            d["longest_sequence"] = s.longest_sequence;
+            return d;
+        }, "What the decode loop has done since the engine started: llama_decode calls, requests in them "
+           "summed, draft verifications, prompt and generated tokens and the time each took, the longest sequence.")
         .def("close", &Engine::close, py::call_guard<py::gil_scoped_release>());
 
     py::class_<Embedder>(m, "Embedder", "Sentence embeddings on a context of their own over an engine's model.")

@@ -455,6 +455,11 @@ SpeculationStats Engine::speculation_stats() const {
     return {drafted_.load(), accepted_.load()};
 }
 
+DecodeStats Engine::decode_stats() const {
+    std::lock_guard<std::mutex> lock(decode_stats_mu_);
+    return decode_stats_;
+}
+
 void Engine::finish_slot(Slot & slot, const std::string & reason, const std::string & error,
                          bool invalid_request) {
     // Free the slot's place first: whoever sees the stream finish may submit at once.
@@ -595,14 +600,17 @@ void Engine::build_batch() {
         add_drafts(decoding, std::min(budget, kMaxStepDrafts));
     }
     batch_.n_tokens = 0;
+    step_prompt_tokens_ = 0;
     for (auto & slot : slots_) {
         if (!slot.busy()) continue;
-        const int32_t n = slot.prefilling() ? planned[slot.seq()] : 1;
+        const bool prefilling = slot.prefilling();
+        const int32_t n = prefilling ? planned[slot.seq()] : 1;
         const int32_t before = batch_.n_tokens;
         if (!guarded(slot, "batching", [&] { slot.add_to_batch(batch_, n); })) {
             batch_.n_tokens = before;  // no tokens of an ended request
         } else if (batch_.n_tokens > before) {
             in_batch_.push_back(&slot);
+            if (prefilling) step_prompt_tokens_ += batch_.n_tokens - before;
         }
     }
 }
@@ -674,21 +682,44 @@ void Engine::decode_and_sample() {
         return;
     }
     const int32_t n_vocab = model_->metadata().n_vocab;
+    uint64_t generated = 0;
+    uint64_t verify_steps = 0;
+    uint64_t longest = 0;
+    // Slots end after the step's figures are recorded, so whoever sees a stream end reads them.
+    std::vector<std::pair<Slot *, const char *>> ended;
     for (Slot * slot : in_batch_) {
+        longest = std::max<uint64_t>(longest, slot->n_cached());
         if (slot->batch_index() < 0) continue;  // a prompt chunk before the last
         const int32_t drafted = static_cast<int32_t>(slot->draft().size());
         drafted_ += drafted;
+        if (drafted > 0) ++verify_steps;
         guarded(*slot, "sampling", [&] {
             const int32_t before = slot->accepted_tokens();
+            const int32_t generated_before = slot->generated_tokens();
             const int32_t source = slot->draft_source();
             const char * reason = slot->advance(ctx_, *model_, n_ctx_seq_, n_vocab);
             const int32_t accepted = slot->accepted_tokens() - before;
             accepted_ += accepted;
+            generated += slot->generated_tokens() - generated_before;
             if (drafted > 0) by_source_[source].record(drafted, accepted);
-            if (reason) finish_slot(*slot, reason);
+            if (reason) ended.emplace_back(slot, reason);
         });
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    {
+        const double prompt_share = batch_.n_tokens > 0 ? double(step_prompt_tokens_) / batch_.n_tokens : 0.0;
+        std::lock_guard<std::mutex> lock(decode_stats_mu_);
+        DecodeStats & d = decode_stats_;
+        ++d.decodes;
+        d.busy_slots += in_batch_.size();
+        d.verify_steps += verify_steps;
+        d.prompt_tokens += step_prompt_tokens_;
+        d.generated_tokens += generated;
+        d.prompt_seconds += seconds * prompt_share;
+        d.generation_seconds += seconds * (1.0 - prompt_share);
+        d.longest_sequence = std::max(d.longest_sequence, longest);
+    }
+    for (auto & [slot, reason] : ended) guarded(*slot, "sampling", [&] { finish_slot(*slot, reason); });
     if (step_has_prompt_) {
         step_cost_.record_prefill(batch_.n_tokens, seconds);
     } else {

@@ -64,6 +64,20 @@ struct SpeculationStats {
     uint64_t accepted = 0;  // of which the model chose
 };
 
+// What the scheduler's decode loop has done since the engine started, for llama-server's
+// metrics (llamacpp:n_decode_total and its neighbours).
+struct DecodeStats {
+    uint64_t decodes = 0;           // llama_decode calls (the draft model's are not counted)
+    uint64_t busy_slots = 0;        // summed over those calls: requests with tokens in each
+    uint64_t verify_steps = 0;      // per request, the steps that verified a draft
+    uint64_t prompt_tokens = 0;     // prompt tokens decoded (not those served from a cache)
+    uint64_t generated_tokens = 0;  // tokens sampled
+    // A step's time, shared between its prompt and its generation tokens by their numbers.
+    double prompt_seconds = 0.0;
+    double generation_seconds = 0.0;
+    uint64_t longest_sequence = 0;  // the most cells (prompt and generation) one request held
+};
+
 // What the KV cache and the prefix cache hold, for health and metrics.
 struct CacheStats {
     int64_t kv_cells = 0;       // in all
@@ -130,6 +144,7 @@ public:
     int32_t n_ctx_per_request() const { return n_ctx_seq_; }
     CacheStats cache_stats() const;
     SpeculationStats speculation_stats() const;
+    DecodeStats decode_stats() const;
     // The speculation in effect: options().spec, or "off" for a model whose KV cannot be cut
     // back (recurrent or hybrid: rejected drafts could not be removed).
     const std::string & speculation() const { return spec_; }
@@ -217,6 +232,9 @@ private:
     bool step_has_prompt_ = false;  // its cost is then a prompt chunk's (see StepCost), and it drafts nothing
     std::atomic<uint64_t> drafted_{0};
     std::atomic<uint64_t> accepted_{0};
+    int32_t step_prompt_tokens_ = 0;  // of batch_ (scheduler thread only)
+    mutable std::mutex decode_stats_mu_;  // the scheduler writes once a step, scrapes read
+    DecodeStats decode_stats_;
 
     std::shared_ptr<Waiting> waiting_ = std::make_shared<Waiting>();
     std::atomic<int32_t> busy_slots_{0};

@@ -107,6 +107,7 @@ public:
     int32_t draft_source() const { return draft_source_; }
     void set_draft_source(int32_t source) { draft_source_ = source; }
     int32_t accepted_tokens() const { return n_accepted_; }  // drafted tokens the model chose so far
+    int32_t generated_tokens() const { return n_generated_; }  // of the running request, so far
 
     // Adds this slot's next tokens to the batch: the pending sampled token and its draft,
     // or up to `budget` prompt tokens (none when the budget is 0).

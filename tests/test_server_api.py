@@ -252,9 +252,10 @@ def test_metrics_parse_and_have_the_families(base_url):
     assert all(s.labels["model_name"] == "gemma-3-270m-q4_k_m" for s in inference.samples)
     assert families["active_connections"].type == "gauge"
     assert families["active_connections"].samples[0].value >= 1
-    # Everything else under one namespace, with vLLM's label; no _created series.
+    # Everything else under one namespace, with vLLM's label, but llama-server's own series
+    # (tests/test_metrics_llamacpp.py); no _created series.
     assert set(families) - {"model_inference_seconds", "active_connections"} == \
-        {name for name in families if name.startswith("llamaserve:")}
+        {name for name in families if name.startswith(("llamaserve:", "llamacpp:"))}
     assert "_created" not in r.text
     for name in ("time_to_first_token_seconds", "inter_token_latency_seconds"):
         assert families["llamaserve:" + name].type == "histogram"

@@ -362,6 +362,14 @@ class Engine:
         return self._native.speculation_stats
 
     @property
+    def decode_stats(self) -> dict[str, int | float]:
+        """What the decode loop has done since the engine started (llama-server's metrics):
+        decodes, busy_slots (summed over them), verify_steps, prompt_tokens and generated_tokens
+        with prompt_seconds and generation_seconds (a step's time shared by its tokens), and
+        longest_sequence."""
+        return self._native.decode_stats
+
+    @property
     def busy_slots(self) -> int:
         return self._native.busy_slots
 

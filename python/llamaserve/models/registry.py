@@ -306,14 +306,15 @@ class ModelRegistry:
             path = Path(name).expanduser()
             if path.is_file():
                 return self._entry(path.absolute(), "path")
-        raise ModelNotFound(f"model: no model named {name[:64]!r}; {self.available()}",
+        # Over HTTP: where the operator adds models, not where files live on this machine.
+        raise ModelNotFound(f"model: no model named {name[:64]!r}; {self.available(folder=False)}",
                             "GET /api/v1/models or /v1/models lists the models")
 
     SHOWN_NAMES = 8  # named in a not-found error; the rest are counted
 
-    def available(self) -> str:
-        """What a not-found error tells: the names there are (`default` first) and the folder
-        a GGUF file may be put in to add one."""
+    def available(self, folder: bool = True) -> str:
+        """What a not-found error tells: the names there are (`default` first) and where a GGUF
+        file may be put to add one (the folder's path only where the operator reads it)."""
         names = [e.id for e in self.entries()]
         if self.include_default:
             names.insert(0, "default")
@@ -321,7 +322,8 @@ class ModelRegistry:
         if len(names) > self.SHOWN_NAMES:
             shown += f" and {len(names) - self.SHOWN_NAMES} more"
         there = f"models here: {shown}" if names else "no models here"
-        return f"{there}; to add one, put its .gguf file in {self.models_dir}"
+        where = self.models_dir if folder else "the server's models folder (--models-dir)"
+        return f"{there}; to add one, put its .gguf file in {where}"
 
     def variants(self, entry: ModelEntry) -> list[ModelEntry]:
         """The files of the same model (same base name), the entry itself included."""

@@ -62,7 +62,7 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None,
     shutdown waits for in-flight requests before closing the engines it loaded."""
     config = config or ServerConfig()
     host = ModelHost(config, engine, loader)
-    metrics = ServerMetrics(host)
+    metrics = ServerMetrics(host, [family.metrics() for family in FAMILIES.all if family.metrics])
     ctx = ServerContext(config, host, metrics, GenerationService(host, metrics, config))
 
     limiter = _rate_limiter(config)

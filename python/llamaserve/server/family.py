@@ -15,9 +15,11 @@ from llamaserve.server import sse
 from llamaserve.server.errors import ApiError
 
 if TYPE_CHECKING:
+    from llamaserve.hosting.loaded import LoadedModel
     from llamaserve.server.generation import GenerationService
 
 PromptPieces = Callable[[dict[str, Any]], list[str]]
+MetricsSection = Callable[["LoadedModel"], str]  # a family's own /metrics text for one model
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class ApiFamily:
     stream_error: Callable[[str, ApiError], bytes]  # (path, error) -> the event that ends a stream
     prompt_pieces: Mapping[str, PromptPieces] = field(default_factory=dict)  # generation path -> its prompt
     guarded: bool = True  # API keys and rate limits apply
+    metrics: Callable[[], MetricsSection] | None = None  # makes (once per app) its own /metrics series
 
     def owns(self, path: str) -> int:
         """How specifically this family owns `path`: the length of its matching prefix, or 0."""

@@ -2,7 +2,8 @@
 active connections, and the /metrics endpoint."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest)
@@ -12,7 +13,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from llamaserve.hosting.errors import ModelNotLoaded
 from llamaserve.hosting.host import ModelHost
+from llamaserve.hosting.loaded import LoadedModel
+from llamaserve.server.family import MetricsSection
 
 INFERENCE_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300)
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -79,8 +83,10 @@ class ServerMetrics:
     """Every series is under llamaserve: with a model_name label, but the two the spec's
     /metrics example names (model_inference_seconds, active_connections), kept as written there."""
 
-    def __init__(self, host: ModelHost) -> None:
+    def __init__(self, host: ModelHost, sections: Sequence[MetricsSection] = ()) -> None:
+        """`sections`: the API families' own series of one model (llama-server's llamacpp:)."""
         self.host = host
+        self.sections = tuple(sections)
         self.registry = r = CollectorRegistry()
         self.inference = Histogram("model_inference_seconds", "Model inference time (the spec's series)",
                                    MODEL, buckets=INFERENCE_BUCKETS, registry=r)
@@ -112,8 +118,12 @@ class ServerMetrics:
         for earlier, later in zip(token_times, token_times[1:]):  # each gap, as a client saw it
             itl.observe(later - earlier)
 
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+    def exposition(self, model: LoadedModel | None = None) -> bytes:
+        """Every series, then the families' own of one model, when one is given."""
+        text = generate_latest(self.registry)
+        if model is None:
+            return text
+        return text + "".join(section(model) for section in self.sections).encode()
 
 
 class MetricsMiddleware:
@@ -148,6 +158,15 @@ class MetricsMiddleware:
 
 
 def metrics_endpoint(metrics: ServerMetrics):  # noqa: ANN201 - a Starlette endpoint
+    started = str(int(time.time()))  # llama-server's Process-Start-Time-Unix header
+
     async def endpoint(request: Request) -> Response:
-        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+        host = metrics.host
+        name = request.query_params.get("model")  # whose own series the families write
+        model = host.current if name is None else next((m for m in host.loaded.values() if m.answers_to(name)), None)
+        if name is not None and model is None:
+            raise ModelNotLoaded(f"model: {name[:64]!r} is not loaded",
+                                 f"loaded: {', '.join(host.loaded) or 'none'}")
+        return Response(metrics.exposition(model), media_type=CONTENT_TYPE_LATEST,
+                        headers={"Process-Start-Time-Unix": started})
     return endpoint
