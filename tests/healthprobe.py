@@ -45,5 +45,9 @@ class HealthProbe:
             return self.latencies[0]
         return statistics.quantiles(self.latencies, n=100, method="inclusive")[98]
 
+    @property
+    def median(self) -> float:
+        return statistics.median(self.latencies)
+
     def report(self) -> str:
-        return f"/health p99 {self.p99 * 1000:.0f} ms, max {max(self.latencies) * 1000:.0f} ms over {len(self.latencies)}"
+        return f"/health median {self.median * 1000:.0f} ms, p99 {self.p99 * 1000:.0f} ms, max {max(self.latencies) * 1000:.0f} ms over {len(self.latencies)}"
