@@ -99,13 +99,15 @@ def _cheap(body: Any) -> None:
     if not isinstance(body, dict):
         return
     for key, most in (("max_tokens", MAX_TOKENS), ("max_completion_tokens", MAX_TOKENS),
-                      ("max_output_tokens", MAX_TOKENS), ("n", 2), ("best_of", 2)):
+                      ("max_output_tokens", MAX_TOKENS), ("num_predict", MAX_TOKENS), ("n", 2), ("best_of", 2)):
         value = body.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and most < value <= INT32_MAX:
             body[key] = value % most + 1
     prompt = body.get("prompt")
     if isinstance(prompt, list) and prompt and all(isinstance(p, (str, list)) for p in prompt):
         body["prompt"] = prompt[:2]
+    _cheap(body.get("options"))  # Ollama's num_predict
+    body.pop("keep_alive", None)  # Ollama's keep_alive 0 would unload the shared model other tests use
     if isinstance(body.get("requests"), list):
         for item in body["requests"]:
             _cheap(item)
@@ -123,6 +125,8 @@ def _error_shape(path: str, body: Any) -> None:
     if path == "/v1/messages" or path.startswith("/v1/messages/"):  # Anthropic's
         assert body["type"] == "error" and set(body["error"]) >= {"type", "message"}, body
         assert isinstance(body["error"]["type"], str) and isinstance(body["error"]["message"], str)
+    elif path.startswith("/api/") and not path.startswith("/api/v1/"):  # Ollama's
+        assert set(body) == {"error"} and isinstance(body["error"], str), body
     elif path.startswith("/v1/"):  # OpenAI's
         error = body["error"]
         assert set(error) == {"message", "type", "param", "code"}, body

@@ -85,11 +85,13 @@ def test_llamacpp_speculation_series_count_each_verification(base_url):
     def delta(name: str) -> float:
         return change(before, after, "spec_decode_num_" + name)
 
+    # How much is drafted depends on what a step costs on the machine now (a busy one may draft
+    # nothing): the series must agree with the request's own figures, whatever they are.
     accepted, rejected = details["accepted_prediction_tokens"], details["rejected_prediction_tokens"]
-    assert accepted > 0
     assert delta("accepted_tokens_total") == accepted
     assert delta("draft_tokens_total") == accepted + rejected
-    assert 1 <= delta("drafts_total") <= accepted + rejected
+    assert (delta("drafts_total") >= 1) == (accepted + rejected > 0)
+    assert delta("drafts_total") <= accepted + rejected
 
 
 def test_metrics_of_a_model_named_in_the_query(base_url, served_model):

@@ -376,9 +376,12 @@ def test_idle_unload_and_auto_load(tiny_models, tmp_path):
         wait_for(lambda: listing(live)["llama-2-7b-chat.f16"]["loaded"] is False, timeout=20, interval=0.05)
         health = api(live, "GET", "/health")
         assert health.status_code == 200 and health.json()["status"] == "idle"
-        r = generate(live, None)  # no model named, none loaded: the configured one comes back
-        assert r.status_code == 200 and r.json()["model"] == "llama-2-7b-chat.f16"
-        r = generate(live, "gemma-2b")  # --auto-load: loaded on demand
+        # The native API keeps the spec's 409; the other APIs load on first use (--auto-load).
+        assert generate(live, "gemma-2b").status_code == 409
+        complete = {"prompt": "Once upon a time", "max_tokens": 2}
+        r = api(live, "POST", "/v1/completions", json={"model": "default", **complete})  # none loaded:
+        assert r.status_code == 200 and r.json()["model"] == "llama-2-7b-chat.f16"  # the configured one
+        r = api(live, "POST", "/v1/completions", json={"model": "gemma-2b", **complete})
         assert r.status_code == 200 and r.json()["model"] == "gemma-2b-it"
         r = api(live, "POST", "/v1/chat/completions",
                 json={"model": "chatglm3-6b", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
@@ -388,7 +391,7 @@ def test_idle_unload_and_auto_load(tiny_models, tmp_path):
 
 def test_idle_unload_without_auto_load(tiny_models, tmp_path):
     folder = make_folder(tiny_models, tmp_path / "models")
-    with serve(folder, tmp_path, idle_unload=1.0) as live:
+    with serve(folder, tmp_path, idle_unload=1.0, auto_load=False) as live:
         wait_for(lambda: listing(live)["llama-2-7b-chat.f16"]["loaded"] is False, timeout=20, interval=0.05)
         r = generate(live, "llama-2-7b-chat")
         assert r.status_code == 409 and r.json()["error"]["code"] == "MODEL_NOT_LOADED"

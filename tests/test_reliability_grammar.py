@@ -177,7 +177,9 @@ def test_a_big_schema_compiles_fast_and_the_engine_takes_it(engine, schema):
     started = time.monotonic()
     grammar = schema_to_grammar(schema)
     engine.check_grammar(grammar)
-    assert time.monotonic() - started < 1.0
+    # A bound, not a benchmark: well under a second on a quiet machine, seconds on a loaded one,
+    # and what it guards against (a compile that grew with the schema) took far longer.
+    assert time.monotonic() - started < 10.0
     done = engine.generate("JSON:", grammar=grammar, max_tokens=24, temperature=0)
     if done.finish_reason == "stop":  # a whole document: it must validate
         jsonschema.validate(json.loads(done.text), schema)

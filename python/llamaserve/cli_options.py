@@ -10,7 +10,7 @@ from llamaserve.config import ServerConfig, env_name, read_value
 
 # --help's sections, in order; every setting is in one (tests/test_server_cli.py checks).
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "model": ("model", "served_model_name", "models_dir", "models_config", "allow_model_paths"),
+    "model": ("model", "served_model_name", "strict_model_names", "models_dir", "models_config", "allow_model_paths"),
     "several models": ("max_memory", "max_models", "idle_unload", "auto_load", "load_wait",
                        "probe_timeout", "quantize_cache", "quantize_cache_size"),
     "listening and connections": ("host", "port", "cors_origins", "header_timeout", "body_timeout",

@@ -46,8 +46,12 @@ class ServerConfig:
                            "retires the least recently used", 0)
     idle_unload: float = _opt("--idle-unload", "unload a model no request used for this many "
                               "seconds (0: never)", 0.0)
-    auto_load: bool = _opt("--auto-load", "load a model a request names instead of answering "
-                           "MODEL_NOT_LOADED", False)
+    auto_load: bool = _opt("--auto-load", "load a model a request names on first use (OpenAI, "
+                           "Anthropic, Ollama and llama-server routes; the native /api/v1 answers "
+                           "MODEL_NOT_LOADED); --no-auto-load: every API answers it", True)
+    strict_model_names: bool = _opt("--strict-model-names", "answer 404 to a model name the one "
+                                    "loaded model does not have (default: it serves any name on "
+                                    "the OpenAI, Anthropic and llama-server routes)", False)
     allow_model_paths: bool = _opt("--allow-model-paths", "let requests name GGUF files by path "
                                    "(default: names in the models folder only)", False)
     quantize_cache: str | None = _opt("--quantize-cache", "folder for models quantized on load "

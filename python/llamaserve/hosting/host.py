@@ -159,18 +159,26 @@ class ModelHost:
         if model.retired and model.active == 0:
             self._close(model)
 
-    async def ensure(self, name: str | None) -> None:
+    async def ensure(self, name: str | None, load: bool = False) -> None:
         """Before acquire(): for a name no loaded model answers to, rescan the models folder
         in a thread (a file dropped in since is found, and the event loop does not wait on
-        the disk); with --auto-load, load that model too. acquire() reports what is wrong."""
+        the disk); with `load` (the API loads on demand), load that model too. acquire()
+        reports what is wrong."""
         if name is not None and name.strip().lower() != "default" and self._find_loaded(name) is None:
             await asyncio.to_thread(self._scan_quietly)
-        if not self.config.auto_load:
+        if not load:
             return
         try:
             self._route(name)
         except (ModelNotLoaded, NoModelLoaded, ModelLoading):
-            await self.load(name or "default")
+            _, job = self.begin_load(name or "default")
+            if job is None or job.task is None:
+                return
+            try:  # waits --load-wait at most; the load goes on, and the request is told to retry
+                await asyncio.wait_for(asyncio.shield(job.task), self.config.load_wait)
+            except asyncio.TimeoutError:
+                raise ModelLoading(f"model: {(name or 'default')[:64]!r} is still loading",
+                                   "retry after the time in Retry-After") from None
         except (HostingError, RegistryError):
             pass  # acquire() reports it
 

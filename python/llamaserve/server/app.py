@@ -84,7 +84,7 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None,
         Route("/metrics", metrics_endpoint(metrics), methods=["GET"]),
         *described.routes(openapi.document(described.OPENAPI_PATHS,
                                            *(family.openapi_paths for family in FAMILIES.all))),
-        *(route for family in FAMILIES.all for route in family.routes(ctx.service)),
+        *(route for family in FAMILIES.all for route in family.routes(ctx.service.for_family(family))),
     ]
 
     middleware = [Middleware(MetricsMiddleware, metrics=metrics)]

@@ -6,6 +6,7 @@ from llamaserve.server.anthropic.family import FAMILY as ANTHROPIC
 from llamaserve.server.family import Families
 from llamaserve.server.llamacpp.family import FAMILY as LLAMACPP
 from llamaserve.server.native.family import FAMILY as NATIVE
+from llamaserve.server.ollama.family import FAMILY as OLLAMA
 from llamaserve.server.openai.family import FAMILY as OPENAI
 
-FAMILIES = Families((NATIVE, OPENAI, ANTHROPIC, LLAMACPP))
+FAMILIES = Families((NATIVE, OPENAI, ANTHROPIC, LLAMACPP, OLLAMA))

@@ -33,6 +33,12 @@ class ApiFamily:
     prompt_pieces: Mapping[str, PromptPieces] = field(default_factory=dict)  # generation path -> its prompt
     guarded: bool = True  # API keys and rate limits apply
     metrics: Callable[[], MetricsSection] | None = None  # makes (once per app) its own /metrics series
+    # A request naming a model that is not loaded loads it (unless --no-auto-load); else the
+    # spec's 409 MODEL_NOT_LOADED. Read by GenerationService.lease.
+    loads_on_demand: bool = False
+    # With one model loaded, any model name is served by it, as llama-server does (unless
+    # --strict-model-names); with several, an unknown name is a 404 listing them.
+    lenient_names: bool = False
 
     def owns(self, path: str) -> int:
         """How specifically this family owns `path`: the length of its matching prefix, or 0."""

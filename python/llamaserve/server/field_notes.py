@@ -36,6 +36,13 @@ FIELD_NOTES = {
     "encoding_format": "float (a list of numbers) or base64 (little-endian float32)",
     "dimensions": "accepted when it is the model's own embedding size (embeddings are not cut short)",
     "tokens": "the token ids to turn back into text",
+    # Ollama's
+    "format": "json, or a JSON schema the reply must match",
+    "options": "sampling (num_predict, temperature, top_k, top_p, min_p, seed, stop, repeat_penalty, ...); "
+               "num_ctx is checked against the loaded context; other keys are ignored",
+    "think": "a reasoning model's thinking: true, false, or low, medium, high",
+    "keep_alive": "0 unloads the model after the request; other values are accepted",
+    "raw": "the prompt as written, without the chat template",
 }
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llamaserve.config import ServerConfig
 from llamaserve.engine import AsyncTextStream, Prompt
@@ -13,7 +14,11 @@ from llamaserve.errors import RequestTimedOut
 from llamaserve.generation_params import check_text
 from llamaserve.hosting.host import ModelHost
 from llamaserve.hosting.loaded import LoadedModel
+from llamaserve.models import RegistryError
 from llamaserve.server.metrics import ServerMetrics
+
+if TYPE_CHECKING:
+    from llamaserve.server.family import ApiFamily
 
 
 LONG_PROMPT = 8192  # characters: about a millisecond of tokenizing
@@ -56,12 +61,38 @@ class GenerationService:
         self.host = host
         self.metrics = metrics
         self.config = config
+        self.family: ApiFamily | None = None  # whose routes use this service (for_family)
+
+    def for_family(self, family: ApiFamily) -> GenerationService:
+        """This service as one API family's routes use it: its declaration says whether a
+        model loads on first use and how strictly names are matched."""
+        bound = copy.copy(self)
+        bound.family = family
+        return bound
+
+    @property
+    def loads_on_demand(self) -> bool:
+        return self.family is not None and self.family.loads_on_demand and self.config.auto_load
+
+    def served_name(self, name: str | None) -> str | None:
+        """The name a request's model is looked up by: with lenient names and one model
+        loaded, a name nothing else answers to means that model (None: the current one)."""
+        host = self.host
+        lenient = self.family is not None and self.family.lenient_names and not self.config.strict_model_names
+        if name is None or not lenient or len(host.loaded) != 1 or host._find_loaded(name) is not None:
+            return name
+        try:
+            host.registry.resolve(name, rescan=False)
+        except RegistryError:
+            return None
+        return name
 
     @contextlib.asynccontextmanager
     async def lease(self, model_name: str | None) -> AsyncIterator[LoadedModel]:
         """The model a request names, held while the request is planned (loaded first with
         --auto-load); its generations take leases of their own."""
-        await self.host.ensure(model_name)
+        model_name = self.served_name(model_name)
+        await self.host.ensure(model_name, load=self.loads_on_demand)
         model = self.host.acquire(model_name)
         try:
             yield model

@@ -123,6 +123,8 @@ class EventStreamResponse:
     cancels the producer when the client disconnects."""
 
     media_type = "text/event-stream"
+    content_type = b"text/event-stream; charset=utf-8"
+    pings = True  # SSE comments while a stream is silent (--sse-ping)
 
     def __init__(self, events: AsyncIterator[bytes], status_code: int = 200,
                  headers: dict[str, str] | None = None) -> None:
@@ -144,11 +146,11 @@ class EventStreamResponse:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = [(b"content-type", b"text/event-stream; charset=utf-8")]
+        headers = [(b"content-type", self.content_type)]
         headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items()]
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
-            await until_disconnect(self._send_all(send, _ping_interval(scope)), receive)
+            await until_disconnect(self._send_all(send, _ping_interval(scope) if self.pings else 0.0), receive)
         except (ClientGone, OSError):
             pass  # the producer was cancelled; its cleanup released the engine stream
         finally:

@@ -17,4 +17,5 @@ def stream_error(path: str, error: ApiError) -> bytes:
 FAMILY = ApiFamily(
     "anthropic", ("/v1/messages",), api_router.routes, api_router.OPENAPI_PATHS, anthropic_body, stream_error,
     # The system prompt comes apart from the turns.
-    {"/v1/messages": lambda body: [text(body.get("system")) + "\x1d", *messages(body.get("messages"))]})
+    {"/v1/messages": lambda body: [text(body.get("system")) + "\x1d", *messages(body.get("messages"))]},
+    loads_on_demand=True, lenient_names=True)

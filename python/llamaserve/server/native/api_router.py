@@ -47,7 +47,7 @@ def routes(generations: GenerationService) -> list[Route]:
         for name in dict.fromkeys(i.get("model") for i in items if isinstance(i, dict)):
             if name is None or isinstance(name, str):
                 with contextlib.suppress(*DOMAIN_ERRORS):  # the items report their own errors
-                    await host.ensure(name)  # --auto-load
+                    await host.ensure(name)  # a file dropped in since is found (the spec: no load)
         return JSONResponse({"results": await until_disconnect(service.batch(items), request.receive)})
 
     async def embeddings(request: Request) -> Response:

@@ -30,4 +30,5 @@ FAMILY = ApiFamily(
     "openai", ("/v1",), api_router.routes, api_router.OPENAPI_PATHS, openai_body, stream_error,
     {"/v1/chat/completions": lambda body: messages(body.get("messages")),
      "/v1/responses": _responses_pieces,
-     "/v1/completions": lambda body: blocks(body.get("prompt"))})
+     "/v1/completions": lambda body: blocks(body.get("prompt"))},
+    loads_on_demand=True, lenient_names=True)
