@@ -12,6 +12,18 @@ from llamaserve.errors import (
 )
 from llamaserve.results import Completion, Usage
 
+
+
+def __getattr__(name: str) -> object:
+    """`from llamaserve import Llama` (llama-cpp-python's API) loads the server's chat pipeline
+    only when asked for."""
+    if name == "Llama":
+        from llamaserve.compat import Llama
+
+        return Llama
+    raise AttributeError(f"module 'llamaserve' has no attribute {name!r}")
+
+
 try:
     __version__ = version("llamaserve")
 except PackageNotFoundError:  # running from a source tree without an install
@@ -23,6 +35,7 @@ __all__ = [
     "Engine",
     "EngineError",
     "InvalidRequest",
+    "Llama",
     "ModelLoadError",
     "QueueFull",
     "Usage",

@@ -512,18 +512,19 @@ class Engine:
         response_format, max_tokens, temperature, seed, stop, reasoning_effort, ...). A
         ChatReply (content, reasoning, tool_calls), or with stream=True an iterator of
         ChatChunk. Calls from several threads run together in the batch."""
-        chat = self._local_chat()
+        chat = self.local_chat()
         req = chat.request(messages, options)
-        return chat.blocking_chunks(req) if stream else chat.blocking_reply(req)
+        return chat.blocking_iterator(chat.chunks(req)) if stream else chat.blocking(chat.reply(req))
 
     async def achat(self, messages: list[dict[str, Any]], *, stream: bool = False,
                     **options: Any) -> ChatReply | AsyncIterator[ChatChunk]:
         """chat() on the running event loop; with stream=True an async iterator of ChatChunk."""
-        chat = self._local_chat()
+        chat = self.local_chat()
         req = chat.request(messages, options)
         return chat.chunks(req) if stream else await chat.reply(req)
 
-    def _local_chat(self) -> LocalChat:
+    def local_chat(self) -> LocalChat:
+        """This engine's chat pipeline in process (what chat() and llamaserve.compat run on)."""
         with self._chat_lock:
             if self._chat is None:
                 from llamaserve.local_chat.api import LocalChat

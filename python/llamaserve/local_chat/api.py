@@ -5,8 +5,8 @@ through the same output parsers. Errors are typed: InvalidRequest for bad input,
 own errors otherwise."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from typing import Any, TypeVar
 
 from llamaserve.config import ServerConfig
 from llamaserve.engine import Engine
@@ -14,17 +14,17 @@ from llamaserve.errors import EngineError, InvalidRequest
 from llamaserve.local_chat.loop import LoopThread
 from llamaserve.local_chat.results import ChatChunk, ChatReply, ToolCallDelta, Usage
 from llamaserve.local_chat.service import LocalService, local_model
-from llamaserve.server.chat import plan as chat_plan
 from llamaserve.server.chat.formats.events import CallArguments, CallStart, ReasoningDelta, TextDelta
 from llamaserve.server.chat.request import ChatRequest
-from llamaserve.server.chat.run import Run
 from llamaserve.server.chat.stream import ChatRun, Update, collect
 from llamaserve.server.errors import ApiError
+from llamaserve.server.openai import serving_chat
 from llamaserve.server.openai.chat_protocol import parse_chat
 
+T = TypeVar("T")
 SETTINGS = ServerConfig()  # the server's defaults: 256 tokens a reply, reasoning apart from the answer
 _SERVER_ONLY = ("model", "stream", "stream_options", "n")  # what a call to one engine has no use for
-_SERVICE = LocalService()
+SERVICE = LocalService()
 
 
 def typed(exc: ApiError) -> EngineError:
@@ -51,10 +51,9 @@ class LocalChat:
 
     async def _start(self, req: ChatRequest) -> ChatRun:
         try:
-            plan = await chat_plan.plan(req, self.model, SETTINGS)
+            return (await serving_chat.start(req, self.model, SERVICE, SETTINGS))[1]
         except ApiError as exc:
             raise typed(exc) from None
-        return ChatRun(Run(_SERVICE, self.model, [plan.prompt], plan.arguments), plan.parser)
 
     async def reply(self, req: ChatRequest) -> ChatReply:
         chat = await self._start(req)
@@ -78,11 +77,11 @@ class LocalChat:
 
     # -- blocking calls, on this engine's own loop --
 
-    def blocking_reply(self, req: ChatRequest) -> ChatReply:
-        return self._thread().run(self.reply(req))
+    def blocking(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return self._thread().run(coroutine)
 
-    def blocking_chunks(self, req: ChatRequest) -> Iterator[ChatChunk]:
-        return self._thread().iterate(self.chunks(req))
+    def blocking_iterator(self, items: AsyncIterator[T]) -> Iterator[T]:
+        return self._thread().iterate(items)
 
     def _thread(self) -> LoopThread:
         if self._loop is None:

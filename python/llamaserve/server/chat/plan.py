@@ -81,7 +81,7 @@ async def _prepared(model: LoadedModel, arguments: dict[str, Any], grammar_field
         return await model.engine.aprepare(arguments)
     except InvalidRequest as exc:
         message = str(exc)
-        if message.startswith("grammar: "):
+        if message.startswith("grammar: ") and grammar_field != "grammar":  # a grammar the plan wrote
             raise invalid(f"{grammar_field}: the grammar it needs is refused: {message[len('grammar: '):]}") from None
         raise
 
@@ -149,7 +149,8 @@ async def plan(req: ChatRequest, model: LoadedModel, config: ServerConfig, *, as
     if thinking is not None:  # the engine counts the thinking, and ends it at its budget
         arguments.update(reasoning_start=thinking.opener, reasoning_end=thinking.closer, reasoning_open=opened,
                          reasoning_budget=_budget(req, config))
-    arguments = await _prepared(model, arguments, "tools" if req.tool_choice.forced else "response_format")
+    grammar_field = "tools" if req.tool_choice.forced else "response_format" if grammar is not None else "grammar"
+    arguments = await _prepared(model, arguments, grammar_field)
     return ChatPlan(model, prompt, choice_arguments(arguments, req.sampling.n), req.offered_tools, fmt,
                     req.parallel_tool_calls, req.top_logprobs if req.logprobs else None, req.warnings,
                     thinking, opened, split)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from llamaserve.engine import Prompt, failure_of
+from llamaserve.engine import AsyncTextStream, Prompt, failure_of
 from llamaserve.errors import EngineError, RequestCancelled
 from llamaserve.hosting.loaded import LoadedModel
 from llamaserve.results import TokenLogprob
-from llamaserve.server.generation import Generation, GenerationService
 
 RunEvent = tuple[int, list[str], list[TokenLogprob], "dict[str, Any] | None"]
 
@@ -26,13 +25,26 @@ def ended(stats: dict[str, Any]) -> str:
     raise failure_of(stats) or EngineError("generation failed")
 
 
+class Submitted(Protocol):
+    stream: AsyncTextStream
+
+    def close(self) -> None: ...
+
+
+class Service(Protocol):
+    """What submits a choice: the server's GenerationService (a lease, metrics, a deadline),
+    or an in-process engine's (local_chat)."""
+
+    def submit(self, model: LoadedModel, prompt: Prompt, arguments: dict[str, Any]) -> Submitted: ...
+
+
 class Run:
     """The engine streams of one request's choices. Submitting all of them happens before
     any response starts, so a full queue or an over-long prompt fails the whole request."""
 
-    def __init__(self, service: GenerationService, model: LoadedModel,
+    def __init__(self, service: Service, model: LoadedModel,
                  prompts: Sequence[Prompt], arguments: Sequence[dict[str, Any]]) -> None:
-        self.generations: list[Generation] = []
+        self.generations: list[Submitted] = []
         self.logprobs = any(a.get("logprobs") is not None for a in arguments)
         try:
             for prompt, args in zip(prompts, arguments, strict=True):

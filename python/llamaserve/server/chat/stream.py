@@ -132,6 +132,8 @@ class FamilyStream(ABC):
     (an engine failure or an unreadable call mid-stream ends the stream with the family's
     error event), and aclose() ends the run even if the stream was never iterated."""
 
+    reraise = False  # in process (llamaserve.compat): errors raised to the caller, not sent as events
+
     def __init__(self, chat: ChatRun) -> None:
         self.chat = chat
         self._iterator: AsyncIterator[bytes] | None = None
@@ -148,6 +150,8 @@ class FamilyStream(ABC):
                     yield out
             yield self.closing()
         except (EngineError, ApiError) as exc:  # the status line is long sent
+            if self.reraise:
+                raise
             yield self.error_event(to_api_error(exc))
         if tail := self.terminator():
             yield tail

@@ -15,9 +15,7 @@ from starlette.routing import Route
 from llamaserve.server import openapi
 from llamaserve.server.body import read_json
 from llamaserve.server.chat import plan as chat_plan
-from llamaserve.server.chat.formats import PlainText
 from llamaserve.server.chat.request import ChatRequest
-from llamaserve.server.chat.run import Run
 from llamaserve.server.chat.stream import ChatRun, Choice, collect
 from llamaserve.server.chat.token_text import token_text
 from llamaserve.server.errors import ApiError
@@ -54,9 +52,7 @@ def routes(service: GenerationService) -> list[Route]:
     async def start_chat(req: ChatRequest) -> tuple[chat_plan.ChatPlan, ChatRun]:
         """Lease the model once, plan on it, submit every choice to it."""
         async with service.lease(req.model) as model:
-            plan = await chat_plan.plan(req, model, config)
-            run = Run(service, model, [plan.prompt] * req.sampling.n, plan.arguments)
-        return plan, ChatRun(run, plan.parser)
+            return await serving_chat.start(req, model, service, config)
 
     async def chat_completions(request: Request) -> Response:
         req = parse_chat(await read_json(request))
@@ -84,11 +80,7 @@ def routes(service: GenerationService) -> list[Route]:
     async def completions(request: Request) -> Response:
         req = parse_completion(await read_json(request))
         async with service.lease(req.model) as model:
-            comp = serving_completions.plan(req, model, config.default_max_tokens)
-            comp = await serving_completions.prepared(comp, model)  # the prediction tokenized once
-            tokenized = {id(p): await service.tokenized(model, p) for p in comp.prompts}  # each prompt once
-            run = Run(service, model, [tokenized[id(p)] for p in comp.prompts], comp.arguments)
-        chat = ChatRun(run, PlainText)
+            comp, chat = await serving_completions.start(req, model, service, config.default_max_tokens)
         env, text_of, n = envelope("cmpl", model), token_text(model), req.sampling.n
         if req.sampling.stream:
             return EventStreamResponse(serving_completions.CompletionEvents(

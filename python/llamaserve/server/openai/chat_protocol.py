@@ -51,7 +51,8 @@ CHAT_SCHEMA: dict[str, Any] = {
                    "logprobs": {"type": "boolean"},
                    "top_logprobs": {"type": "integer", "minimum": 0, "maximum": MAX_TOP_LOGPROBS},
                    "response_format": {"type": "object", "required": ["type"], "properties": {
-                       "type": {"enum": ["text", "json_object", "json_schema"]}}},
+                       "type": {"enum": ["text", "json_object", "json_schema"]},
+                       "schema": {"type": "object", "description": "with json_object: the JSON schema to follow"}}},
                    "tools": {"type": "array", "items": _TOOL},
                    "parallel_tool_calls": {"type": "boolean"},
                    "chat_template_kwargs": {"type": "object", "description": "variables for the chat template"},
@@ -122,17 +123,22 @@ def _message(i: int, value: Any, tools: dict[str, Tool] | None = None) -> dict[s
 def _response_format(value: Any) -> ResponseFormat:
     fmt = json_object("response_format", value)
     kind = fmt.get("type")
+    if kind == "json_object" and fmt.get("schema") is not None:  # llama-server's and llama-cpp-python's form
+        return _schema_format("response_format.schema", fmt["schema"], None)
     if kind in ("text", "json_object"):
         return ResponseFormat(kind)
     if kind != "json_schema":
         raise invalid("response_format.type: must be text, json_object or json_schema")
     spec = json_object("response_format.json_schema", fmt.get("json_schema"))
-    schema = spec.get("schema", {})
-    if not isinstance(schema, (dict, bool)):
-        raise invalid("response_format.json_schema.schema: must be a JSON schema object")
     name = spec.get("name")
-    return ResponseFormat("json_schema", schema if schema is not True else {},
+    return _schema_format("response_format.json_schema.schema", spec.get("schema", {}),
                           text("response_format.json_schema.name", name, 64) if name is not None else None)
+
+
+def _schema_format(field: str, schema: Any, name: str | None) -> ResponseFormat:
+    if not isinstance(schema, (dict, bool)):
+        raise invalid(f"{field}: must be a JSON schema object")
+    return ResponseFormat("json_schema", schema if schema is not True else {}, name)
 
 
 def _tools(value: Any) -> list[Tool]:
@@ -191,6 +197,8 @@ def parse_chat(body: Any) -> ChatRequest:
     choice = tool_choice(values.get("tool_choice"), tools)
     if fmt.type != "text" and choice.mode in ("required", "function"):
         raise invalid("response_format: cannot be combined with a forced tool_choice")
+    if "grammar" in values and (fmt.type != "text" or choice.mode in ("required", "function")):
+        raise invalid("grammar: cannot be combined with response_format or a forced tool_choice")
     parallel = check_bool("parallel_tool_calls", values.get("parallel_tool_calls", True))
     kwargs = template_kwargs("chat_template_kwargs", values["chat_template_kwargs"]) \
         if "chat_template_kwargs" in values else {}

@@ -7,7 +7,12 @@ from typing import Any
 
 from llamaserve.server import sse
 from llamaserve.server.chat.formats.events import CallArguments, CallStart, ReasoningDelta, TextDelta
+from llamaserve.config import ServerConfig
+from llamaserve.hosting.loaded import LoadedModel
+from llamaserve.server.chat import plan as chat_plan
 from llamaserve.server.chat.plan import ChatPlan
+from llamaserve.server.chat.request import ChatRequest
+from llamaserve.server.chat.run import Run, Service
 from llamaserve.server.chat.stream import ChatRun, Choice, FamilyStream, Update
 from llamaserve.server.chat.token_text import TokenText
 from llamaserve.server.errors import ApiError
@@ -15,6 +20,12 @@ from llamaserve.server.openai.errors import openai_body
 from llamaserve.server.openai.logprobs import chat_logprobs
 from llamaserve.server.openai.responses import Envelope, chat_choice, chat_delta
 from llamaserve.server.usage import drafts, usage
+
+
+async def start(req: ChatRequest, model: LoadedModel, service: Service, config: ServerConfig) -> tuple[ChatPlan, ChatRun]:
+    """Plan `req` on `model` and submit every choice: what a chat request runs, over HTTP or in process."""
+    plan = await chat_plan.plan(req, model, config)
+    return plan, ChatRun(Run(service, model, [plan.prompt] * req.sampling.n, plan.arguments), plan.parser)
 
 
 def chat_usage(stats: list[dict[str, Any]]) -> dict[str, Any]:

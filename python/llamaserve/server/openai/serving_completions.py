@@ -8,11 +8,14 @@ from typing import Any
 from llamaserve.engine import Prompt
 from llamaserve.hosting.loaded import LoadedModel
 from llamaserve.server import sse
+from llamaserve.server.chat.formats import PlainText
 from llamaserve.server.chat.formats.events import TextDelta
 from llamaserve.server.chat.plan import choice_arguments
+from llamaserve.server.chat.run import Run, Service
 from llamaserve.server.chat.stream import ChatRun, Choice, FamilyStream, Update
 from llamaserve.server.chat.token_text import TokenText
 from llamaserve.server.errors import ApiError, invalid
+from llamaserve.server.generation import GenerationService
 from llamaserve.server.openai.errors import openai_body
 from llamaserve.server.openai.logprobs import completion_logprobs
 from llamaserve.server.openai.protocol import CompletionRequest
@@ -58,6 +61,14 @@ async def prepared(comp: CompletionPlan, model: LoadedModel) -> CompletionPlan:
     shared = await model.engine.aprepare(comp.arguments[0])
     done = {name: shared[name] for name in ("prediction", "grammar") if name in shared}
     return replace(comp, arguments=[{**arguments, **done} for arguments in comp.arguments])
+
+
+async def start(req: CompletionRequest, model: LoadedModel, service: Service,
+                default_max_tokens: int) -> tuple[CompletionPlan, ChatRun]:
+    """Plan `req` on `model` and submit every choice: what a completion runs, over HTTP or in process."""
+    comp = await prepared(plan(req, model, default_max_tokens), model)  # the prediction tokenized once
+    tokenized = {id(p): await GenerationService.tokenized(model, p) for p in comp.prompts}  # each prompt once
+    return comp, ChatRun(Run(service, model, [tokenized[id(p)] for p in comp.prompts], comp.arguments), PlainText)
 
 
 def _usage(choices: list[Choice], n: int) -> dict[str, Any]:
