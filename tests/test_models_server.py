@@ -6,8 +6,10 @@ idle unload and --auto-load; 202 with progress for a long load; and a load while
 model serves traffic."""
 from __future__ import annotations
 
+import math
 import shutil
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -20,6 +22,7 @@ from llamaserve import models as m
 from llamaserve.cli import main as cli_main
 from llamaserve.config import ServerConfig
 from llamaserve.server.app import create_app
+from llamaserve.server.ollama.keep_alive import keep_alive_seconds
 from serverutil import LiveServer, sse_events, wait_for
 
 SPEC_FAMILIES = {"llama-2-7b-chat": "llama", "qwen-7b-chat": "qwen", "gemma-2b": "gemma", "chatglm3-6b": "chatglm"}
@@ -398,6 +401,34 @@ def test_idle_unload_without_auto_load(tiny_models, tmp_path):
         assert generate(live, None).json()["error"]["code"] == "MODEL_NOT_LOADED"
         assert load(live, "llama-2-7b-chat").status_code == 200
         assert generate(live, "llama-2-7b-chat").status_code == 200
+
+
+def test_ollama_keep_alive_sets_how_long_a_model_stays(tiny_models, tmp_path):
+    """Ollama's keep_alive, per request: a duration keeps the model that long after it (listed
+    in /api/ps's expires_at), then it is unloaded; -1 keeps it for good; 0 unloads it at once."""
+    folder = make_folder(tiny_models, tmp_path / "models")
+    with serve(folder, tmp_path, auto_load=True) as live:  # no --idle-unload: only the client's
+        ask = {"model": "llama-2-7b-chat", "prompt": "Hi", "raw": True, "stream": False, "options": {"num_predict": 2}}
+        assert api(live, "POST", "/api/generate", json={**ask, "keep_alive": "1m"}).status_code == 200
+        [running] = api(live, "GET", "/api/ps").json()["models"]
+        expires = datetime.fromisoformat(running["expires_at"].replace("Z", "+00:00"))
+        assert 50 < (expires - datetime.now(timezone.utc)).total_seconds() <= 60
+        assert api(live, "POST", "/api/generate", json={**ask, "keep_alive": "500ms"}).status_code == 200
+        wait_for(lambda: not api(live, "GET", "/api/ps").json()["models"], timeout=20, interval=0.05)
+        assert api(live, "POST", "/api/generate", json={**ask, "keep_alive": -1}).status_code == 200  # loads again
+        [running] = api(live, "GET", "/api/ps").json()["models"]
+        assert running["expires_at"].startswith("0001")  # never
+        r = api(live, "POST", "/api/generate", json={**ask, "keep_alive": "soon"})
+        assert r.status_code == 400 and "keep_alive" in r.json()["error"]
+        unload = api(live, "POST", "/api/generate", json={"model": "llama-2-7b-chat", "keep_alive": 0})
+        assert unload.json()["done_reason"] == "unload" and not api(live, "GET", "/api/ps").json()["models"]
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("5m", 300.0), ("1h30m", 5400.0), ("300ms", 0.3), ("0", 0.0), (10, 10.0), ("-1", math.inf), (-1, math.inf),
+    ("2.5s", 2.5)])
+def test_keep_alive_durations(value, seconds):
+    assert keep_alive_seconds(value) == pytest.approx(seconds)
 
 
 # -- command line -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -279,14 +280,25 @@ class ModelHost:
         self.retire(model)
         return model.name, model
 
+    def idle_limit(self, model: LoadedModel) -> float | None:
+        """Seconds `model` may stay idle before it is unloaded; None: never."""
+        limit = model.keep_alive if model.keep_alive is not None else self.config.idle_unload or None
+        return None if limit is None or math.isinf(limit) else limit
+
+    def keep_alive(self, model: LoadedModel, seconds: float) -> None:
+        """A client's keep-alive for `model` (0: unload it once idle; infinity: never)."""
+        model.keep_alive = seconds
+        if self._idle_task is None and self.state != "stopped":
+            self._idle_task = asyncio.create_task(self._unload_idle())
+
     async def _unload_idle(self) -> None:
-        limit = self.config.idle_unload
-        period = max(0.05, min(1.0, limit / 4))
         while True:
-            await asyncio.sleep(period)
+            limits = [limit for m in self.loaded.values() if (limit := self.idle_limit(m)) is not None]
+            await asyncio.sleep(max(0.05, min(1.0, min(limits, default=4.0) / 4)))
             now = time.monotonic()
             for model in list(self.loaded.values()):
-                if model.owned and model.active == 0 and now - model.last_used >= limit:
+                limit = self.idle_limit(model)
+                if model.owned and model.active == 0 and limit is not None and now - model.last_used >= limit:
                     log.info("unloading %s: idle for %.0fs", model.name, now - model.last_used)
                     self.retire(model)
 

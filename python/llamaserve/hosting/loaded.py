@@ -26,6 +26,7 @@ class LoadedModel:
     quantization: str | None = None
     memory: MemoryEstimate | None = None  # weights as loaded, KV cache and compute buffers
     last_used: float = field(default_factory=time.monotonic)
+    keep_alive: float | None = None  # idle seconds before unloading, a client's (Ollama's keep_alive); None: the server's
     chat_template: str | None = None  # the models config's override (a built-in name or Jinja)
 
     def answers_to(self, name: str) -> bool:

@@ -21,15 +21,13 @@ from llamaserve.hosting.loaded import LoadedModel
 from llamaserve.models import ModelEntry
 from llamaserve.server import openapi
 from llamaserve.server.body import read_json
-from llamaserve.server.chat import plan as chat_plan
-from llamaserve.server.chat.formats import PlainText
-from llamaserve.server.chat.run import Run
-from llamaserve.server.chat.stream import ChatRun, collect
+from llamaserve.server.chat.stream import collect
 from llamaserve.server.embeddings import embed
 from llamaserve.server.errors import ApiError, invalid
 from llamaserve.server.generation import GenerationService
 from llamaserve.server.ollama import names, protocol, serving
 from llamaserve.server.ollama.serving import Answer, NdjsonResponse
+from llamaserve.server.openai import serving_chat, serving_completions
 from llamaserve.server.sse import until_disconnect
 
 # The version of Ollama's API these routes follow (clients check it before using newer fields).
@@ -98,7 +96,8 @@ def routes(service: GenerationService) -> list[Route]:
         for model in host.loaded.values():
             listed = _listed(model.name, model.path, model.memory_bytes, _details(None, model))
             vram = model.memory_bytes if model.device == "gpu" else 0
-            expires = model.last_used + config.idle_unload if config.idle_unload > 0 else None
+            limit = host.idle_limit(model)
+            expires = model.last_used + limit if limit is not None else None
             running.append({**listed, "expires_at": _iso(time.time() + expires - time.monotonic())
                             if expires is not None else "0001-01-01T00:00:00Z",
                             "size_vram": vram, "context_length": model.engine.n_ctx})
@@ -133,11 +132,13 @@ def routes(service: GenerationService) -> list[Route]:
         wanted = protocol.text("model", body.get("model"), 256)
         record: dict[str, Any] = {"model": wanted, "created_at": protocol.now()}
         record.update({"message": {"role": "assistant", "content": ""}} if kind == "chat" else {"response": ""})
-        if body.get("keep_alive") in (0, "0", "0s", "0m"):
+        keep = protocol.keep_alive(body)
+        if keep == 0:
             host.unload(names.ours(host, wanted))
             return JSONResponse({**record, "done": True, "done_reason": "unload"})
-        async with service.lease(names.ours(host, wanted)):
-            pass
+        async with service.lease(names.ours(host, wanted)) as model:
+            if keep is not None:
+                host.keep_alive(model, keep)
         return JSONResponse({**record, "done": True, "done_reason": "load"})
 
     async def generation(request: Request, kind: str) -> Response:
@@ -150,15 +151,13 @@ def routes(service: GenerationService) -> list[Route]:
         async with service.lease(names.ours(host, req.model)) as model:
             load_seconds = time.monotonic() - entered  # a load on first use is in it
             check_context(req, model)
+            if req.keep_alive is not None:
+                host.keep_alive(model, req.keep_alive)
             if req.chat is not None:
-                plan = await chat_plan.plan(req.chat, model, config)
-                run, parser = Run(service, model, [plan.prompt], plan.arguments), plan.parser
+                _, chat = await serving_chat.start(req.chat, model, service, config)
             else:
                 assert req.completion is not None
-                arguments = {"max_tokens": config.default_max_tokens, **req.completion.sampling.arguments}
-                prompt = await service.tokenized(model, req.completion.prompts[0])
-                run, parser = Run(service, model, [prompt], [arguments]), PlainText
-        chat = ChatRun(run, parser)
+                _, chat = await serving_completions.start(req.completion, model, service, config.default_max_tokens)
         answer = Answer(req.model, kind, started, load_seconds)
         stream = (req.chat or req.completion).sampling.stream  # type: ignore[union-attr]
         if stream:
@@ -177,10 +176,12 @@ def routes(service: GenerationService) -> list[Route]:
 
     async def embeddings(request: Request, legacy: bool) -> JSONResponse:
         started = time.monotonic()
-        wanted, inputs = protocol.embed_inputs(await read_json(request), legacy)
+        wanted, inputs, keep = protocol.embed_inputs(await read_json(request), legacy)
         name = names.ours(host, wanted)
-        async with service.lease(name):  # loaded on first use: Ollama reports how long that took
+        async with service.lease(name) as model:  # loaded on first use: Ollama reports how long that took
             load_seconds = time.monotonic() - started
+            if keep is not None:
+                host.keep_alive(model, keep)
         _, result = await embed(service, name, inputs)
         vectors = result.vectors.tolist()
         if legacy:

@@ -12,6 +12,7 @@ from typing import Any
 from llamaserve.server.chat.request import ChatRequest
 from llamaserve.server.chat.thinking import Thinking, from_effort
 from llamaserve.errors import InvalidRequest
+from llamaserve.server.ollama.keep_alive import keep_alive_seconds
 from llamaserve.server.errors import ApiError, invalid, to_api_error
 from llamaserve.server.openai.chat_protocol import parse_chat
 from llamaserve.server.openai.protocol import CompletionRequest, parse_completion
@@ -40,6 +41,7 @@ class OllamaRequest:
     chat: ChatRequest | None  # /api/chat, and /api/generate without raw
     completion: CompletionRequest | None  # /api/generate with raw
     num_ctx: int | None  # the context the client asks for, checked against the model's
+    keep_alive: float | None = None  # seconds the model stays loaded after this request; None: the server's
 
 
 def now() -> str:
@@ -155,7 +157,11 @@ def parse_chat_request(body: Any) -> OllamaRequest:
         raise _renamed(exc) from None
     if "think" in values:
         req = replace(req, thinking=_thinking(values["think"]))
-    return OllamaRequest(values["model"], req, None, num_ctx)
+    return OllamaRequest(values["model"], req, None, num_ctx, keep_alive(values))
+
+
+def keep_alive(values: dict[str, Any]) -> float | None:
+    return keep_alive_seconds(values["keep_alive"]) if "keep_alive" in values else None
 
 
 def parse_generate_request(body: Any) -> OllamaRequest:
@@ -181,7 +187,8 @@ def parse_generate_request(body: Any) -> OllamaRequest:
             if fmt is not None or "think" in values:
                 raise invalid("raw: cannot be combined with format or think (the prompt is sent as written)")
             return OllamaRequest(values["model"], None,
-                                 parse_completion({"model": values["model"], "prompt": prompt, **sampling}), num_ctx)
+                                 parse_completion({"model": values["model"], "prompt": prompt, **sampling}), num_ctx,
+                                 keep_alive(values))
         messages = [{"role": "system", "content": text("system", values["system"])}] if "system" in values else []
         messages.append({"role": "user", "content": prompt})
         req = parse_chat({"model": values["model"], "messages": messages, **sampling,
@@ -190,20 +197,20 @@ def parse_generate_request(body: Any) -> OllamaRequest:
         raise _renamed(exc) from None
     if "think" in values:
         req = replace(req, thinking=_thinking(values["think"]))
-    return OllamaRequest(values["model"], req, None, num_ctx)
+    return OllamaRequest(values["model"], req, None, num_ctx, keep_alive(values))
 
 
-def embed_inputs(body: Any, legacy: bool) -> tuple[str, list[str]]:
-    """/api/embed's model and inputs (a string or a list), or /api/embeddings' one prompt."""
+def embed_inputs(body: Any, legacy: bool) -> tuple[str, list[str], float | None]:
+    """/api/embed's model, inputs (a string or a list) and keep_alive, or /api/embeddings' one prompt."""
     values = _fields(body, LEGACY_EMBED_FIELDS if legacy else EMBED_FIELDS)
     if "options" in values:
         _options(values["options"])
     if legacy:
-        return values["model"], [text("prompt", values.get("prompt"))]
+        return values["model"], [text("prompt", values.get("prompt"))], keep_alive(values)
     raw = values.get("input")
     if isinstance(raw, str):
-        return values["model"], [raw]
+        return values["model"], [raw], keep_alive(values)
     inputs = json_array("input", raw)
     if not inputs:
         raise invalid("input: must not be empty")
-    return values["model"], [text(f"input[{i}]", s) for i, s in enumerate(inputs)]
+    return values["model"], [text(f"input[{i}]", s) for i, s in enumerate(inputs)], keep_alive(values)
