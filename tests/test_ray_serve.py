@@ -316,6 +316,8 @@ def test_prefix_keys_follow_a_conversation_and_nothing_else():
     assert prefix_keys("/api/v1/generate/stream", body(prompt=LONG_PREFIX + "more"))[:-1] == plain[:-1]
     assert prefix_keys("/v1/models", b"") == [] and prefix_keys("/v1/completions", b"not json") == []
     assert len(prefix_keys("/v1/completions", body(prompt="x" * 100_000))) == MAX_KEYS  # bounded
+    ollama_keys = prefix_keys("/api/chat", body(messages=turn2))  # Ollama's chat: a key per message too
+    assert len(ollama_keys) == 4 and prefix_keys("/api/chat", body(messages=turn1)) == ollama_keys[:2]
 
     routes = AffinityMap(capacity=3)
     routes.remember(["a", "b"], "r1")

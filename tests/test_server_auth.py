@@ -65,6 +65,19 @@ def test_missing_credentials_are_401(secure_url):
                  "missing API key or token")
 
 
+def test_ollamas_api_takes_the_same_keys_and_answers_in_its_own_shape(secure_url):
+    """The ollama client sends the key as a bearer header (Client(headers=...))."""
+    import ollama
+
+    r = httpx.get(secure_url + "/api/tags")
+    assert r.status_code == 401 and set(r.json()) == {"error"}  # Ollama's error shape
+    with ollama.Client(host=secure_url, headers=bearer(KEYS[0])) as client:
+        assert client.list().models
+    with ollama.Client(host=secure_url) as client, pytest.raises(ollama.ResponseError) as caught:
+        client.ps()
+    assert caught.value.status_code == 401
+
+
 def test_wrong_key_is_401(secure_url):
     for headers in (bearer("key-three"), {"X-API-Key": "key-one"}, bearer(KEYS[0] + "x")):
         unauthorized(httpx.get(secure_url + MODELS, headers=headers), "invalid API key or token")
