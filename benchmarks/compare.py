@@ -20,6 +20,16 @@ fresh with 8 slots of 4096 tokens: its first run is the cold one, its second the
 also reports each server's resident memory once loaded (the KV cache is allocated then) and
 after the load.
 
+--agent runs `llamaserve bench agent`'s load (4 conversations at once x 5 turns, a ~3,900-token
+system prompt of instructions and tool documentation, the growing history and ~190-token tool
+results; both variants: `volatile`, whose first line changes every request, and `stable`) against
+each server started fresh with 4 slots of 8192 tokens: llamaserve at its defaults and with
+--cache-reuse 64 --kv-unified (reuse past a divergence, which follows new tokens in one KV
+pool), llama-server at its defaults and with --cache-reuse 256. --conversations, --turns and --system-words shrink it.
+Writes agent-results.json and agent-results.md:
+
+    python benchmarks/compare.py --agent --threads 2 [--variants volatile stable] [--rounds 1]
+
 --spec measures speculative decoding with `llamaserve bench spec`'s load (one client, a fresh
 prompt every run, 256 tokens, greedy): `edit` (repeat code with one rename) and `quote` (a
 summary quoting its source), both ~450-token prompts, and `free` (free writing, where drafts
@@ -55,7 +65,7 @@ import llama_tools  # noqa: E402
 from engine import batched_bench_s_tg, llama_bench_tg  # noqa: E402
 
 import llamaserve  # noqa: E402
-from llamaserve.bench import chat_load, loadgen, spec_load  # noqa: E402
+from llamaserve.bench import agent_load, chat_load, loadgen, spec_load  # noqa: E402
 from llamaserve.default_model import BENCHMARK_MODEL, MODEL_HELP, named_model  # noqa: E402
 
 Command = Callable[[int, int], list[str]]  # (port, slots) -> argv
@@ -189,6 +199,71 @@ def chat_main(args: argparse.Namespace, bin_dir: Path, model: Path, banned: tupl
             f"{spec.clients} clients x {spec.turns} turns, {spec.max_tokens} tokens a turn\n\n" + "\n".join(lines))
     (llama_tools.SCRATCH / "chat-results.json").write_text(json.dumps(rounds, indent=2))
     (llama_tools.SCRATCH / "chat-results.md").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+AGENT_ROWS = {  # row name -> (server, extra flags)
+    "llamaserve": ("llamaserve", []),
+    "llamaserve --cache-reuse 64 --kv-unified": ("llamaserve", ["--cache-reuse", "64", "--kv-unified"]),
+    "llama-server": ("llama-server", []),
+    "llama-server --cache-reuse 256": ("llama-server", ["--cache-reuse", "256"]),
+}
+
+
+def agent_main(args: argparse.Namespace, bin_dir: Path, model: Path, banned: tuple[int, ...]) -> int:
+    commands = servers(bin_dir, model, args.threads, 8192)
+    spec = agent_load.AgentSpec(url="", model=model.stem, conversations=args.conversations, turns=args.turns,
+                                max_tokens=args.tokens, system_words=args.system_words, banned_tokens=banned)
+    runs: dict[str, dict[str, list[dict]]] = {}  # row -> variant -> one result per round
+    for round_index in range(args.rounds):
+        for variant in args.variants:
+            for row, (server, extra) in AGENT_ROWS.items():
+                if args.servers and row not in args.servers:
+                    continue
+                print(f"round {round_index + 1}: {row}, {variant}", file=sys.stderr, flush=True)
+                log = f"{row.replace(' ', '').replace('-', '')}-agent-{variant}.log"
+                with started(_plus(commands[server], extra), spec.conversations, log) as (url, _):
+                    result = agent_load.run(replace(spec, url=url, variant=variant)).as_dict()
+                runs.setdefault(row, {}).setdefault(variant, []).append(result)
+                (llama_tools.SCRATCH / "agent-results.json").write_text(json.dumps(runs, indent=2))  # so far
+    lines = ["| server | variant | TTFT p50, turns 2+ s | TTFT p50, turn 1 s | wall s | prompt tokens, last turn "
+             "| cached prompt tokens | reused past a divergence | errors |", "|---|---|---|---|---|---|---|---|---|"]
+    for row, variants in runs.items():
+        for variant, results in variants.items():
+            for r in results:
+                reused = "" if r["reused_fraction"] != r["reused_fraction"] else f"{r['reused_fraction']:.0%}"
+                lines.append(f"| {row} | {variant} | {r['ttft_later_p50_s']:.2f} | {r['ttft_turn1_p50_s']:.2f} "
+                             f"| {r['wall_s']:.1f} | {r['prompt_tokens_mean']:.0f} | {r['cached_fraction']:.0%} "
+                             f"| {reused} | {r['errors']} |")
+
+    def ratio(row: str, variant: str, ref_row: str, ref_variant: str, figure: str) -> str:
+        ours, theirs = runs.get(row, {}).get(variant), runs.get(ref_row, {}).get(ref_variant)
+        if not ours or not theirs:
+            return "n/a"
+        return spread([o[figure] / t[figure] for o, t in zip(ours, theirs)], ".3f")
+
+    lines += ["", "| figure | " + " | ".join(r for r in AGENT_ROWS if r.startswith("llamaserve")) + " | target |",
+              "|---|---|---|---|"]
+    targets = [  # (label, variant, reference row, reference variant, figure, target)
+        ("volatile, TTFT p50 turns 2+ / llama-server's", "volatile", "llama-server", "volatile", "ttft_later_p50_s",
+         "<= 0.3"),
+        ("volatile, TTFT p50 turns 2+ / llama-server --cache-reuse 256's", "volatile",
+         "llama-server --cache-reuse 256", "volatile", "ttft_later_p50_s", "<= 1.0"),
+        ("volatile, wall / llama-server's", "volatile", "llama-server", "volatile", "wall_s", "<= 0.5"),
+        ("stable, TTFT p50 turns 2+ / llama-server's", "stable", "llama-server", "stable", "ttft_later_p50_s",
+         "<= 0.5"),
+    ]
+    for label, variant, ref_row, ref_variant, figure, target in targets:
+        cells = [ratio(row, variant, ref_row, ref_variant, figure) for row in AGENT_ROWS if row.startswith("llamaserve")]
+        lines.append(f"| {label} | {' | '.join(cells)} | {target} |")
+    own = [ratio(row, "volatile", row, "stable", "ttft_later_p50_s") for row in AGENT_ROWS if row.startswith("llamaserve")]
+    lines.append(f"| volatile / own stable, TTFT p50 turns 2+ | {' | '.join(own)} | <= 1.5 |")
+    text = (f"Measured on {os.cpu_count()} CPUs, {args.threads} threads, {model.name}, {spec.conversations} "
+            f"conversations x {spec.turns} turns at once, {spec.max_tokens} tokens a turn, system prompt of "
+            f"{spec.system_words} words\n\n" + "\n".join(lines))
+    (llama_tools.SCRATCH / "agent-results.json").write_text(json.dumps(runs, indent=2))
+    (llama_tools.SCRATCH / "agent-results.md").write_text(text + "\n")
     print(text)
     return 0
 
@@ -471,7 +546,7 @@ def spec_banned(engine: llamaserve.Engine) -> tuple[int, ...]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help=MODEL_HELP + " (--spec: default, SmolLM2-135M-Instruct)")
+    parser.add_argument("--model", help=MODEL_HELP + " (--spec, --agent: default, SmolLM2-135M-Instruct)")
     parser.add_argument("--threads", type=int, help="default: every CPU (--spec: 2)")
     parser.add_argument("--tokens", type=int, help="output tokens per request (default 64; --spec: 256)")
     parser.add_argument("--ctx", type=int, default=512, help="context per slot")
@@ -482,19 +557,26 @@ def main() -> int:
                         "--spec: row names, e.g. 'llamaserve --spec off')")
     parser.add_argument("--chat", action="store_true", help="the multi-turn chat load (see above)")
     parser.add_argument("--spec", action="store_true", help="speculative decoding, one client (see above)")
+    parser.add_argument("--agent", action="store_true", help="the agent loop, both variants (see above)")
+    parser.add_argument("--variants", nargs="+", choices=list(agent_load.VARIANTS), default=list(agent_load.VARIANTS),
+                        help="--agent: the variants")
+    parser.add_argument("--conversations", type=int, default=4, help="--agent: conversations at once")
+    parser.add_argument("--turns", type=int, default=5, help="--agent: turns of each conversation")
+    parser.add_argument("--system-words", type=int, default=agent_load.AgentSpec.system_words,
+                        help="--agent: system prompt length in words")
     parser.add_argument("--draft-model", help="--spec: also both servers with this GGUF as the draft model")
     parser.add_argument("--workloads", nargs="+", choices=list(spec_load.WORKLOADS), default=list(spec_load.WORKLOADS),
                         help="--spec: the workloads")
     parser.add_argument("--runs", type=int, default=3, help="--spec: runs per cell (the best counts)")
     args = parser.parse_args()
-    args.model = args.model or ("default" if args.spec else BENCHMARK_MODEL)
+    args.model = args.model or ("default" if args.spec or args.agent else BENCHMARK_MODEL)
     args.threads = args.threads or (2 if args.spec else os.cpu_count() or 2)
-    args.tokens = args.tokens or (256 if args.spec else 64)
-    args.rounds = args.rounds or (1 if args.spec else 3)
+    args.tokens = args.tokens or (256 if args.spec else 32 if args.agent else 64)
+    args.rounds = args.rounds or (1 if args.spec or args.agent else 3)
     model_name, model = named_model(args.model)
     print(f"model {model_name} ({model.name})", file=sys.stderr, flush=True)
 
-    tools = ["llama-server"] if args.spec else ["llama-server", "llama-bench", "llama-batched-bench"]
+    tools = ["llama-server"] if args.spec or args.agent else ["llama-server", "llama-bench", "llama-batched-bench"]
     bin_dir = llama_tools.build(tools)
     with llamaserve.Engine.load(model, n_ctx=64, n_parallel=1) as engine:
         banned = spec_banned(engine) if args.spec else tuple(engine.metadata["eog_tokens"])
@@ -502,6 +584,8 @@ def main() -> int:
         return spec_main(args, bin_dir, model_name, model, banned)
     if args.chat:
         return chat_main(args, bin_dir, model, banned)
+    if args.agent:
+        return agent_main(args, bin_dir, model, banned)
     spec = loadgen.LoadSpec(url="", model=model.stem, max_tokens=args.tokens, banned_tokens=banned)
 
     widths = [level for level in args.levels if level > 1]

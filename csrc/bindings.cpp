@@ -23,6 +23,9 @@ py::dict stats_dict(const StreamStats & s) {
     d["prompt_tokens"] = s.prompt_tokens;
     d["completion_tokens"] = s.completion_tokens;
     d["cached_tokens"] = s.cached_tokens;
+    d["reused_tokens"] = s.reused_tokens;
+    d["cache_departure"] = s.cache_departure < 0 ? py::object(py::none()) : py::object(py::int_(s.cache_departure));
+    d["cache_departure_text"] = s.cache_departure_text;
     d["drafted_tokens"] = s.drafted_tokens;
     d["accepted_tokens"] = s.accepted_tokens;
     d["reasoning_tokens"] = s.reasoning_tokens;
@@ -163,7 +166,8 @@ py::dict metadata_dict(const Model & model) {
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
-    m.attr("MAX_STEP_DRAFTS") = kMaxStepDrafts;  // output rows reserved for drafted tokens
+    m.attr("MAX_STEP_DRAFTS") = kMaxStepDrafts;
+    m.attr("MIN_REUSE_CHUNK") = kMinReuseChunk;  // the shortest chunk --cache-reuse may ask for  // output rows reserved for drafted tokens
     m.attr("MAX_GRAMMAR_BYTES") = GrammarLimits{}.max_bytes;  // what a grammar may be (README, "Grammars")
     m.attr("MAX_GRAMMAR_WIDTH") = GrammarLimits{}.max_width;
     m.doc() = "llamaserve's native engine over llama.cpp";
@@ -238,6 +242,7 @@ PYBIND11_MODULE(_native, m) {
         .def_readwrite("kv_unified", &EngineOptions::kv_unified)
         .def_readwrite("n_kv", &EngineOptions::n_kv)
         .def_readwrite("cache_ram", &EngineOptions::cache_ram)
+        .def_readwrite("cache_reuse", &EngineOptions::cache_reuse)
         .def_readwrite("type_k", &EngineOptions::type_k)
         .def_readwrite("type_v", &EngineOptions::type_v)
         .def_readwrite("flash_attn", &EngineOptions::flash_attn)
@@ -348,6 +353,8 @@ PYBIND11_MODULE(_native, m) {
             d["prompt_tokens"] = c.prompt_tokens;
             d["cached_tokens"] = c.cached_tokens;
             d["requests_hit"] = c.requests_hit;
+            d["reused_tokens"] = c.reused_tokens;
+            d["requests_departed"] = c.requests_departed;
             d["host_entries"] = c.host.entries;
             d["host_bytes"] = c.host.bytes;
             d["host_budget"] = c.host.budget;

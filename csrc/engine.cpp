@@ -66,6 +66,9 @@ constexpr size_t kMinSnapshotTokens = 128;
 // A snapshot or a wait must save at least this many tokens of prefill.
 constexpr size_t kMinSnapshotGain = 64;
 
+// Bytes of prompt text a cache departure quotes (usage, so a client finds the line).
+constexpr size_t kDepartureExcerptBytes = 48;
+
 // A request that never reached a slot.
 void end_unstarted(Request & request) {
     StreamStats stats;
@@ -106,6 +109,9 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
         throw InvalidRequest("spec_draft_max: must be between 1 and " + std::to_string(kMaxStepDrafts));
     }
     if (options_.grammar_budget_ms < 0) throw InvalidRequest("grammar_budget_ms: must not be negative");
+    if (options_.cache_reuse != 0 && options_.cache_reuse < kMinReuseChunk) {
+        throw InvalidRequest("cache_reuse: must be 0 (off) or at least " + std::to_string(kMinReuseChunk) + " tokens");
+    }
     if (options_.n_threads <= 0) {
         options_.n_threads = std::max(1u, std::thread::hardware_concurrency());
     }
@@ -118,6 +124,13 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
     // Rejected drafts are cut off the KV: a recurrent state cannot be cut back.
     const bool can_cut_back = !llama_model_is_recurrent(model_->get()) && !llama_model_is_hybrid(model_->get());
     spec_ = can_cut_back ? options_.spec : "off";
+    // Reused chunks move: a window cache has dropped the cells they attend to, a recurrent
+    // state has no positions to move.
+    const bool window = !options_.swa_full && llama_model_n_swa(model_->get()) > 0;
+    const size_t reuse_chunk = can_cut_back && !window ? static_cast<size_t>(options_.cache_reuse) : 0;
+    // One KV pool: each slot parks its chunks in a second sequence id of the same stream.
+    reuse_gaps_ = reuse_chunk > 0 && options_.kv_unified &&
+                  2 * static_cast<size_t>(options_.n_parallel) <= llama_max_parallel_sequences();
 
     auto params = llama_context_default_params();
     // One pool of cells (kv_unified) that requests take by need, or an equal share per slot.
@@ -128,11 +141,11 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
     params.swa_full = options_.swa_full;
     params.n_batch = options_.n_batch;
     params.n_ubatch = std::min(options_.n_batch, 512);
-    params.n_seq_max = options_.n_parallel;
+    params.n_seq_max = options_.n_parallel * (reuse_gaps_ ? 2 : 1);
     // A step asks for one row of logits per slot, and one per drafted token: reserving
     // rows for a whole batch would cost n_batch x n_vocab floats (half a gigabyte for
     // Gemma's vocabulary).
-    params.n_outputs_max = options_.n_parallel + (spec_ == "off" ? 0 : kMaxStepDrafts);
+    params.n_outputs_max = params.n_seq_max + (spec_ == "off" ? 0 : kMaxStepDrafts);  // llama.cpp reserves a row per sequence
     params.n_threads = options_.n_threads;
     params.n_threads_batch = options_.n_threads;
     params.kv_unified = options_.kv_unified;
@@ -146,6 +159,7 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
     const int32_t n_ctx_context = static_cast<int32_t>(llama_n_ctx(ctx_));  // llama.cpp pads it
     n_ctx_seq_ = std::min(options_.n_ctx, options_.kv_unified ? n_ctx_context : n_ctx_context / options_.n_parallel);
     partial_reuse_ = n_swa_ == 0 && can_cut_back;
+    reuse_chunk_ = llama_memory_can_shift(llama_get_memory(ctx_)) ? reuse_chunk : 0;
     if (spec_ == "draft") {
         draft_model_ = std::make_unique<DraftModel>(options_.draft_model, *model_, options_.n_parallel, n_ctx_seq_,
                                                     options_.n_batch, options_.n_gpu_layers,
@@ -158,7 +172,9 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
     batch_ = llama_batch_init(options_.n_batch, 0, 1);
     in_batch_.reserve(options_.n_parallel);
     slots_.reserve(options_.n_parallel);
-    for (int32_t i = 0; i < options_.n_parallel; ++i) slots_.emplace_back(i);
+    for (int32_t i = 0; i < options_.n_parallel; ++i) {
+        slots_.emplace_back(i, reuse_gaps_ && reuse_chunk_ > 0 ? options_.n_parallel + i : -1);
+    }
     slot_used_at_.assign(options_.n_parallel, 0);
     reserved_.assign(options_.n_parallel, 0);
     scheduler_ = std::thread([this] { run(); });
@@ -291,12 +307,15 @@ void Engine::check_grammar(const std::string & grammar, const std::string & root
 Slot * Engine::pick_slot(const Request & request, const std::vector<Slot *> & taken) {
     // The free slot whose cache serves most of this prompt; else an empty one, else the
     // one used longest ago, so that the caches most likely to be asked for again live on.
-    llama_memory_t mem = llama_get_memory(ctx_);
     Slot * best = nullptr;
     std::tuple<size_t, bool, uint64_t> best_score{};
     for (auto & slot : slots_) {
         if (slot.busy() || std::find(taken.begin(), taken.end(), &slot) != taken.end()) continue;
-        const size_t reuse = request.cache_prompt ? slot.usable_prefix(request.prompt, mem, n_swa_) : 0;
+        size_t reuse = 0;
+        if (request.cache_prompt) {
+            const auto plan = reuse_plan(slot, request.prompt);
+            reuse = plan.prefix + plan.reused();
+        }
         const std::tuple<size_t, bool, uint64_t> score{reuse, !slot.has_cache(), ~slot_used_at_[slot.seq()]};
         if (!best || score > best_score) {
             best = &slot;
@@ -362,19 +381,60 @@ void Engine::admit_locked(std::vector<std::pair<Slot *, std::unique_ptr<Request>
     }
 }
 
+ReusePlan Engine::reuse_plan(const Slot & slot, const std::vector<llama_token> & prompt) const {
+    ReusePlan plan;
+    plan.prefix = slot.usable_prefix(prompt, llama_get_memory(ctx_), n_swa_);
+    if (reuse_chunk_ > 0 && plan.prefix < slot.n_cached()) {
+        plan = plan_reuse(slot.cached_tokens(), prompt, plan.prefix, reuse_chunk_, reuse_gaps_);
+    }
+    return plan;
+}
+
+CacheDeparture Engine::departure(const Slot & slot, const std::vector<llama_token> & prompt) const {
+    const auto & cached = slot.cached_tokens();
+    size_t shared = common_prefix(cached, prompt);
+    bool diverges = shared < cached.size() && shared < prompt.size();
+    if (prefix_cache_.enabled()) {
+        const auto host = prefix_cache_.longest_shared_entry(prompt);
+        if (host.n > shared) {
+            shared = host.n;
+            diverges = host.diverges;
+        }
+    }
+    CacheDeparture out;
+    if (!diverges) return out;
+    out.at = static_cast<int32_t>(shared);
+    std::string bytes;
+    for (size_t i = shared; i < prompt.size() && bytes.size() < kDepartureExcerptBytes; ++i) {
+        bytes += model_->token_text(prompt[i]);
+    }
+    if (bytes.size() > kDepartureExcerptBytes) bytes.resize(kDepartureExcerptBytes);
+    append_valid_utf8(bytes, out.text, false);  // a character cut at the end is left out
+    return out;
+}
+
 void Engine::start_request(Slot & slot, std::unique_ptr<Request> & request) {
-    llama_memory_t mem = llama_get_memory(ctx_);
-    const size_t own = request->cache_prompt ? slot.usable_prefix(request->prompt, mem, n_swa_) : 0;
+    ReusePlan plan;
+    CacheDeparture departed;
+    if (request->cache_prompt) {
+        plan = reuse_plan(slot, request->prompt);
+        departed = departure(slot, request->prompt);
+    }
     slot_used_at_[slot.seq()] = ++admissions_;
-    slot.start(std::move(request), ctx_, own);
+    slot.start(std::move(request), ctx_, plan);
+    if (departed.at >= 0) ++requests_departed_;
+    slot.set_departure(std::move(departed));
     if (slot.caching() && prefix_cache_.enabled()) {
         const auto match = prefix_cache_.find(slot.prompt(), partial_reuse_);
-        if (match.reuse > own && slot.restore(ctx_, *match.snapshot, match.reuse)) prefix_cache_.count_hit();
+        if (match.reuse > slot.served_from_cache() && slot.restore(ctx_, *match.snapshot, match.reuse)) {
+            prefix_cache_.count_hit();
+        }
         plan_snapshots(slot);
     }
     prompt_tokens_ += slot.prompt().size();
-    cached_tokens_ += slot.n_fed();
-    if (slot.n_fed() > 0) ++requests_hit_;
+    cached_tokens_ += slot.served_from_cache();
+    reused_tokens_ += slot.reused_tokens();
+    if (slot.served_from_cache() > 0) ++requests_hit_;
 }
 
 void Engine::plan_snapshots(Slot & slot) {
@@ -399,7 +459,8 @@ void Engine::plan_snapshots(Slot & slot) {
             leader_shares = common;
         }
     }
-    if (leader && leader_shares >= kMinSnapshotTokens && leader_shares >= have + kMinSnapshotGain) {
+    // A slot with parked chunks keeps them (a leader's snapshot would replace them).
+    if (leader && !slot.has_parked() && leader_shares >= kMinSnapshotTokens && leader_shares >= have + kMinSnapshotGain) {
         leader->add_checkpoint(leader_shares);
         slot.follow(*leader, leader_shares);
     } else if (shared >= kMinSnapshotTokens && shared >= have + kMinSnapshotGain &&
@@ -447,6 +508,8 @@ CacheStats Engine::cache_stats() const {
     stats.prompt_tokens = prompt_tokens_.load();
     stats.cached_tokens = cached_tokens_.load();
     stats.requests_hit = requests_hit_.load();
+    stats.reused_tokens = reused_tokens_.load();
+    stats.requests_departed = requests_departed_.load();
     stats.host = prefix_cache_.stats();
     return stats;
 }
@@ -546,6 +609,9 @@ void Engine::step() {
     }
     take_snapshots();
     resume_followers();
+    for (auto & slot : slots_) {
+        if (slot.busy() && slot.has_parked()) guarded(slot, "reusing cached chunks", [&] { slot.unpark_due(ctx_); });
+    }
     build_batch();
     publish_cache_use();
     if (!in_batch_.empty()) decode_and_sample();

@@ -39,6 +39,11 @@ struct EngineOptions {
     // llama-batched-bench, 16 x 128+64 on Gemma 3 270M, 122 against 112 tok/s).
     bool kv_unified = false;
     uint64_t cache_ram = 0;  // bytes of host memory for prefix snapshots (0: no host tier)
+    // Reuse past a divergence (cache_reuse.h): the shortest cached chunk, in tokens, that a
+    // prompt reuses after it left the cache (0: off). With one KV pool (kv_unified) a chunk
+    // may come after new tokens; with a share per slot only right after the cached prefix.
+    // Off for sliding-window (without swa_full) and recurrent models: their KV cannot move.
+    int32_t cache_reuse = 0;
     std::string type_k = "f16";  // KV cache types: f32, f16, bf16, q8_0, q4_0, ...
     std::string type_v = "f16";
     std::string flash_attn = "auto";  // auto, on, off
@@ -86,6 +91,8 @@ struct CacheStats {
     uint64_t prompt_tokens = 0;     // prompt tokens of every started request
     uint64_t cached_tokens = 0;     // of which served from a cache
     uint64_t requests_hit = 0;      // requests that reused a cached prefix
+    uint64_t reused_tokens = 0;     // of cached_tokens, those reused past a divergence
+    uint64_t requests_departed = 0;  // requests whose prompt left a cached sequence before its end
     PrefixCacheStats host;
 };
 
@@ -183,6 +190,10 @@ private:
     // (`request` stays with the caller if this throws before the slot takes it.)
     void start_request(Slot & slot, std::unique_ptr<Request> & request);
     void plan_snapshots(Slot & slot);
+    // The cached prefix and the chunks past it that `slot` can serve `prompt` with.
+    ReusePlan reuse_plan(const Slot & slot, const std::vector<llama_token> & prompt) const;
+    // Where `prompt` left the slot's cache or a host snapshot, whichever it shares more with.
+    CacheDeparture departure(const Slot & slot, const std::vector<llama_token> & prompt) const;
     void take_snapshots();
     void resume_followers();
     void publish_cache_use();
@@ -212,6 +223,8 @@ private:
     int32_t n_swa_ = 0;  // the model's attention window (0: none)
     int32_t n_ctx_seq_ = 0;  // cells one request may use
     bool partial_reuse_ = false;  // a snapshot's KV can be cut back (no window, not recurrent)
+    size_t reuse_chunk_ = 0;      // options_.cache_reuse where positions can shift, else 0
+    bool reuse_gaps_ = false;     // slots park chunks in a second sequence (one KV pool)
     PrefixCache prefix_cache_;
     std::vector<uint64_t> slot_used_at_;  // admission number of each slot's last request
     uint64_t admissions_ = 0;
@@ -221,6 +234,8 @@ private:
     std::atomic<uint64_t> prompt_tokens_{0};
     std::atomic<uint64_t> cached_tokens_{0};
     std::atomic<uint64_t> requests_hit_{0};
+    std::atomic<uint64_t> reused_tokens_{0};
+    std::atomic<uint64_t> requests_departed_{0};
     std::vector<MemoryUse> memory_use_;  // fixed once the context exists
     std::vector<Slot> slots_;
     llama_batch batch_{};

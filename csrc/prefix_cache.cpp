@@ -32,10 +32,17 @@ PrefixCache::Match PrefixCache::find(const std::vector<llama_token> & prompt, bo
 }
 
 size_t PrefixCache::longest_shared(const std::vector<llama_token> & prompt) const {
+    return longest_shared_entry(prompt).n;
+}
+
+PrefixCache::Shared PrefixCache::longest_shared_entry(const std::vector<llama_token> & prompt) const {
     std::lock_guard<std::mutex> lock(mu_);
-    size_t longest = 0;
-    for (const auto & entry : entries_) longest = std::max(longest, common_prefix(entry.tokens, prompt));
-    return longest;
+    Shared best;
+    for (const auto & entry : entries_) {
+        const size_t n = common_prefix(entry.tokens, prompt);
+        if (n > best.n) best = {n, n < entry.tokens.size() && n < prompt.size()};
+    }
+    return best;
 }
 
 bool PrefixCache::holds(const std::vector<llama_token> & tokens, size_t n) const {

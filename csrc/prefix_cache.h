@@ -46,6 +46,12 @@ public:
 
     // The longest common prefix `prompt` has with any snapshot (whether usable or not).
     size_t longest_shared(const std::vector<llama_token> & prompt) const;
+    // The same, and whether that snapshot goes on with other tokens than the prompt does.
+    struct Shared {
+        size_t n = 0;
+        bool diverges = false;
+    };
+    Shared longest_shared_entry(const std::vector<llama_token> & prompt) const;
     bool holds(const std::vector<llama_token> & tokens, size_t n) const;
 
     // Keeps a snapshot unless it alone is over a quarter of the budget; drops the least

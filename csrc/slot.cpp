@@ -21,22 +21,83 @@ size_t Slot::usable_prefix(const std::vector<llama_token> & prompt, llama_memory
 }
 
 void Slot::drop_cache(llama_context * ctx) {
-    llama_memory_seq_rm(llama_get_memory(ctx), seq_, -1, -1);
+    llama_memory_t mem = llama_get_memory(ctx);
+    llama_memory_seq_rm(mem, seq_, -1, -1);
+    clear_parked(mem);
     cache_.clear();
 }
 
-void Slot::start(std::unique_ptr<Request> request, llama_context * ctx, size_t reuse) {
+void Slot::clear_parked(llama_memory_t mem) {
+    if (park_ >= 0) llama_memory_seq_rm(mem, park_, -1, -1);
+    parked_.clear();
+}
+
+bool Slot::move_chunks(llama_memory_t mem, const ReusePlan & plan) {
+    const auto prefix = static_cast<llama_pos>(plan.prefix);
+    // Drop the cached cells after the prefix that no chunk takes.
+    auto by_cache = plan.chunks;
+    std::sort(by_cache.begin(), by_cache.end(),
+              [](const ReuseChunk & a, const ReuseChunk & b) { return a.cache_at < b.cache_at; });
+    llama_pos from = prefix;
+    for (const auto & chunk : by_cache) {
+        if (!llama_memory_seq_rm(mem, seq_, from, static_cast<llama_pos>(chunk.cache_at))) return false;
+        from = static_cast<llama_pos>(chunk.cache_at + chunk.n);
+    }
+    if (!llama_memory_seq_rm(mem, seq_, from, -1)) return false;
+    // Lift them all past every target position, then each down to its own: chunks may move
+    // either way and in any order without landing on one another. A cell's shifts add up:
+    // its K is rotated once, by the net distance, at the next decode.
+    const auto lift = static_cast<llama_pos>(cache_.size() + request_->prompt.size());
+    llama_memory_seq_add(mem, seq_, prefix, -1, lift);
+    llama_seq_id holder = seq_;
+    if (park_ >= 0) {
+        // Parked, the chunks are cells of another sequence of the same stream: the tokens
+        // prefilled before them (at lower positions) cannot see them, and llama.cpp's batch
+        // check (a sequence continues at its last position) holds.
+        llama_memory_seq_cp(mem, seq_, park_, prefix, -1);
+        llama_memory_seq_rm(mem, seq_, prefix, -1);
+        holder = park_;
+    }
+    llama_pos end = prefix;
+    for (const auto & chunk : plan.chunks) {
+        const auto at = static_cast<llama_pos>(chunk.cache_at) + lift;
+        llama_memory_seq_add(mem, holder, at, at + static_cast<llama_pos>(chunk.n),
+                             static_cast<llama_pos>(chunk.prompt_at) - at);
+        end = std::max(end, static_cast<llama_pos>(chunk.prompt_at + chunk.n));
+    }
+    // A memory that ignores shifts (layers sharing another's KV) shows here.
+    if (park_ >= 0) {
+        return llama_memory_seq_pos_max(mem, seq_) == prefix - 1 && llama_memory_seq_pos_max(mem, park_) == end - 1;
+    }
+    return llama_memory_seq_pos_max(mem, seq_) == end - 1;
+}
+
+void Slot::start(std::unique_ptr<Request> request, llama_context * ctx, const ReusePlan & plan) {
     request_ = std::move(request);
     llama_memory_t mem = llama_get_memory(ctx);
-    if (!llama_memory_seq_rm(mem, seq_, static_cast<llama_pos>(reuse), -1)) {
+    clear_parked(mem);
+    size_t reuse = plan.prefix;
+    size_t fed = reuse;
+    reused_tokens_ = 0;
+    if (!plan.chunks.empty() && move_chunks(mem, plan)) {
+        reused_tokens_ = plan.reused();
+        if (park_ >= 0) {
+            parked_ = plan.chunks;
+        } else {
+            fed += reused_tokens_;  // the chunks follow the prefix directly
+        }
+    } else if (!llama_memory_seq_rm(mem, seq_, static_cast<llama_pos>(reuse), -1)) {
         llama_memory_seq_rm(mem, seq_, -1, -1);  // a recurrent state cannot be cut back
-        reuse = 0;
+        reuse = fed = 0;
+    } else {
+        clear_parked(mem);  // what a failed move left
     }
-    cache_.resize(reuse);
+    cache_.assign(request_->prompt.begin(), request_->prompt.begin() + fed);
     decoder_ = std::make_unique<TextDecoder>(request_->stop);
-    n_prompt_fed_ = reuse;
-    cached_prompt_tokens_ = static_cast<int32_t>(reuse);
-    n_past_ = static_cast<int32_t>(reuse);
+    n_prompt_fed_ = fed;
+    cached_prompt_tokens_ = static_cast<int32_t>(reuse + reused_tokens_);
+    n_past_ = static_cast<int32_t>(fed);
+    departure_ = CacheDeparture();
     n_generated_ = 0;
     pending_token_ = LLAMA_TOKEN_NULL;
     batch_index_ = -1;
@@ -51,6 +112,8 @@ void Slot::start(std::unique_ptr<Request> request, llama_context * ctx, size_t r
 bool Slot::restore(llama_context * ctx, const PrefixSnapshot & snapshot, size_t reuse) {
     llama_memory_t mem = llama_get_memory(ctx);
     llama_memory_seq_rm(mem, seq_, -1, -1);
+    clear_parked(mem);
+    reused_tokens_ = 0;
     cache_.clear();
     bool ok = llama_state_seq_set_data(ctx, snapshot.state.data(), snapshot.state.size(), seq_) > 0;
     if (ok && reuse < snapshot.tokens.size()) {
@@ -85,8 +148,27 @@ void Slot::add_checkpoint(size_t position) {
 
 size_t Slot::prefill_ready() const {
     if (leader_) return 0;
-    const size_t left = request_->prompt.size() - n_prompt_fed_;
+    size_t left = request_->prompt.size() - n_prompt_fed_;
+    if (!parked_.empty()) left = std::min(left, parked_.front().prompt_at - n_prompt_fed_);
     return checkpoints_.empty() ? left : std::min(left, checkpoints_.front() - n_prompt_fed_);
+}
+
+void Slot::unpark_due(llama_context * ctx) {
+    llama_memory_t mem = llama_get_memory(ctx);
+    const auto & prompt = request_->prompt;
+    while (!parked_.empty() && parked_.front().prompt_at == n_prompt_fed_) {
+        const ReuseChunk chunk = parked_.front();
+        parked_.erase(parked_.begin());
+        const auto p0 = static_cast<llama_pos>(chunk.prompt_at);
+        const auto p1 = p0 + static_cast<llama_pos>(chunk.n);
+        llama_memory_seq_cp(mem, park_, seq_, p0, p1);
+        llama_memory_seq_rm(mem, park_, p0, p1);
+        cache_.insert(cache_.end(), prompt.begin() + p0, prompt.begin() + p1);
+        n_prompt_fed_ += chunk.n;
+        n_past_ += static_cast<int32_t>(chunk.n);
+    }
+    // A snapshot point inside a chunk is passed (the sequence never stood there).
+    while (!checkpoints_.empty() && checkpoints_.front() < n_prompt_fed_) checkpoints_.erase(checkpoints_.begin());
 }
 
 bool Slot::at_checkpoint() const {
@@ -141,8 +223,7 @@ void Slot::add_to_batch(llama_batch & batch, int32_t budget) {
     }
     if (leader_) return;  // waits for the leader's snapshot
     const auto & prompt = request_->prompt;
-    size_t n = std::min<size_t>(budget, prompt.size() - n_prompt_fed_);
-    if (!checkpoints_.empty()) n = std::min(n, checkpoints_.front() - n_prompt_fed_);
+    size_t n = std::min<size_t>(budget, prefill_ready());
     for (size_t k = 0; k < n; ++k) {
         const bool last = n_prompt_fed_ + 1 == prompt.size();
         if (last) batch_index_ = batch.n_tokens;
@@ -257,6 +338,7 @@ void Slot::finish(const std::string & reason, llama_context * ctx, const std::st
     checkpoints_.clear();
     draft_.clear();
     leader_ = nullptr;
+    clear_parked(llama_get_memory(ctx));  // chunks an unfinished prefill had not reached
     if (!keep) {
         llama_memory_seq_rm(llama_get_memory(ctx), seq_, -1, -1);
         cache_.clear();
@@ -264,6 +346,9 @@ void Slot::finish(const std::string & reason, llama_context * ctx, const std::st
     StreamStats stats;
     stats.prompt_tokens = static_cast<int32_t>(request->prompt.size());
     stats.cached_tokens = cached_prompt_tokens_;
+    stats.reused_tokens = static_cast<int32_t>(reused_tokens_);
+    stats.cache_departure = departure_.at;
+    stats.cache_departure_text = departure_.text;
     stats.completion_tokens = n_generated_;
     stats.drafted_tokens = n_drafted_;
     stats.accepted_tokens = n_accepted_;

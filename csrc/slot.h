@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "cache_reuse.h"
 #include "llama.h"
 #include "prefix_cache.h"
 #include "reasoning.h"
@@ -41,7 +42,9 @@ struct Request {
 
 class Slot {
 public:
-    explicit Slot(llama_seq_id seq) : seq_(seq) {}
+    // `park`: a second sequence of the same KV stream that holds reused chunks until the
+    // prefill reaches them (-1: none, chunks can only follow the prefix directly).
+    explicit Slot(llama_seq_id seq, llama_seq_id park = -1) : seq_(seq), park_(park) {}
 
     llama_seq_id seq() const { return seq_; }
     bool busy() const { return request_ != nullptr; }
@@ -67,8 +70,17 @@ public:
     // Frees an idle slot's cells (its prompt cache).
     void drop_cache(llama_context * ctx);
 
-    // Takes the request; keeps the first `reuse` cached tokens' KV and drops the rest.
-    void start(std::unique_ptr<Request> request, llama_context * ctx, size_t reuse);
+    // Takes the request; keeps the plan's prefix of cached tokens and moves its chunks to
+    // their new positions (parked until the prefill reaches them); drops the rest.
+    void start(std::unique_ptr<Request> request, llama_context * ctx, const ReusePlan & plan);
+    // Hands the parked chunks that the prefill has reached to the sequence (each step).
+    void unpark_due(llama_context * ctx);
+    size_t reused_tokens() const { return reused_tokens_; }
+    // Prompt tokens the cache serves: its prefix, and the chunks reused past a divergence.
+    size_t served_from_cache() const { return static_cast<size_t>(cached_prompt_tokens_); }
+    bool has_parked() const { return !parked_.empty(); }
+    // Where the prompt left the cache, reported with the request's stats.
+    void set_departure(CacheDeparture departure) { departure_ = std::move(departure); }
     // Replaces this sequence's KV with a host snapshot's first `reuse` tokens (false, and
     // an empty sequence, if llama.cpp refuses it).
     bool restore(llama_context * ctx, const PrefixSnapshot & snapshot, size_t reuse);
@@ -133,7 +145,16 @@ private:
     // Samples at `batch_index_` (and records its log-probabilities when asked).
     llama_token sample(llama_context * ctx, int32_t n_vocab);
 
+    // Frees this slot's parked chunks (if any).
+    void clear_parked(llama_memory_t mem);
+    // Moves the plan's chunks into place (see start); false if the memory refused.
+    bool move_chunks(llama_memory_t mem, const ReusePlan & plan);
+
     const llama_seq_id seq_;
+    const llama_seq_id park_;
+    std::vector<ReuseChunk> parked_;  // chunks still to hand over, in prompt order (prompt_at: their place)
+    size_t reused_tokens_ = 0;
+    CacheDeparture departure_;
     std::unique_ptr<Request> request_;
     std::unique_ptr<TextDecoder> decoder_;
     std::vector<llama_token> cache_;  // the tokens whose KV this sequence holds, in order

@@ -46,7 +46,10 @@ struct TokenLogprob {
 struct StreamStats {
     int32_t prompt_tokens = 0;
     int32_t completion_tokens = 0;
-    int32_t cached_tokens = 0;  // prompt tokens served from a slot's prompt cache
+    int32_t cached_tokens = 0;  // prompt tokens served from a slot's prompt cache (reused ones too)
+    int32_t reused_tokens = 0;  // of which reused past a divergence (moved to new positions)
+    int32_t cache_departure = -1;      // the first prompt token where the prompt left the cache (-1: none)
+    std::string cache_departure_text;  // a short excerpt of the prompt there
     int32_t drafted_tokens = 0;   // speculation: tokens verified beside the sampled ones
     int32_t accepted_tokens = 0;  // of which the model chose (they are in the completion)
     int32_t reasoning_tokens = 0;  // of the completion's tokens, those of thinking

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
-from llamaserve.native import MAX_STEP_DRAFTS
+from llamaserve.native import MAX_STEP_DRAFTS, MIN_REUSE_CHUNK
 
 ENV_PREFIX = "LLAMASERVE_"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
@@ -17,6 +17,9 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 KV_CACHE_TYPES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
 FLASH_ATTN_MODES = ("auto", "on", "off")
 SPEC_MODES = ("ngram", "draft", "off")
+# Reuse past a divergence: off by default, for its drift after an edited message (measured:
+# README, "Reuse past a divergence"); 64 is what benchmarks/cache_reuse_drift.py measured.
+DEFAULT_CACHE_REUSE = 0
 METRICS_AUTH = ("key", "admin", "open")
 
 
@@ -88,6 +91,12 @@ class ServerConfig:
     cache_ram: str = _opt("--cache-ram", "host memory for prefix snapshots, e.g. 2GB: a shared prompt "
                           "prefix evicted from the slots comes back from here without recompute (0: off)",
                           "1GB")
+    cache_reuse: int = _opt("--cache-reuse", "reuse past a divergence: when a prompt leaves the cache "
+                            "(a changed first line, an edited message) and goes on with text the cache "
+                            "holds, reuse the cached chunks of at least this many tokens at their new "
+                            "positions instead of prefilling them (an approximation; README, \"Reuse past "
+                            "a divergence\"). After new tokens only with --kv-unified. 0: off, else at "
+                            f"least {MIN_REUSE_CHUNK}, e.g. 64", DEFAULT_CACHE_REUSE)
     cache_type_k: str = _opt("--cache-type-k", "KV cache type of K: f32, f16, bf16, q8_0, q4_0, q4_1, "
                              "iq4_nl, q5_0, q5_1", "f16")
     cache_type_v: str = _opt("--cache-type-v", "KV cache type of V (a quantized V needs --flash-attn)", "f16")
@@ -180,6 +189,8 @@ class ServerConfig:
         need(0 <= self.port <= 65535, "port", "must be between 0 and 65535")
         need(self.n_parallel >= 1, "n_parallel", "must be at least 1")
         need(self.n_ctx >= 8, "n_ctx", "must be at least 8")
+        need(self.cache_reuse == 0 or self.cache_reuse >= MIN_REUSE_CHUNK, "cache_reuse",
+             f"must be 0 (off) or at least {MIN_REUSE_CHUNK}")
         need(self.n_threads >= 0, "n_threads", "must not be negative")
         need(self.kv_cells >= 0, "kv_cells", "must not be negative")
         need(self.flash_attn in FLASH_ATTN_MODES, "flash_attn", "must be one of " + ", ".join(FLASH_ATTN_MODES))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy
 
 from llamaserve import _native
-from llamaserve.config import FLASH_ATTN_MODES, KV_CACHE_TYPES, SPEC_MODES
+from llamaserve.config import DEFAULT_CACHE_REUSE, FLASH_ATTN_MODES, KV_CACHE_TYPES, SPEC_MODES
 from llamaserve.default_model import default_model_path
 from llamaserve.errors import EngineError, InvalidRequest, QueueFull
 from llamaserve.generation_params import (
@@ -291,13 +291,16 @@ class Engine:
     def load(cls, path: str | os.PathLike[str] | None = None, *, n_ctx: int = 4096,
              n_parallel: int = 4, n_batch: int = 512, n_threads: int = 0,
              n_gpu_layers: int = 0, max_queue: int = 256, kv_unified: bool = False,
-             n_kv: int = 0, cache_ram: int = DEFAULT_CACHE_RAM, cache_type_k: str = "f16",
+             n_kv: int = 0, cache_ram: int = DEFAULT_CACHE_RAM, cache_reuse: int = DEFAULT_CACHE_REUSE,
+             cache_type_k: str = "f16",
              cache_type_v: str = "f16", flash_attn: str = "auto", swa_full: bool = False,
              spec: str | None = None, draft_model: str | os.PathLike[str] | None = None,
              spec_draft_max: int = 16, grammar_budget_ms: int = 250, verbose: bool = False) -> Engine:
         """Load a GGUF file (the default model when path is None). n_ctx bounds one request;
         n_kv is the KV cells in all (0: n_ctx per slot), an equal share per slot or, with
         kv_unified, one pool taken by need; cache_ram is the host memory for prefix snapshots.
+        cache_reuse is the shortest cached chunk reused past a divergence (0: off; README,
+        "Reuse past a divergence").
         spec is the speculative decoding: "ngram" (the default without a draft_model), "draft"
         (the default with one) or "off"; spec_draft_max bounds one slot's draft per step.
         grammar_budget_ms is the time one request's grammar may take in one step (0: no limit);
@@ -312,6 +315,7 @@ class Engine:
         options.kv_unified = check_bool("kv_unified", kv_unified)
         options.n_kv = check_integer("n_kv", n_kv, 0, 2**31 - 1)
         options.cache_ram = check_integer("cache_ram", cache_ram, 0, 2**62)
+        options.cache_reuse = check_integer("cache_reuse", cache_reuse, 0, 2**20)
         options.type_k = check_choice("cache_type_k", cache_type_k, KV_CACHE_TYPES)
         options.type_v = check_choice("cache_type_v", cache_type_v, KV_CACHE_TYPES)
         options.flash_attn = check_choice("flash_attn", flash_attn, FLASH_ATTN_MODES)

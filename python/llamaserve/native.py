@@ -1,11 +1,12 @@
 """What llamaserve takes from the compiled extension besides the engine itself (engine.py):
 the typed errors, llama.cpp's quantizer, build facts, log verbosity, the speculation
-bound and the grammar limits. With engine.py, the
+bound, the grammar limits and the shortest chunk cache reuse takes. With engine.py, the
 only module that imports `_native`."""
 from llamaserve._native import (
     MAX_GRAMMAR_BYTES,
     MAX_GRAMMAR_WIDTH,
     MAX_STEP_DRAFTS,
+    MIN_REUSE_CHUNK,
     ContextLengthExceeded,
     EngineError,
     InvalidRequest,
@@ -20,6 +21,7 @@ __all__ = [
     "MAX_GRAMMAR_BYTES",
     "MAX_GRAMMAR_WIDTH",
     "MAX_STEP_DRAFTS",
+    "MIN_REUSE_CHUNK",
     "ContextLengthExceeded",
     "EngineError",
     "InvalidRequest",

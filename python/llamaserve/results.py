@@ -14,10 +14,15 @@ TokenLogprob = tuple[int, float, list[tuple[int, float]]]
 class Usage:
     prompt_tokens: int
     completion_tokens: int
-    cached_tokens: int = 0  # prompt tokens served from a slot's prompt cache
+    cached_tokens: int = 0  # prompt tokens served from the prefix cache (reused ones too)
     drafted_tokens: int = 0  # speculation: tokens verified beside the sampled ones
     accepted_tokens: int = 0  # of which the model chose (they are in the completion)
     reasoning_tokens: int = 0  # of the completion, those of a reasoning model's thinking
+    reused_tokens: int = 0  # of cached_tokens, those reused past a divergence (moved)
+    # The first prompt token where the prompt left the cached sequence it shared most with,
+    # and the prompt's text from there (None: it never left one).
+    cache_departure: int | None = None
+    cache_departure_text: str = ""
 
     @property
     def total_tokens(self) -> int:
@@ -44,7 +49,8 @@ def completion_of(text: str, stats: dict[str, Any]) -> Completion:
     return Completion(
         text=text,
         usage=Usage(stats["prompt_tokens"], stats["completion_tokens"], stats["cached_tokens"],
-                    stats["drafted_tokens"], stats["accepted_tokens"], stats["reasoning_tokens"]),
+                    stats["drafted_tokens"], stats["accepted_tokens"], stats["reasoning_tokens"],
+                    stats["reused_tokens"], stats["cache_departure"], stats["cache_departure_text"]),
         finish_reason=stats["finish_reason"],
         latency=stats["total_time"],
         time_to_first_token=stats["time_to_first_token"],

@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+
+from llamaserve.bench.openai_turn import LoadResult, stream_turn
 
 TOPICS = ("a late delivery", "a broken kettle", "a refund for shoes", "a lost password",
           "a gift card balance", "a change of address", "an invoice copy", "a damaged parcel",
@@ -55,7 +57,7 @@ class TurnResult:
 
 
 @dataclass
-class ChatResult:
+class ChatResult(LoadResult):
     clients: int
     turns: int
     wall_s: float
@@ -67,38 +69,15 @@ class ChatResult:
     first_error: str = ""
     results: list[TurnResult] = field(default_factory=list)
 
-    def as_dict(self) -> dict:
-        out = asdict(self)
-        out.pop("results")
-        return out
-
 
 async def _conversation(client, spec: ChatSpec, index: int, system: str) -> list[TurnResult]:  # noqa: ANN001
     messages = [{"role": "system", "content": system},
                 {"role": "user", "content": f"Hello, I need help with {TOPICS[index % len(TOPICS)]}."}]
     out: list[TurnResult] = []
     for turn in range(1, spec.turns + 1):
-        started = time.perf_counter()
-        ttft, text, tokens, prompt_tokens, cached, error = None, [], 0, 0, None, ""
-        try:
-            stream = await client.chat.completions.create(
-                model=spec.model, messages=messages, max_tokens=spec.max_tokens, temperature=0,
-                stream=True, stream_options={"include_usage": True},
-                logit_bias={str(t): -100 for t in spec.banned_tokens} or None)
-            async for chunk in stream:
-                if chunk.choices and chunk.choices[0].delta.content:
-                    if ttft is None:
-                        ttft = time.perf_counter() - started
-                    text.append(chunk.choices[0].delta.content)
-                if chunk.usage is not None:
-                    tokens, prompt_tokens = chunk.usage.completion_tokens, chunk.usage.prompt_tokens
-                    details = chunk.usage.prompt_tokens_details
-                    cached = details.cached_tokens if details is not None else None
-        except Exception as exc:  # noqa: BLE001 - a benchmark reports every failure and goes on
-            error = f"{type(exc).__name__}: {exc}"
-        out.append(TurnResult(index, turn, ttft if ttft is not None else float("nan"), tokens, prompt_tokens, cached,
-                              error or ("" if text else "no content received")))
-        messages.append({"role": "assistant", "content": "".join(text)})
+        t = await stream_turn(client, spec.model, messages, spec.max_tokens, spec.banned_tokens)
+        out.append(TurnResult(index, turn, t.ttft, t.tokens, t.prompt_tokens, t.cached_tokens, t.error))
+        messages.append({"role": "assistant", "content": t.text})
         messages.append({"role": "user", "content": FOLLOW_UPS[(turn - 1) % len(FOLLOW_UPS)]})
     return out
 

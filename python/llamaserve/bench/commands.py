@@ -66,6 +66,32 @@ def _chat(args: argparse.Namespace) -> int:
     return _report(runs, args.json, lambda r: f"{r.errors} turns failed")
 
 
+def _agent(args: argparse.Namespace) -> int:
+    from llamaserve.bench import agent_load
+
+    variants = agent_load.VARIANTS if args.variant == "both" else (args.variant,)
+    results = []
+    for variant in variants:
+        spec = agent_load.AgentSpec(url=args.url.rstrip("/"), variant=variant, model=args.model,
+                                    conversations=args.conversations, turns=args.turns, max_tokens=args.tokens,
+                                    system_words=args.system_words, tool_words=args.tool_words,
+                                    banned_tokens=_banned(args), api_key=args.api_key)
+        results.append(agent_load.run(spec))
+    print(f"{args.conversations} conversations x {args.turns} turns at once, {args.tokens} tokens a turn "
+          "(volatile: the system prompt's first line changes every request)")
+    print("| variant | TTFT p50, turns 2+ s | TTFT p50, turn 1 s | wall s | prompt tokens, last turn "
+          "| cached prompt tokens | reused past a divergence | errors |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        reused = "n/a" if r.reused_fraction != r.reused_fraction else f"{r.reused_fraction:.0%}"
+        print(f"| {r.variant} | {r.ttft_later_p50_s:.2f} | {r.ttft_turn1_p50_s:.2f} | {r.wall_s:.1f} "
+              f"| {r.prompt_tokens_mean:.0f} | {r.cached_fraction:.0%} | {reused} | {r.errors} |")
+    for r in results:
+        if r.cache_miss_example:
+            print(f"{r.variant}: the server's last cache_miss: {r.cache_miss_example}")
+    return _report(results, args.json, lambda r: f"{r.variant}: {r.errors} turns failed")
+
+
 def _blank(value: int | None) -> str:
     return "" if value is None else str(value)
 
@@ -157,6 +183,22 @@ def add_bench_commands(commands: argparse._SubParsersAction) -> None:
                       "(the second shows what a server keeps between them)")
     _add_load_options(chat, "turn")
     chat.set_defaults(run=_chat)
+
+    agent = kinds.add_parser("agent", help="the agent loop: conversations resending a long system prompt, "
+                             "their history and tool results every turn, against any OpenAI-compatible server")
+    agent.add_argument("--url", required=True, help="server root, e.g. http://127.0.0.1:8000")
+    agent.add_argument("--model", default="default")
+    agent.add_argument("--variant", choices=["volatile", "stable", "both"], default="both",
+                       help="volatile: the system prompt's first line changes every request; stable: never")
+    agent.add_argument("--conversations", type=int, default=4, help="conversations at once")
+    agent.add_argument("--turns", type=int, default=5)
+    agent.add_argument("--tokens", type=int, default=32, help="output tokens per turn")
+    agent.add_argument("--system-words", type=int, default=2630,
+                       help="length of the system prompt in words (2630: about 3,900 tokens)")
+    agent.add_argument("--tool-words", type=int, default=36,
+                       help="length of each tool result in words (36: about 190 tokens)")
+    _add_load_options(agent, "turn")
+    agent.set_defaults(run=_agent)
 
     spec = kinds.add_parser("spec", help="one client, fresh prompts whose output repeats them (or not): "
                             "what speculative decoding buys, against any OpenAI-compatible server")

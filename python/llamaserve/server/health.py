@@ -41,7 +41,8 @@ def kv_cache(stats: dict[str, int]) -> dict[str, object]:
         "usage": round(used / cells, 4) if cells else 0.0,
         "prefix_cache": {
             "prompt_tokens": stats["prompt_tokens"], "cached_tokens": stats["cached_tokens"],
-            "requests_hit": stats["requests_hit"], "host_entries": stats["host_entries"],
+            "requests_hit": stats["requests_hit"], "reused_tokens": stats["reused_tokens"],
+            "requests_missed": stats["requests_departed"], "host_entries": stats["host_entries"],
             "host_bytes": stats["host_bytes"], "host_budget": stats["host_budget"],
             "host_hits": stats["host_hits"],
         },

@@ -55,6 +55,11 @@ class _EngineCollector(Collector):
                                       "cache", labels=MODEL)
         hits = CounterMetricFamily(_name("prefix_cache_hits"), "Prompt tokens served from the prefix cache",
                                    labels=MODEL)
+        reused = CounterMetricFamily(_name("prefix_cache_reused"), "Of the prompt tokens served from the "
+                                     "prefix cache, those reused past a divergence (moved to new positions)",
+                                     labels=MODEL)
+        departures = CounterMetricFamily(_name("prefix_cache_misses"), "Requests whose prompt left a cached "
+                                         "sequence before its end (usage.cache_miss says where)", labels=MODEL)
         host_bytes = GaugeMetricFamily(_name("prefix_cache_host_bytes"), "Host memory held by prefix "
                                        "snapshots", labels=MODEL)
         drafted = CounterMetricFamily(_name("spec_decode_num_draft_tokens"), "Speculative decoding: drafted "
@@ -72,11 +77,14 @@ class _EngineCollector(Collector):
             usage.add_metric(name, kv["kv_cells_used"] / kv["kv_cells"] if kv["kv_cells"] else 0.0)
             queries.add_metric(name, kv["prompt_tokens"])
             hits.add_metric(name, kv["cached_tokens"])
+            reused.add_metric(name, kv["reused_tokens"])
+            departures.add_metric(name, kv["requests_departed"])
             host_bytes.add_metric(name, kv["host_bytes"])
             spec = engine.speculation_stats
             drafted.add_metric(name, spec["drafted"])
             accepted.add_metric(name, spec["accepted"])
-        yield from (waiting, running, total, cells, used, usage, queries, hits, host_bytes, drafted, accepted)
+        yield from (waiting, running, total, cells, used, usage, queries, hits, reused, departures, host_bytes,
+                    drafted, accepted)
 
 
 class ServerMetrics:

@@ -14,7 +14,7 @@ from llamaserve.results import Completion, Embeddings
 from llamaserve.server.embeddings import INPUT_SCHEMA, parse_inputs
 from llamaserve.server.errors import invalid
 from llamaserve.server.offloop import dumps, write_list, write_object
-from llamaserve.server.usage import drafts, usage
+from llamaserve.server.usage import CacheReport, drafts, usage
 
 MAX_MODEL_NAME = 256
 # What a client may set; add_special and parse_special stay the engine's.
@@ -142,7 +142,8 @@ def completion_body(c: Completion, model: str) -> dict[str, Any]:
     return {
         "text": c.text,
         "usage": usage(c.usage.prompt_tokens, c.usage.completion_tokens, c.usage.cached_tokens,
-                       (c.usage.drafted_tokens, c.usage.accepted_tokens)),
+                       (c.usage.drafted_tokens, c.usage.accepted_tokens),
+                       cache=CacheReport(c.usage.reused_tokens, c.usage.cache_departure, c.usage.cache_departure_text)),
         "latency": round(c.latency, 6),
         "finish_reason": c.finish_reason,
         "time_to_first_token": None if c.time_to_first_token is None else round(c.time_to_first_token, 6),
@@ -167,7 +168,8 @@ def final_event(stats: dict[str, Any], model: str, last_piece: str = "") -> dict
         "token": last_piece,
         "finished": True,
         "finish_reason": stats["finish_reason"],
-        "usage": usage(stats["prompt_tokens"], stats["completion_tokens"], stats["cached_tokens"], drafts([stats])),
+        "usage": usage(stats["prompt_tokens"], stats["completion_tokens"], stats["cached_tokens"], drafts([stats]),
+                       cache=CacheReport.of([stats])),
         "latency": round(stats["total_time"], 6),
         "model": model,
     }

@@ -19,7 +19,7 @@ from llamaserve.server.errors import ApiError
 from llamaserve.server.openai.errors import openai_body
 from llamaserve.server.openai.logprobs import chat_logprobs
 from llamaserve.server.openai.responses import Envelope, chat_choice, chat_delta
-from llamaserve.server.usage import drafts, usage
+from llamaserve.server.usage import CacheReport, drafts, usage
 
 
 async def start(req: ChatRequest, model: LoadedModel, service: Service, config: ServerConfig) -> tuple[ChatPlan, ChatRun]:
@@ -31,7 +31,7 @@ async def start(req: ChatRequest, model: LoadedModel, service: Service, config: 
 def chat_usage(stats: list[dict[str, Any]]) -> dict[str, Any]:
     return usage(max((s["prompt_tokens"] for s in stats), default=0), sum(s["completion_tokens"] for s in stats),
                  max((s["cached_tokens"] for s in stats), default=0), drafts(stats),
-                 sum(s.get("reasoning_tokens", 0) for s in stats))
+                 sum(s.get("reasoning_tokens", 0) for s in stats), CacheReport.of(stats))
 
 
 def body(env: Envelope, plan: ChatPlan, choices: list[Choice], text_of: TokenText) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from llamaserve.server.openai.errors import openai_body
 from llamaserve.server.openai.logprobs import completion_logprobs
 from llamaserve.server.openai.protocol import CompletionRequest
 from llamaserve.server.openai.responses import Envelope, completion_choice
-from llamaserve.server.usage import drafts, usage
+from llamaserve.server.usage import CacheReport, drafts, usage
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,8 @@ def _usage(choices: list[Choice], n: int) -> dict[str, Any]:
     stats = [c.stats for c in choices if c.stats is not None]
     firsts = [c.stats for k, c in enumerate(choices) if k % n == 0 and c.stats]  # one per prompt
     return usage(sum(s["prompt_tokens"] for s in firsts), sum(s["completion_tokens"] for s in stats),
-                 sum(s["cached_tokens"] for s in firsts), drafts(stats))
+                 sum(s["cached_tokens"] for s in firsts), drafts(stats),
+                 cache=CacheReport.of(firsts[:1]) if len(firsts) == 1 else None)  # one prompt: its report
 
 
 def body(env: Envelope, comp: CompletionPlan, choices: list[Choice], text_of: TokenText, n: int) -> dict[str, Any]:
