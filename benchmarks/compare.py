@@ -419,16 +419,17 @@ def spec_main(args: argparse.Namespace, bin_dir: Path, model_name: str, model: P
     return 0 if all("error" not in e for rs in runs.values() for e in rs) else 1
 
 
-def servers(bin_dir: Path, model: Path, threads: int, n_ctx: int) -> dict[str, Command]:
+def servers(bin_dir: Path, model: Path, threads: int, n_ctx: int, gpu_layers: int = 0) -> dict[str, Command]:
+    """gpu_layers: layers both servers offload (-1: all; a CUDA build of each, scripts/gpu_check.sh)."""
     found: dict[str, Command] = {
         "llamaserve": lambda port, slots: [
             sys.executable, "-m", "llamaserve", "serve", "--model", str(model),
             "--threads", str(threads), "--parallel", str(slots), "--ctx", str(n_ctx),
-            "--port", str(port), "--log-level", "warning"],
+            "--port", str(port), "--log-level", "warning", "--gpu-layers", str(gpu_layers)],
         "llama-server": lambda port, slots: [
             str(bin_dir / "llama-server"), "-m", str(model), "-t", str(threads),
             "-tb", str(threads), "-np", str(slots), "-c", str(n_ctx * slots),
-            "--host", "127.0.0.1", "--port", str(port), "--no-webui"],
+            "--host", "127.0.0.1", "--port", str(port), "--no-webui", "-ngl", str(gpu_layers)],
     }
     if importlib.util.find_spec("llama_cpp") is not None:
         found["llama-cpp-python"] = lambda port, slots: [
@@ -555,6 +556,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, help="repeats of the whole run, interleaved (default 3; --spec: 1)")
     parser.add_argument("--servers", nargs="+", help="only these (default: every one found; "
                         "--spec: row names, e.g. 'llamaserve --spec off')")
+    parser.add_argument("--gpu-layers", type=int, default=0,
+                        help="layers both servers offload to the GPU (-1: all); CUDA builds of both "
+                             "(scripts/gpu_check.sh), the load rows only")
     parser.add_argument("--chat", action="store_true", help="the multi-turn chat load (see above)")
     parser.add_argument("--spec", action="store_true", help="speculative decoding, one client (see above)")
     parser.add_argument("--agent", action="store_true", help="the agent loop, both variants (see above)")
@@ -594,7 +598,7 @@ def main() -> int:
     tg: list[float] = []
     for round_index in range(args.rounds):
         print(f"round {round_index + 1} of {args.rounds}", file=sys.stderr, flush=True)
-        for name, command in servers(bin_dir, model, args.threads, args.ctx).items():
+        for name, command in servers(bin_dir, model, args.threads, args.ctx, args.gpu_layers).items():
             if args.servers and name not in args.servers:
                 continue
             if name == "llama-cpp-python" and round_index > 0:
@@ -602,6 +606,8 @@ def main() -> int:
             for level in args.levels:
                 r = run_server(name, command, spec, level, args.requests_per_client)
                 runs.setdefault(name, {}).setdefault(level, []).append(r.as_dict())
+        if args.gpu_layers:  # llama-bench's rows are the CPU engine's reference
+            continue
         if 1 in args.levels:
             tg.append(llama_bench_tg(bin_dir, model, args.threads, args.tokens))
         if widths:
@@ -612,7 +618,7 @@ def main() -> int:
     ratios = ratio_rows(runs, s_tg, tg)
     out = llama_tools.SCRATCH
     machine = (f"{os.cpu_count()} CPUs, {args.threads} threads, {model_name} ({model.name}), "
-               f"{args.tokens} output tokens")
+               f"{args.tokens} output tokens" + (f", --gpu-layers {args.gpu_layers}" if args.gpu_layers else ""))
     (out / "results.json").write_text(json.dumps(
         {"machine": machine, "model": {"name": model_name, "file": model.name}, "rounds": args.rounds, "results": results, "runs": runs,
          "llama_bench_tg": tg, "batched_bench_s_tg": s_tg, "ratios": ratios}, indent=2))

@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "embedder.h"
+#include "ggml-backend.h"
 #include "engine.h"
 #include "errors.h"
 #include "grammar_limits.h"
@@ -163,11 +164,43 @@ py::dict metadata_dict(const Model & model) {
     return d;
 }
 
+// The compute backends this build has (CPU, CUDA, Metal, ...) and the devices each found at
+// run time: a CUDA build on a machine without a GPU has CUDA with no device.
+py::list compute_backends() {
+    py::list out;
+    for (size_t i = 0; i < ggml_backend_reg_count(); ++i) {
+        ggml_backend_reg_t reg = ggml_backend_reg_get(i);
+        py::list devices;
+        for (size_t j = 0; j < ggml_backend_reg_dev_count(reg); ++j) {
+            ggml_backend_dev_t dev = ggml_backend_reg_dev_get(reg, j);
+            size_t free = 0, total = 0;
+            ggml_backend_dev_memory(dev, &free, &total);
+            py::dict d;
+            d["name"] = ggml_backend_dev_name(dev);
+            d["description"] = ggml_backend_dev_description(dev);
+            switch (ggml_backend_dev_type(dev)) {
+                case GGML_BACKEND_DEVICE_TYPE_CPU: d["type"] = "cpu"; break;
+                case GGML_BACKEND_DEVICE_TYPE_GPU: d["type"] = "gpu"; break;
+                case GGML_BACKEND_DEVICE_TYPE_IGPU: d["type"] = "igpu"; break;
+                default: d["type"] = "accel"; break;
+            }
+            d["memory_total"] = total;
+            d["memory_free"] = free;
+            devices.append(d);
+        }
+        py::dict backend;
+        backend["name"] = ggml_backend_reg_name(reg);
+        backend["devices"] = devices;
+        out.append(backend);
+    }
+    return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
-    m.attr("MAX_STEP_DRAFTS") = kMaxStepDrafts;
-    m.attr("MIN_REUSE_CHUNK") = kMinReuseChunk;  // the shortest chunk --cache-reuse may ask for  // output rows reserved for drafted tokens
+    m.attr("MAX_STEP_DRAFTS") = kMaxStepDrafts;  // output rows reserved for drafted tokens
+    m.attr("MIN_REUSE_CHUNK") = kMinReuseChunk;  // the shortest chunk --cache-reuse may ask for
     m.attr("MAX_GRAMMAR_BYTES") = GrammarLimits{}.max_bytes;  // what a grammar may be (README, "Grammars")
     m.attr("MAX_GRAMMAR_WIDTH") = GrammarLimits{}.max_width;
     m.doc() = "llamaserve's native engine over llama.cpp";
@@ -185,6 +218,8 @@ PYBIND11_MODULE(_native, m) {
           py::call_guard<py::gil_scoped_release>(),
           "Quantize a GGUF file with llama.cpp's quantizer (ftype: a llama_ftype value).");
     m.def("supports_gpu_offload", &llama_supports_gpu_offload);
+    m.def("compute_backends", &compute_backends,
+          "The compute backends built in and the devices each found: [{name, devices: [...]}].");
 
     py::class_<TextDecoder>(m, "TextDecoder", "The engine's incremental detokenizer, exposed for tests.")
         .def(py::init<std::vector<std::string>>(), py::arg("stops") = std::vector<std::string>{})

@@ -8,6 +8,8 @@
 """
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import llamaserve
@@ -31,7 +33,9 @@ def smollm2_path():
 def engine(model_path):
     """Gemma 3 270M, eight slots, a short context: the shared engine for tests that do not
     reshape it."""
-    eng = llamaserve.Engine.load(model_path, n_ctx=512, n_parallel=8)
+    # scripts/gpu_check.sh runs the engine tests with every layer offloaded (a CUDA build)
+    gpu_layers = int(os.environ.get("LLAMASERVE_TEST_GPU_LAYERS", "0"))
+    eng = llamaserve.Engine.load(model_path, n_ctx=512, n_parallel=8, n_gpu_layers=gpu_layers)
     yield eng
     eng.close()
 

@@ -1,5 +1,5 @@
 """What llamaserve takes from the compiled extension besides the engine itself (engine.py):
-the typed errors, llama.cpp's quantizer, build facts, log verbosity, the speculation
+the typed errors, llama.cpp's quantizer, build facts (the compute backends and their devices), log verbosity, the speculation
 bound, the grammar limits and the shortest chunk cache reuse takes. With engine.py, the
 only module that imports `_native`."""
 from llamaserve._native import (
@@ -12,6 +12,7 @@ from llamaserve._native import (
     InvalidRequest,
     ModelLoadError,
     QueueFull,
+    compute_backends,
     quantize,
     set_verbose,
     supports_gpu_offload,
@@ -27,6 +28,7 @@ __all__ = [
     "InvalidRequest",
     "ModelLoadError",
     "QueueFull",
+    "compute_backends",
     "quantize",
     "set_verbose",
     "supports_gpu_offload",

@@ -26,6 +26,7 @@ from llamaserve.hosting.loaded import LoadedModel, LoadJob, same_file
 from llamaserve.hosting.loads import Loads
 from llamaserve.hosting.opening import Loader, open_model, wrap
 from llamaserve.models import LruBudget, ModelEntry, ModelNotFound, ModelRegistry, RegistryError
+from llamaserve.hosting.devices import device_notice, gpu_devices
 from llamaserve.native import supports_gpu_offload
 
 log = logging.getLogger("llamaserve.hosting")
@@ -196,6 +197,9 @@ class ModelHost:
 
     async def start(self) -> None:
         """Load the configured model unless an engine was handed in; never raises."""
+        if (notice := device_notice(self.config.n_gpu_layers)) is not None:
+            asked_in_vain = self.config.n_gpu_layers != 0 and not gpu_devices()
+            log.log(logging.WARNING if asked_in_vain else logging.INFO, notice)
         if self.config.idle_unload > 0 and self._idle_task is None:
             self._idle_task = asyncio.create_task(self._unload_idle())
         await asyncio.to_thread(self._scan_quietly)  # the first listing then costs nothing

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from llamaserve.server.metrics import ServerMetrics
+from llamaserve.hosting.devices import placement
 from llamaserve.hosting.host import ModelHost
 
 
@@ -67,6 +68,7 @@ def health_endpoint(host: ModelHost, metrics: ServerMetrics):  # noqa: ANN201 - 
             body["queue_depth"] = model.engine.queue_depth
             body["kv_cache"] = kv_cache(model.engine.cache_stats)
             body["speculation"] = {"mode": model.engine.speculation, **model.engine.speculation_stats}
+            body["device"] = placement(model.engine.memory_use)
             return JSONResponse(body)
         if host.state == "idle":  # every model was unloaded (--idle-unload, unload): still serving
             body["status"] = "idle"

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llamaserve.hosting.errors import ModelNotLoaded
+from llamaserve.hosting.devices import placement
 from llamaserve.hosting.host import ModelHost
 from llamaserve.hosting.loaded import LoadedModel
 from llamaserve.server.family import MetricsSection
@@ -66,8 +67,14 @@ class _EngineCollector(Collector):
                                       "tokens verified beside the sampled ones", labels=MODEL)
         accepted = CounterMetricFamily(_name("spec_decode_num_accepted_tokens"), "Speculative decoding: drafted "
                                        "tokens the model chose (emitted without a step of their own)", labels=MODEL)
+        memory = GaugeMetricFamily(_name("model_memory_bytes"), "Bytes llama.cpp holds for the model per device "
+                                   "(CPU, CUDA0, ...) and kind (weights, kv, compute)",
+                                   labels=[*MODEL, "device", "kind"])
         for model in list(self.host.loaded.values()):  # every loaded model
             engine, name = model.engine, [model.name]
+            for device in placement(engine.memory_use)["devices"]:
+                for kind in ("weights", "kv", "compute"):
+                    memory.add_metric([model.name, device["device"], kind], device[f"{kind}_bytes"])
             waiting.add_metric(name, engine.queue_depth)
             running.add_metric(name, engine.busy_slots)
             total.add_metric(name, engine.n_parallel)
@@ -84,7 +91,7 @@ class _EngineCollector(Collector):
             drafted.add_metric(name, spec["drafted"])
             accepted.add_metric(name, spec["accepted"])
         yield from (waiting, running, total, cells, used, usage, queries, hits, reused, departures, host_bytes,
-                    drafted, accepted)
+                    drafted, accepted, memory)
 
 
 class ServerMetrics:
