@@ -22,6 +22,7 @@ from schemathesis import GenerationMode
 from starlette.testclient import TestClient
 
 from llamaserve.config import ServerConfig
+from llamaserve.server.families import FAMILIES
 from llamaserve.generation_params import INT32_MAX
 from llamaserve.models import RegistryError
 from llamaserve.server.app import create_app
@@ -122,12 +123,18 @@ def _strict_json(text: str) -> Any:
 
 def _error_shape(path: str, body: Any) -> None:
     """The error JSON of the API family `path` belongs to."""
-    if path == "/v1/messages" or path.startswith("/v1/messages/"):  # Anthropic's
+    family = FAMILIES.for_path(path)
+    name = family.name if family is not None else "native"
+    if name == "anthropic":
         assert body["type"] == "error" and set(body["error"]) >= {"type", "message"}, body
         assert isinstance(body["error"]["type"], str) and isinstance(body["error"]["message"], str)
-    elif path.startswith("/api/") and not path.startswith("/api/v1/"):  # Ollama's
+    elif name == "ollama":
         assert set(body) == {"error"} and isinstance(body["error"], str), body
-    elif path.startswith("/v1/"):  # OpenAI's
+    elif name == "llamacpp":
+        error = body["error"]
+        assert set(error) == {"code", "message", "type"} and isinstance(error["code"], int), body
+        assert isinstance(error["message"], str) and isinstance(error["type"], str)
+    elif name == "openai":
         error = body["error"]
         assert set(error) == {"message", "type", "param", "code"}, body
         assert isinstance(error["message"], str) and isinstance(error["type"], str)

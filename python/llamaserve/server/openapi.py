@@ -20,8 +20,11 @@ ANTHROPIC_ERROR = {"type": "object", "required": ["type", "error"], "properties"
     "type": {"const": "error"}, "error": {"type": "object", "required": ["type", "message"],
                                           "properties": {"type": {"type": "string"}, "message": {"type": "string"}}}}}
 OLLAMA_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+LLAMACPP_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
+    "type": "object", "required": ["code", "message", "type"],
+    "properties": {"code": {"type": "integer"}, "message": {"type": "string"}, "type": {"type": "string"}}}}}
 ERROR_SCHEMAS = {"NativeError": NATIVE_ERROR, "OpenAIError": OPENAI_ERROR, "AnthropicError": ANTHROPIC_ERROR,
-                 "OllamaError": OLLAMA_ERROR}
+                 "OllamaError": OLLAMA_ERROR, "LlamaCppError": LLAMACPP_ERROR}
 _REASONS = {200: "OK", 202: "Accepted", 400: "Bad request", 401: "Unauthorized", 403: "Needs an admin key",
             404: "Not found", 409: "Conflict", 413: "Body too large", 422: "Unusable model file",
             429: "Rate limited", 500: "Server error", 503: "Unavailable (loading, overloaded; see Retry-After)",

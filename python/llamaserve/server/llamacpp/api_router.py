@@ -1,20 +1,98 @@
-"""The routes of llama-server's /tokenize and /detokenize."""
+"""The routes of llama-server's own API: /completion (its shape), /props, /slots,
+/apply-template, the non-OpenAI /embeddings, /tokenize and /detokenize, and its paths without
+/v1 for the OpenAI routes (the same handlers as under /v1)."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
+import llamaserve
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from llamaserve.hosting.host import ModelHost
 from llamaserve.server import openapi
 from llamaserve.server.body import read_json
-from llamaserve.server.llamacpp import protocol
+from llamaserve.server.chat import plan as chat_plan
+from llamaserve.server.chat.stream import collect
+from llamaserve.server.chat.token_text import token_text
+from llamaserve.server.embeddings import embed
+from llamaserve.server.errors import ApiError, invalid
+from llamaserve.server.generation import GenerationService
+from llamaserve.server.llamacpp import completion_protocol, protocol, serving_completion
 from llamaserve.server.offloop import json_response
+from llamaserve.server.openai import api_router as openai_router, serving_completions
+from llamaserve.server.openai.chat_protocol import parse_chat
+from llamaserve.server.protocol_values import json_array, json_object
+from llamaserve.server.sse import EventStreamResponse, until_disconnect
+
+# llama-server's paths without /v1 -> the OpenAI route serving them
+OPENAI_ALIASES = {"/chat/completions": "/v1/chat/completions", "/models": "/v1/models",
+                  "/responses": "/v1/responses", "/responses/input_tokens": "/v1/responses/input_tokens"}
 
 
-def routes(host: ModelHost) -> list[Route]:
+def routes(service: GenerationService) -> list[Route]:
+    host, config = service.host, service.config
+    openai = {route.path: route for route in openai_router.routes(service)}
+
+    async def completion(request: Request) -> Response:
+        req = completion_protocol.parse(await read_json(request))
+        async with service.lease(req.request.model) as model:
+            openai_req = req.request
+            if req.unlimited:  # n_predict -1: up to the end of the context
+                openai_req = replace(openai_req, sampling=replace(
+                    openai_req.sampling, arguments={**openai_req.sampling.arguments, "max_tokens": model.engine.n_ctx}))
+            comp, chat = await serving_completions.start(openai_req, model, service, config.default_max_tokens)
+        shape = serving_completion.Shape(model.name, comp, token_text(model), model.engine.n_ctx, req.return_tokens,
+                                         openai_req.logprobs)
+        if openai_req.sampling.stream:
+            return EventStreamResponse(serving_completion.CompletionEvents(chat, shape))
+        try:
+            choices = await until_disconnect(collect(chat), request.receive)
+        finally:
+            chat.close()
+        return JSONResponse(serving_completion.body(shape, choices))
+
+    async def embeddings(request: Request) -> Response:
+        """The older, non-OpenAI answer: [{"index", "embedding": [vector]}]."""
+        body = json_object("body", await read_json(request))
+        content = body.get("content", body.get("input"))
+        inputs = [content] if isinstance(content, str) else json_array("content", content)
+        if not inputs:
+            raise invalid("content: must not be empty")
+        _, result = await embed(service, body.get("model"), inputs)
+        return JSONResponse([{"index": i, "embedding": [row]} for i, row in enumerate(result.vectors.tolist())])
+
+    async def props(request: Request) -> Response:
+        async with service.lease(None) as model:
+            template = await chat_plan.prompts.template_of(model)
+            meta = model.engine.metadata
+            return JSONResponse({
+                "default_generation_settings": {"n_ctx": model.engine.n_ctx, "params": {
+                    "n_predict": config.default_max_tokens, "seed": -1, "temperature": 1.0, "top_k": 40,
+                    "top_p": 1.0, "min_p": 0.0}},
+                "total_slots": model.engine.n_parallel, "model_alias": model.name, "model_path": str(model.path),
+                "chat_template": template.source or "", "bos_token": meta.get("bos_token", ""),
+                "eos_token": meta.get("eos_token", ""), "modalities": {"vision": False, "audio": False},
+                "build_info": f"llamaserve {llamaserve.__version__}", "is_sleeping": False})
+
+    async def slots(request: Request) -> Response:
+        if request.query_params.get("action"):
+            raise ApiError(501, "NOT_SUPPORTED", "slot save, restore and erase are not supported: llamaserve's "
+                           "prefix cache keeps and restores prompts by itself (--cache-ram)")
+        async with service.lease(None) as model:
+            busy = model.engine.busy_slots
+            return JSONResponse([{"id": i, "id_task": -1, "n_ctx": model.engine.n_ctx, "is_processing": i < busy,
+                                  "speculative": model.engine.speculation != "off"}
+                                 for i in range(model.engine.n_parallel)])
+
+    async def apply_template(request: Request) -> Response:
+        req = parse_chat(await read_json(request))
+        async with service.lease(req.model) as model:
+            plan = await chat_plan.plan(req, model, config)
+        prompt = plan.prompt if isinstance(plan.prompt, str) else model.engine.detokenize(plan.prompt)
+        return JSONResponse({"prompt": prompt})
+
     async def tokenize(request: Request) -> Response:
         req = protocol.parse_tokenize(await read_json(request))
         model = host.acquire(req.model)
@@ -33,7 +111,15 @@ def routes(host: ModelHost) -> list[Route]:
             host.release(model)
 
     return [Route("/tokenize", tokenize, methods=["POST"]),
-            Route("/detokenize", detokenize, methods=["POST"])]
+            Route("/detokenize", detokenize, methods=["POST"]),
+            Route("/completion", completion, methods=["POST"]),
+            Route("/completions", completion, methods=["POST"]),
+            Route("/embedding", embeddings, methods=["POST"]),
+            Route("/embeddings", embeddings, methods=["POST"]),
+            Route("/props", props, methods=["GET"]),
+            Route("/slots", slots, methods=["GET"]),
+            Route("/apply-template", apply_template, methods=["POST"]),
+            *(Route(alias, openai[path].endpoint, methods=openai[path].methods) for alias, path in OPENAI_ALIASES.items())]
 
 
 _TAG = "llama-server endpoints"
@@ -41,11 +127,16 @@ OPENAPI_PATHS = {
     "/tokenize": {"post": openapi.operation(
         "Text to token ids (with_pieces: each with its text)", _TAG,
         openapi.responses({200: {"type": "object", "required": ["tokens"],
-                                 "properties": {"tokens": {"type": "array"}}}}, (*openapi.COMMON_ERRORS, 404)),
-        protocol.TOKENIZE_SCHEMA)},
+                                 "properties": {"tokens": {"type": "array"}}}}, (*openapi.COMMON_ERRORS, 404),
+            error_schema="LlamaCppError"), protocol.TOKENIZE_SCHEMA)},
     "/detokenize": {"post": openapi.operation(
         "Token ids to text", _TAG,
         openapi.responses({200: {"type": "object", "required": ["content"],
-                                 "properties": {"content": {"type": "string"}}}}, (*openapi.COMMON_ERRORS, 404)),
-        protocol.DETOKENIZE_SCHEMA)},
+                                 "properties": {"content": {"type": "string"}}}}, (*openapi.COMMON_ERRORS, 404),
+            error_schema="LlamaCppError"), protocol.DETOKENIZE_SCHEMA)},
+    "/completion": {"post": openapi.operation(
+        "A completion in llama-server's shape (streamed as SSE with stream: true)", _TAG,
+        openapi.responses({200: {"type": ["object", "array"]}}, (*openapi.COMMON_ERRORS, 404),
+                          error_schema="LlamaCppError", event_stream=True),
+        completion_protocol.COMPLETION_SCHEMA)},
 }

@@ -1,0 +1,117 @@
+"""llama-server's /completion answers: one result per prompt (a list for several) with its
+content, stop type, token counts, timings and the settings used; streamed, an SSE event per
+piece of text ({"content", "stop": false}) and the whole result last, with no [DONE]."""
+from __future__ import annotations
+
+from typing import Any
+
+from llamaserve.server import sse
+from llamaserve.server.chat.formats.events import TextDelta
+from llamaserve.server.chat.stream import ChatRun, Choice, FamilyStream, Update
+from llamaserve.server.chat.token_text import TokenText
+from llamaserve.server.errors import ApiError
+from llamaserve.server.llamacpp.errors import llamacpp_body
+from llamaserve.server.openai.serving_completions import CompletionPlan
+
+
+class Shape:
+    """What every result of one request shares: the model, its settings, the token reader."""
+
+    def __init__(self, model_name: str, plan: CompletionPlan, text_of: TokenText, n_ctx: int, return_tokens: bool,
+                 n_probs: int | None) -> None:
+        self.model_name, self.plan, self.text_of = model_name, plan, text_of
+        self.n_ctx, self.return_tokens, self.n_probs = n_ctx, return_tokens, n_probs
+
+    def settings(self, i: int) -> dict[str, Any]:
+        arguments = self.plan.arguments[i]
+        keep = ("temperature", "top_k", "top_p", "min_p", "seed", "stop", "presence_penalty", "frequency_penalty",
+                "repeat_penalty", "penalty_last_n", "ignore_eos", "max_tokens")
+        settings = {name: arguments[name] for name in keep if name in arguments}
+        if "max_tokens" in settings:
+            settings["n_predict"] = settings.pop("max_tokens")
+        if "penalty_last_n" in settings:
+            settings["repeat_last_n"] = settings.pop("penalty_last_n")
+        return {"n_ctx": self.n_ctx, "model": self.model_name, **settings}
+
+    def prompt(self, i: int) -> str:
+        prompt = self.plan.prompts[i]
+        return prompt if isinstance(prompt, str) else self.text_of.engine.detokenize(prompt)
+
+    def tokens(self, choice: Choice | Update) -> list[int]:
+        return [record[0] for record in choice.records] if self.return_tokens else []
+
+    def probabilities(self, records: list[Any]) -> list[dict[str, Any]]:
+        out = []
+        for token, logprob, alternatives in records:
+            raw, text = self.text_of(token)
+            out.append({"id": token, "token": text, "bytes": list(raw), "logprob": logprob,
+                        "top_logprobs": [{"id": alt, "token": self.text_of(alt)[1], "bytes": list(self.text_of(alt)[0]),
+                                          "logprob": lp} for alt, lp in alternatives[: self.n_probs or 0]]})
+        return out
+
+    def result(self, i: int, content: str, choice: Choice) -> dict[str, Any]:
+        stats = choice.stats or {}
+        stops = self.plan.arguments[i].get("stop") or []
+        stop_type = "limit" if choice.finish == "length" else ("word" if stops and stats.get("stop_word") else "eos")
+        out = {"index": i, "content": content, "tokens": self.tokens(choice), "id_slot": -1, "stop": True,
+               "model": self.model_name, "tokens_predicted": stats.get("completion_tokens", 0),
+               "tokens_evaluated": stats.get("prompt_tokens", 0), "generation_settings": self.settings(i),
+               "prompt": self.prompt(i), "has_new_line": "\n" in content, "truncated": False,
+               "stop_type": stop_type, "stopping_word": stats.get("stop_word") or "",
+               "tokens_cached": stats.get("cached_tokens", 0), "timings": timings(stats)}
+        if self.n_probs:
+            out["completion_probabilities"] = self.probabilities(choice.records)
+        return out
+
+
+def timings(stats: dict[str, Any]) -> dict[str, Any]:
+    """llama-server's timings, from the engine's clock: prompt = up to the first token."""
+    first, total = stats.get("time_to_first_token") or 0.0, stats.get("total_time") or 0.0
+    prompt_n = max(0, stats.get("prompt_tokens", 0) - stats.get("cached_tokens", 0))
+    predicted_n = stats.get("completion_tokens", 0)
+    prompt_ms, predicted_ms = first * 1000, max(0.0, total - first) * 1000
+    return {"cache_n": stats.get("cached_tokens", 0), "prompt_n": prompt_n, "prompt_ms": prompt_ms,
+            "prompt_per_token_ms": prompt_ms / prompt_n if prompt_n else 0.0,
+            "prompt_per_second": prompt_n / first if first > 0 else 0.0,
+            "predicted_n": predicted_n, "predicted_ms": predicted_ms,
+            "predicted_per_token_ms": predicted_ms / predicted_n if predicted_n else 0.0,
+            "predicted_per_second": predicted_n * 1000 / predicted_ms if predicted_ms > 0 else 0.0}
+
+
+def body(shape: Shape, choices: list[Choice]) -> dict[str, Any] | list[dict[str, Any]]:
+    results = [shape.result(i, "".join(c.raw), c) for i, c in enumerate(choices)]
+    return results[0] if len(results) == 1 else results
+
+
+class CompletionEvents(FamilyStream):
+    def __init__(self, chat: ChatRun, shape: Shape) -> None:
+        super().__init__(chat)
+        self.shape = shape
+        self.predicted = [0] * chat.choices
+        self._piece = sse.ChoiceTextEvents(lambda i: {"index": i, "content": sse.TEXT_HOLE, "tokens": [],
+                                                      "stop": False, "id_slot": -1})
+
+    def opening(self) -> bytes:
+        return b""
+
+    def update(self, update: Update) -> bytes:
+        i, out = update.choice, []
+        text = "".join(e.text for e in update.events if isinstance(e, TextDelta))
+        if text or update.records:
+            if self.shape.return_tokens or self.shape.n_probs:
+                event = {"index": i, "content": text, "tokens": self.shape.tokens(update), "stop": False, "id_slot": -1}
+                if self.shape.n_probs:
+                    event["completion_probabilities"] = self.shape.probabilities(update.records)
+                out.append(sse.event(event))
+            else:
+                out.append(self._piece(i, text))
+        if update.stats is not None:
+            choice = Choice(stats=update.stats, finish=update.finish or "stop")
+            out.append(sse.event(self.shape.result(i, "", choice)))
+        return b"".join(out)
+
+    def closing(self) -> bytes:
+        return b""
+
+    def error_event(self, error: ApiError) -> bytes:
+        return sse.event(llamacpp_body(error))

@@ -1,0 +1,113 @@
+"""llama-server's own API on the default weights over the session's server: /completion in
+its shape (whole and streamed, tokens, probabilities, timings), its field names mapped onto the
+one request model or refused by name, /props, /slots, /apply-template, the older /embeddings,
+the /v1-less OpenAI paths answering any model name, and its error shape."""
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+
+from serverutil import sse_events
+
+YES = 'root ::= "yes" | "no"'
+
+
+@pytest.fixture(scope="module")
+def url(default_server):
+    return default_server.url
+
+
+def post(url: str, path: str, body: dict) -> httpx.Response:
+    return httpx.post(url + path, json=body, timeout=120)
+
+
+def test_completion_in_llama_servers_shape(url):
+    r = post(url, "/completion", {"prompt": "Once upon a time", "n_predict": 6, "temperature": 0, "ignore_eos": True})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["stop"] is True and out["stop_type"] == "limit" and out["tokens_predicted"] == 6
+    assert out["prompt"] == "Once upon a time" and out["tokens_evaluated"] == 4 and out["content"]
+    assert out["generation_settings"]["n_predict"] == 6 and out["generation_settings"]["n_ctx"] == 4096
+    timings = out["timings"]
+    assert timings["predicted_n"] == 6 and timings["prompt_n"] + timings["cache_n"] == 4
+    assert timings["predicted_ms"] > 0 and timings["predicted_per_second"] > 0
+    same = post(url, "/completions", {"prompt": "Once upon a time", "n_predict": 6, "temperature": 0,
+                                      "ignore_eos": True}).json()
+    assert same["content"] == out["content"]  # /completions is the same route
+
+
+def test_streamed_completion_adds_up_and_ends_with_the_whole_result(url):
+    body = {"prompt": "The sky is", "n_predict": 8, "temperature": 0, "ignore_eos": True}
+    whole = post(url, "/completion", body).json()
+    with httpx.stream("POST", url + "/completion", json={**body, "stream": True}, timeout=120) as r:
+        events = list(sse_events(r.iter_lines()))
+    assert all(not e["stop"] for e in events[:-1]) and events[-1]["stop"] and events[-1]["stop_type"] == "limit"
+    assert "".join(e["content"] for e in events) == whole["content"]
+
+
+def test_grammar_json_schema_tokens_and_probabilities(url):
+    out = post(url, "/completion", {"prompt": "Is water wet?", "grammar": YES, "return_tokens": True,
+                                    "n_probs": 2, "temperature": 0}).json()
+    assert out["content"] in ("yes", "no") and out["stop_type"] == "eos"
+    assert len(out["tokens"]) == out["tokens_predicted"] and all(isinstance(t, int) for t in out["tokens"])
+    [first, *_] = out["completion_probabilities"]
+    assert first["id"] == out["tokens"][0] and len(first["top_logprobs"]) == 2
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    answer = post(url, "/completion", {"prompt": "JSON:", "json_schema": schema, "n_predict": 32,
+                                       "temperature": 0}).json()
+    assert isinstance(json.loads(answer["content"])["a"], int)
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    ({"prompt": "x", "mirostat": 2}, "mirostat"),
+    ({"prompt": "x", "typical_p": 0.5}, "typical_p"),
+    ({"prompt": "x", "no_such_field": 1}, "no_such_field"),
+    ({"prompt": "x", "temperature": 9}, "temperature"),
+    ({"n_predict": 4}, "prompt"),
+    ({"prompt": "x", "json_schema": {"type": "object"}, "grammar": YES}, "json_schema"),
+])
+def test_bad_fields_are_400s_in_llama_servers_shape(url, body, says):
+    r = post(url, "/completion", body)
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["code"] == 400 and error["type"] == "invalid_request_error" and error["message"].startswith(says)
+
+
+def test_a_prompt_too_long_is_exceed_context_size_error(url):
+    r = post(url, "/completion", {"prompt": "word " * 5000, "n_predict": 4})
+    assert r.status_code == 400 and r.json()["error"]["type"] == "exceed_context_size_error"
+
+
+def test_props_slots_template_and_embeddings(url):
+    props = httpx.get(url + "/props").json()
+    assert props["total_slots"] == 2 and props["model_path"].endswith(".gguf")
+    assert props["default_generation_settings"]["n_ctx"] == 4096 and "im_start" in props["chat_template"]
+    slots = httpx.get(url + "/slots").json()
+    assert [s["id"] for s in slots] == [0, 1] and all(s["n_ctx"] == 4096 for s in slots)
+    saved = httpx.post(url + "/slots?action=save")
+    assert saved.status_code in (404, 405, 501)
+    prompt = post(url, "/apply-template", {"messages": [{"role": "user", "content": "Hi"}]}).json()["prompt"]
+    assert prompt.endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+    [row] = post(url, "/embeddings", {"content": "Hi"}).json()
+    assert row["index"] == 0 and len(row["embedding"][0]) == 576
+
+
+def test_openai_paths_without_v1_answer_any_model_name(url):
+    client = openai.OpenAI(base_url=url, api_key="x")  # no /v1 in the base URL, as some scripts have
+    reply = client.chat.completions.create(model="gpt-3.5-turbo", max_tokens=4,
+                                           messages=[{"role": "user", "content": "Hi"}])
+    assert reply.choices[0].message.content and reply.model != "gpt-3.5-turbo"  # the served model's name
+    assert [m.id for m in client.models.list()][0] == reply.model
+
+
+def test_v1_takes_a_grammar(url):
+    client = openai.OpenAI(base_url=url + "/v1", api_key="x")
+    reply = client.chat.completions.create(model="default", messages=[{"role": "user", "content": "Is water wet?"}],
+                                           extra_body={"grammar": YES})
+    assert reply.choices[0].message.content in ("yes", "no")
+    with pytest.raises(openai.BadRequestError, match="grammar"):
+        client.chat.completions.create(model="default", messages=[{"role": "user", "content": "Hi"}],
+                                       response_format={"type": "json_object"}, extra_body={"grammar": YES})
