@@ -27,6 +27,7 @@ ERROR_SCHEMAS = {"NativeError": NATIVE_ERROR, "OpenAIError": OPENAI_ERROR, "Anth
                  "OllamaError": OLLAMA_ERROR, "LlamaCppError": LLAMACPP_ERROR}
 _REASONS = {200: "OK", 202: "Accepted", 400: "Bad request", 401: "Unauthorized", 403: "Needs an admin key",
             404: "Not found", 409: "Conflict", 413: "Body too large", 422: "Unusable model file",
+            501: "Not supported",
             429: "Rate limited", 500: "Server error", 503: "Unavailable (loading, overloaded; see Retry-After)",
             507: "Quantize cache full"}
 # Every API route may answer these: bad input, auth, body limit, rate limit, a model loading.

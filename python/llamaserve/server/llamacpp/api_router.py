@@ -17,12 +17,13 @@ from llamaserve.server.chat import plan as chat_plan
 from llamaserve.server.chat.stream import collect
 from llamaserve.server.chat.token_text import token_text
 from llamaserve.server.embeddings import embed
-from llamaserve.server.errors import ApiError, invalid
+from llamaserve.server.errors import invalid
 from llamaserve.server.generation import GenerationService
 from llamaserve.server.llamacpp import completion_protocol, protocol, serving_completion
 from llamaserve.server.offloop import json_response
 from llamaserve.server.openai import api_router as openai_router, serving_completions
-from llamaserve.server.openai.chat_protocol import parse_chat
+from llamaserve.server.openai.api_router import OPENAPI_PATHS as OPENAI_PATHS
+from llamaserve.server.openai.chat_protocol import CHAT_SCHEMA, parse_chat
 from llamaserve.server.protocol_values import json_array, json_object
 from llamaserve.server.sse import EventStreamResponse, until_disconnect
 
@@ -78,8 +79,8 @@ def routes(service: GenerationService) -> list[Route]:
 
     async def slots(request: Request) -> Response:
         if request.query_params.get("action"):
-            raise ApiError(501, "NOT_SUPPORTED", "slot save, restore and erase are not supported: llamaserve's "
-                           "prefix cache keeps and restores prompts by itself (--cache-ram)")
+            raise invalid("action: slot save, restore and erase are not supported: llamaserve's prefix cache "
+                          "keeps and restores prompts by itself (--cache-ram)")
         async with service.lease(None) as model:
             busy = model.engine.busy_slots
             return JSONResponse([{"id": i, "id_task": -1, "n_ctx": model.engine.n_ctx, "is_processing": i < busy,
@@ -139,4 +140,29 @@ OPENAPI_PATHS = {
         openapi.responses({200: {"type": ["object", "array"]}}, (*openapi.COMMON_ERRORS, 404),
                           error_schema="LlamaCppError", event_stream=True),
         completion_protocol.COMPLETION_SCHEMA)},
+    "/completions": {"post": openapi.operation(
+        "The same as /completion", _TAG,
+        openapi.responses({200: {"type": ["object", "array"]}}, (*openapi.COMMON_ERRORS, 404),
+                          error_schema="LlamaCppError", event_stream=True),
+        completion_protocol.COMPLETION_SCHEMA)},
+    **{path: {"post": openapi.operation(
+        "Embeddings, the older answer: [{index, embedding: [vector]}]", _TAG,
+        openapi.responses({200: {"type": "array"}}, (*openapi.COMMON_ERRORS, 404), error_schema="LlamaCppError"),
+        {"type": "object", "required": ["content"], "properties": {
+            "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+            "model": protocol.MODEL_SCHEMA}})} for path in ("/embedding", "/embeddings")},
+    "/props": {"get": openapi.operation(
+        "The served model: path, chat template, slots, context, BOS and EOS, build", _TAG,
+        openapi.responses({200: {"type": "object"}}, (401, 429, 503), error_schema="LlamaCppError"))},
+    "/slots": {"get": openapi.operation(
+        "The slots: each one's context and whether it is busy", _TAG,
+        openapi.responses({200: {"type": "array"}}, (400, 401, 429, 503), error_schema="LlamaCppError"),
+        parameters=[{"name": "action", "in": "query", "required": False, "schema": {"type": "string"},
+                     "description": "save, restore or erase: not supported (400)"}])},
+    "/apply-template": {"post": openapi.operation(
+        "The chat template applied to messages: {prompt}", _TAG,
+        openapi.responses({200: {"type": "object", "required": ["prompt"]}}, (*openapi.COMMON_ERRORS, 404),
+                          error_schema="LlamaCppError"), CHAT_SCHEMA)},
+    **{alias: {method: {**op, "summary": op["summary"] + f" (as {path})"}
+               for method, op in OPENAI_PATHS[path].items()} for alias, path in OPENAI_ALIASES.items()},
 }

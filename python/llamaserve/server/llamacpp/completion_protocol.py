@@ -33,8 +33,12 @@ NEUTRAL_ANY = ("mirostat_tau", "mirostat_eta", "dynatemp_exponent", "xtc_thresho
 COMPLETION_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["prompt"],
     "properties": {**{name: COMPLETION_PROPERTIES[name] for name in SAME if name in COMPLETION_PROPERTIES},
-                   **{ours: COMPLETION_PROPERTIES[theirs] for ours, theirs in RENAMED.items()
-                      if theirs in COMPLETION_PROPERTIES},
+                   "n_predict": {**COMPLETION_PROPERTIES["max_tokens"],
+                                 "description": "the most tokens to generate (-1: to the end of the context)"},
+                   "repeat_last_n": {**COMPLETION_PROPERTIES["penalty_last_n"],
+                                     "description": "how many last tokens the repeat penalty looks at"},
+                   "n_probs": {**COMPLETION_PROPERTIES["logprobs"],
+                               "description": "the most likely alternatives (and their log-probabilities) per token"},
                    "json_schema": {"type": "object", "description": "a JSON schema the text must follow"},
                    "return_tokens": {"type": "boolean", "description": "each result's token ids"}}}
 

@@ -10,17 +10,17 @@ from llamaserve.server.errors import invalid
 from llamaserve.server.offloop import dumps, write_list, write_object
 
 MAX_NAME = 256
-_MODEL = {"type": "string", "minLength": 1, "maxLength": MAX_NAME}
+MODEL_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_NAME}
 TOKENIZE_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["content"], "additionalProperties": False,
-    "properties": {"content": {"type": "string"}, "model": _MODEL,
+    "properties": {"content": {"type": "string"}, "model": MODEL_SCHEMA,
                    "add_special": {"type": "boolean", "description": "add BOS and the like (default false)"},
                    "parse_special": {"type": "boolean", "description": "read control tokens (default true)"},
                    "with_pieces": {"type": "boolean", "description": "each token's text with its id"}}}
 DETOKENIZE_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["tokens"], "additionalProperties": False,
     "properties": {"tokens": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": INT32_MAX}},
-                   "model": _MODEL}}
+                   "model": MODEL_SCHEMA}}
 
 
 def _body(body: Any, allowed: tuple[str, ...], required: str) -> dict[str, Any]:
