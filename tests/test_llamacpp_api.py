@@ -111,3 +111,17 @@ def test_v1_takes_a_grammar(url):
     with pytest.raises(openai.BadRequestError, match="grammar"):
         client.chat.completions.create(model="default", messages=[{"role": "user", "content": "Hi"}],
                                        response_format={"type": "json_object"}, extra_body={"grammar": YES})
+
+
+def test_llama_servers_own_prompt_and_bias_forms(url):
+    ids = httpx.post(url + "/tokenize", json={"content": "The sky is"}).json()["tokens"]
+    both = post(url, "/completion", {"prompt": [ids, {"prompt_string": "The sky is"}], "n_predict": 4,
+                                     "temperature": 0}).json()
+    assert isinstance(both, list) and both[0]["content"] == both[1]["content"]
+    plain = post(url, "/completion", {"prompt": "The sky is", "n_predict": 4, "temperature": 0}).json()["content"]
+    first_word = plain.split()[0]
+    banned = post(url, "/completion", {"prompt": "The sky is", "n_predict": 4, "temperature": 0,
+                                       "logit_bias": [[" " + first_word, False]]}).json()["content"]
+    assert not banned.startswith(" " + first_word)  # a text's tokens banned, as llama-server reads it
+    r = post(url, "/completion", {"prompt": [{"prompt_string": "x", "multimodal_data": ["aGk="]}]})
+    assert r.status_code == 400 and "multimodal_data" in r.json()["error"]["message"]

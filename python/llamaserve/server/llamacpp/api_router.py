@@ -37,8 +37,9 @@ def routes(service: GenerationService) -> list[Route]:
     openai = {route.path: route for route in openai_router.routes(service)}
 
     async def completion(request: Request) -> Response:
-        req = completion_protocol.parse(await read_json(request))
-        async with service.lease(req.request.model) as model:
+        body = await read_json(request)
+        async with service.lease(completion_protocol.model_of(body)) as model:
+            req = completion_protocol.parse(body, lambda text: model.engine.tokenize(text, add_special=False))
             openai_req = req.request
             if req.unlimited:  # n_predict -1: up to the end of the context
                 openai_req = replace(openai_req, sampling=replace(

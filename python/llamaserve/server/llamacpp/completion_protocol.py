@@ -5,6 +5,8 @@ at their neutral value; a few that change nothing here are accepted (listed in R
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +14,7 @@ from llamaserve.json_grammar import SchemaError, schema_to_grammar
 from llamaserve.server.errors import invalid
 from llamaserve.server.openai.protocol import COMPLETION_SCHEMA as OPENAI_COMPLETION_SCHEMA
 from llamaserve.server.openai.protocol import CompletionRequest, parse_completion
-from llamaserve.server.protocol_values import json_object
+from llamaserve.server.protocol_values import json_object, model_name
 
 COMPLETION_PROPERTIES = OPENAI_COMPLETION_SCHEMA["properties"]
 # llama-server's name -> the OpenAI completion request's
@@ -50,11 +52,19 @@ class LlamaCompletion:
     unlimited: bool  # n_predict -1: until the end of the context
 
 
-def parse(body: Any) -> LlamaCompletion:
+def model_of(body: Any) -> str | None:
+    """The model a request names (leased before the rest is read: texts in it are tokenized)."""
+    return model_name({k: v for k, v in json_object("body", body).items() if v is not None})
+
+
+def parse(body: Any, tokenize: Callable[[str], list[int]]) -> LlamaCompletion:
+    """`tokenize`: the leased model's, for logit_bias keyed by text (each of its tokens biased)."""
     values = {k: v for k, v in json_object("body", body).items() if v is not None}
     openai: dict[str, Any] = {}
     for name, value in values.items():
-        if name in SAME:
+        if name == "prompt":
+            openai[name] = _prompt(value)
+        elif name in SAME:
             openai[name] = value
         elif name in RENAMED:
             openai[RENAMED[name]] = value
@@ -77,12 +87,46 @@ def parse(body: Any) -> LlamaCompletion:
         openai["logprobs"] = 0  # the chosen tokens' ids come with their log-probabilities
     elif openai.get("logprobs") == 0 and not return_tokens:
         del openai["logprobs"]
-    if isinstance(openai.get("logit_bias"), list):  # llama-server's [[token, bias], ...]
-        openai["logit_bias"] = {str(pair[0]): pair[1] for pair in openai["logit_bias"]
-                                if isinstance(pair, list) and len(pair) == 2}
+    if "logit_bias" in openai:
+        openai["logit_bias"] = _logit_bias(openai["logit_bias"], tokenize)
     if "prompt" not in openai:
         raise invalid("prompt: required")
     return LlamaCompletion(parse_completion(openai), return_tokens, unlimited)
+
+
+def _prompt(value: Any) -> Any:
+    """llama-server's prompts: OpenAI's forms, and {"prompt_string": ...} objects among them."""
+    if not isinstance(value, list):
+        return value
+    out = []
+    for i, item in enumerate(value):
+        if isinstance(item, dict):
+            if item.get("multimodal_data"):
+                raise invalid(f"prompt[{i}].multimodal_data: images and audio are not supported (text models only)")
+            item = item.get("prompt_string")
+            if not isinstance(item, str):
+                raise invalid(f"prompt[{i}].prompt_string: must be a string")
+        out.append(item)
+    return out
+
+
+def _logit_bias(value: Any, tokenize: Callable[[str], list[int]]) -> Any:
+    """llama-server's forms: [[token or text, bias], ...] or {token or text: bias}; a text's every
+    token gets its bias (false: banned). Token ids stay for the one validator of logit_bias."""
+    pairs = list(value.items()) if isinstance(value, dict) else value
+    if not isinstance(pairs, list):
+        return value  # the validator says what is wrong
+    out: dict[Any, Any] = {}
+    for pair in pairs:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise invalid("logit_bias: each entry must be [token or text, bias]")
+        key, bias = pair
+        bias = -math.inf if bias is False else bias
+        if isinstance(key, str) and not key.strip().isdigit():
+            out.update({token: bias for token in tokenize(key)})
+        else:
+            out[key] = bias
+    return out
 
 
 def _schema_grammar(schema: Any) -> str:
