@@ -61,7 +61,9 @@ def llamaserve_argv(args: list[str], model: str) -> list[str]:
         i += 1
     parallel = parallel or 1
     out += ["--parallel", str(parallel)]
-    if ctx:
+    if ctx and "--kv-unified" in out:  # one pool that any request may fill
+        out += ["--ctx", str(ctx), "--kv-cells", str(ctx)]
+    elif ctx:
         out += ["--ctx", str(max(ctx // parallel, 8))]  # llama-server's -c is every slot's together
     if dropped:
         print(f"peer-suite shim: no llamaserve equivalent for {', '.join(dropped)}", file=sys.stderr)
