@@ -125,3 +125,14 @@ def test_llama_servers_own_prompt_and_bias_forms(url):
     assert not banned.startswith(" " + first_word)  # a text's tokens banned, as llama-server reads it
     r = post(url, "/completion", {"prompt": [{"prompt_string": "x", "multimodal_data": ["aGk="]}]})
     assert r.status_code == 400 and "multimodal_data" in r.json()["error"]["message"]
+
+
+def test_v1_health_is_public_like_health(default_server, engine):
+    from llamaserve.config import ServerConfig
+    from llamaserve.server.app import create_app
+    from serverutil import LiveServer
+
+    assert httpx.get(default_server.url + "/v1/health").json()["status"] == "healthy"
+    with LiveServer(create_app(ServerConfig(api_keys=("k" * 16,)), engine)) as server:
+        assert httpx.get(server.url + "/v1/health").status_code == 200  # no key needed, as llama-server
+        assert httpx.get(server.url + "/v1/models").status_code == 401

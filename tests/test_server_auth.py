@@ -199,3 +199,17 @@ def test_cors_preflight_and_headers(engine):
         assert r.headers["access-control-allow-origin"] == "http://ui.example"
         denied = httpx.get(server.url + MODELS, headers={"Origin": "http://evil.example", **bearer(KEYS[0])})
         assert "access-control-allow-origin" not in denied.headers
+
+
+
+def test_cors_default_is_any_local_page_as_llama_server(engine):
+    """No --cors-origins: pages this machine serves (any port) may call the API; others may not."""
+    with LiveServer(create_app(ServerConfig(), engine)) as server:
+        for origin in ("http://localhost:3000", "http://127.0.0.1:8080", "https://[::1]"):
+            preflight = httpx.options(server.url + "/completion", headers={
+                "Origin": origin, "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type"})
+            assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == origin
+        for origin in ("http://evil.example", "http://localhost.evil.example"):
+            r = httpx.get(server.url + "/v1/models", headers={"Origin": origin})
+            assert "access-control-allow-origin" not in r.headers

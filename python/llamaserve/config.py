@@ -149,8 +149,10 @@ class ServerConfig:
     rate_limit_window: float = _opt("--rate-limit-window", "rate limit window in seconds", 60.0)
     max_body_bytes: int = _opt("--max-body-bytes", "largest request body accepted", 4 * 1024 * 1024)
     max_batch_size: int = _opt("--max-batch-size", "most requests in one batch call", 32)
-    cors_origins: tuple[str, ...] = _opt("--cors-origins", "comma-separated origins allowed by CORS "
-                                         "('*' for any)", ())
+    cors_origins: tuple[str, ...] = _opt("--cors-origins", "comma-separated origins allowed by CORS: exact "
+                                         "origins, 'localhost' (any page served from this machine: localhost, "
+                                         "127.0.0.1, [::1], any port, as llama-server), '*' for any, or '' for "
+                                         "none", ("localhost",))
     request_timeout: float = _opt("--request-timeout", "seconds a generation may take, queueing included, "
                                   "before it is cancelled with 504 (0: no limit)", 0.0)
     sse_ping: float = _opt("--sse-ping", "seconds of silence after which a stream sends an SSE comment "

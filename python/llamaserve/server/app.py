@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -23,9 +22,9 @@ from llamaserve.hosting.opening import Loader
 from llamaserve.server import described, errors, openapi, playground
 from llamaserve.server.auth import Authenticator, AuthMiddleware, client_ip, is_api_path
 from llamaserve.server.body import BodyLimitMiddleware
+from llamaserve.server.cors import cors_middleware
 from llamaserve.server.families import FAMILIES
 from llamaserve.server.generation import GenerationService
-from llamaserve.server.health import health_endpoint
 from llamaserve.server.metrics import MetricsMiddleware, ServerMetrics, metrics_endpoint
 from llamaserve.server.ratelimit import FixedWindowLimiter, RateLimitMiddleware
 from llamaserve.server.ratelimit_redis import RedisWindowLimiter
@@ -80,7 +79,6 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None,
 
     routes = [
         *playground.routes(),  # GET /
-        Route("/health", health_endpoint(host, metrics), methods=["GET"]),
         Route("/metrics", metrics_endpoint(metrics), methods=["GET"]),
         *described.routes(openapi.document(described.OPENAPI_PATHS,
                                            *(family.openapi_paths for family in FAMILIES.all))),
@@ -88,11 +86,8 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None,
     ]
 
     middleware = [Middleware(MetricsMiddleware, metrics=metrics)]
-    if config.cors_origins:
-        middleware.append(Middleware(
-            CORSMiddleware, allow_origins=list(config.cors_origins), allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type", "X-API-Key", "Accept"],
-            expose_headers=["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"]))
+    if (cors := cors_middleware(config.cors_origins)) is not None:
+        middleware.append(cors)
     authenticator = Authenticator(config) if config.auth_enabled else None
     if limiter is not None:
         def identify(scope: Scope) -> str:

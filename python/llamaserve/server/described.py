@@ -12,13 +12,7 @@ from starlette.routing import Route
 from llamaserve.server import openapi
 
 DOCS_PAGE = files("llamaserve.server").joinpath("static/docs.html")
-_HEALTH = {"type": "object", "required": ["status", "model_loaded"],
-           "properties": {"status": {"type": "string"}, "model_loaded": {"type": "boolean"}}}
 OPENAPI_PATHS = {
-    "/health": {"get": openapi.operation(
-        "Is a model loaded: memory, connections, slots (503 while loading or unhealthy)", "server",
-        {"200": {"description": "serving", "content": {"application/json": {"schema": _HEALTH}}},
-         "503": {"description": "loading or unhealthy", "content": {"application/json": {"schema": _HEALTH}}}})},
     "/metrics": {"get": openapi.operation(
         "Prometheus metrics", "server",
         {"200": {"description": "the metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}})},

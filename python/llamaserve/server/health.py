@@ -1,16 +1,23 @@
-"""GET /health: is a model loaded, memory, connections, slots."""
+"""GET /health (and llama-server's /v1/health): is a model loaded, memory, connections, slots."""
 from __future__ import annotations
 
 import os
 import resource
 import sys
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import Route
 
-from llamaserve.server.metrics import ServerMetrics
 from llamaserve.hosting.devices import placement
 from llamaserve.hosting.host import ModelHost
+from llamaserve.server import openapi
+from llamaserve.server.family import ApiFamily, spec_error_body, spec_stream_error
+from llamaserve.server.metrics import ServerMetrics
+
+if TYPE_CHECKING:
+    from llamaserve.server.generation import GenerationService
 
 
 def process_memory() -> int:
@@ -78,3 +85,22 @@ def health_endpoint(host: ModelHost, metrics: ServerMetrics):  # noqa: ANN201 - 
         headers = {"Retry-After": "1"} if host.state == "loading" else None
         return JSONResponse(body, status_code=503, headers=headers)
     return health
+
+
+_HEALTH = {"type": "object", "required": ["status", "model_loaded"],
+           "properties": {"status": {"type": "string"}, "model_loaded": {"type": "boolean"}}}
+OPENAPI_PATH = {"get": openapi.operation(
+    "Is a model loaded: memory, connections, slots (503 while loading or unhealthy)", "server",
+    {"200": {"description": "serving", "content": {"application/json": {"schema": _HEALTH}}},
+     "503": {"description": "loading or unhealthy", "content": {"application/json": {"schema": _HEALTH}}}})}
+
+
+def _routes(service: GenerationService) -> list[Route]:
+    endpoint = health_endpoint(service.host, service.metrics)
+    return [Route(path, endpoint, methods=["GET"]) for path in PATHS]
+
+
+# /health, and llama-server's /v1/health: public (no API key), like llama-server's.
+PATHS = ("/health", "/v1/health")
+FAMILY = ApiFamily("health", PATHS, _routes, {path: OPENAPI_PATH for path in PATHS}, spec_error_body,
+                   spec_stream_error, guarded=False)
