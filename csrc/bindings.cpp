@@ -167,6 +167,7 @@ py::dict metadata_dict(const Model & model) {
 // The compute backends this build has (CPU, CUDA, Metal, ...) and the devices each found at
 // run time: a CUDA build on a machine without a GPU has CUDA with no device.
 py::list compute_backends() {
+    install_log_capture();  // a GPU backend that finds no device logs why: through our logger, quiet by default
     py::list out;
     for (size_t i = 0; i < ggml_backend_reg_count(); ++i) {
         ggml_backend_reg_t reg = ggml_backend_reg_get(i);
@@ -399,6 +400,12 @@ PYBIND11_MODULE(_native, m) {
         }, "KV cells (in all, held, promised) and prefix-cache counters.")
         .def_property_readonly("speculation", &Engine::speculation,
                                "The speculation in effect: off, ngram or draft.")
+        .def_property_readonly("cache_reuse", [](const Engine & e) {
+            py::dict d;
+            d["min_chunk"] = e.cache_reuse();
+            d["after_new_tokens"] = e.cache_reuse_after_new_tokens();
+            return d;
+        }, "The reuse past a divergence in effect: min_chunk (0: off) and after_new_tokens.")
         .def_property_readonly("speculation_stats", [](const Engine & e) {
             const SpeculationStats s = e.speculation_stats();
             py::dict d;

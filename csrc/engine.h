@@ -155,6 +155,11 @@ public:
     // The speculation in effect: options().spec, or "off" for a model whose KV cannot be cut
     // back (recurrent or hybrid: rejected drafts could not be removed).
     const std::string & speculation() const { return spec_; }
+    // The reuse past a divergence in effect: the shortest chunk (0: off, also where the KV
+    // cannot move: a sliding window without swa_full, a recurrent state, M-RoPE), and whether a
+    // chunk may follow new tokens (one KV pool) or only the cached prefix.
+    size_t cache_reuse() const { return reuse_chunk_; }
+    bool cache_reuse_after_new_tokens() const { return reuse_gaps_ && reuse_chunk_ > 0; }
     size_t queue_depth() const;
     int32_t busy_slots() const { return busy_slots_.load(); }
     const std::vector<MemoryUse> & memory_use() const { return memory_use_; }

@@ -30,6 +30,17 @@ def shared_tokens(engine: llamaserve.Engine, a: str, b: str) -> int:
     return len(os.path.commonprefix([engine.tokenize(a), engine.tokenize(b)]))
 
 
+def chat_with_header(client):
+    """ask(header) -> the usage of a one-token chat whose system prompt starts with that header line."""
+    model = client.models.list().data[0].id
+
+    def ask(header: str):
+        return client.chat.completions.create(model=model, max_tokens=1, temperature=0, messages=[
+            {"role": "system", "content": f"Request-ID: {header}\n{BODY}"},
+            {"role": "user", "content": "Do you sell cordless drills?"}]).usage
+    return ask
+
+
 @pytest.fixture(scope="module")
 def pooled(smollm2_path):
     """One KV pool: chunks may follow new tokens (the changed line), parked until reached."""
@@ -40,6 +51,7 @@ def pooled(smollm2_path):
 
 
 def test_a_changed_first_line_reuses_the_rest_and_says_where_it_left(pooled):
+    assert pooled.cache_reuse == {"min_chunk": 32, "after_new_tokens": True}
     first = pooled.generate(prompt("A1"), max_tokens=2, temperature=0)
     assert first.usage.reused_tokens == 0 and first.usage.cache_departure is None
     second = pooled.generate(prompt("Z98765"), max_tokens=2, temperature=0)
@@ -69,6 +81,7 @@ def test_a_slot_of_its_own_reuses_past_a_deleted_line(smollm2_path):
     # A share of KV per slot (the default): chunks only directly after the cached prefix, so
     # a deleted line is reused past, a changed one is not (but still reported).
     with llamaserve.Engine.load(smollm2_path, n_ctx=2048, n_parallel=1, cache_reuse=64, spec="off") as eng:
+        assert eng.cache_reuse == {"min_chunk": 64, "after_new_tokens": False}
         eng.generate(prompt("D4"), max_tokens=1, temperature=0)
         deleted = eng.generate(prompt(None), max_tokens=1, temperature=0)
         assert deleted.usage.reused_tokens > deleted.usage.prompt_tokens - 16
@@ -79,6 +92,7 @@ def test_a_slot_of_its_own_reuses_past_a_deleted_line(smollm2_path):
 
 def test_a_sliding_window_model_never_moves_its_kv(model_path):
     with llamaserve.Engine.load(model_path, n_ctx=1024, n_parallel=1, kv_unified=True, cache_reuse=32) as eng:
+        assert eng.cache_reuse == {"min_chunk": 0, "after_new_tokens": False}  # asked for, refused
         eng.generate(prompt("F6"), max_tokens=1, temperature=0)
         second = eng.generate(prompt("G77"), max_tokens=1, temperature=0)
         assert second.usage.reused_tokens == 0
@@ -94,14 +108,7 @@ def test_usage_and_metrics_report_the_reuse_and_the_miss(pooled, serve_app, clie
     from llamaserve.config import ServerConfig
 
     server = serve_app(ServerConfig(), eng=pooled)
-    client = client_for(server.url)
-    model = client.models.list().data[0].id
-
-    def ask(header: str):
-        return client.chat.completions.create(model=model, max_tokens=1, temperature=0, messages=[
-            {"role": "system", "content": f"Request-ID: {header}\n{BODY}"},
-            {"role": "user", "content": "Do you sell cordless drills?"}]).usage
-
+    ask = chat_with_header(client_for(server.url))
     ask("H8")
     usage = ask("J1234")  # the first line changed, as an agent's request header does
     details = usage.prompt_tokens_details
@@ -114,6 +121,9 @@ def test_usage_and_metrics_report_the_reuse_and_the_miss(pooled, serve_app, clie
     misses = [line for line in metrics.splitlines() if line.startswith("llamaserve:prefix_cache_misses_total")]
     assert reused and float(reused[0].split()[-1]) >= details.model_extra["reused_tokens"]
     assert misses and float(misses[0].split()[-1]) >= 1
+    prefix_cache = httpx.get(server.url + "/health").json()["kv_cache"]["prefix_cache"]
+    assert prefix_cache["reuse"] == {"min_chunk": 32, "after_new_tokens": True}
+    assert prefix_cache["reused_tokens"] >= details.model_extra["reused_tokens"]
 
 
 def test_bench_agent_reports_the_reuse_of_a_volatile_first_line(pooled, serve_app, tmp_path):
@@ -132,3 +142,18 @@ def test_bench_agent_reports_the_reuse_of_a_volatile_first_line(pooled, serve_ap
     # Turn 2 changed the first line: the rest of turn 1 came back by reuse (turn 1 had none).
     assert 0.3 < result["reused_fraction"] <= result["cached_fraction"]
     assert "request=0.2\n" in result["cache_miss_example"]["text"]  # the line that changed, turn 2's
+
+
+def test_the_server_reuses_nothing_by_default_but_says_where_the_cache_missed(default_server, client_for):
+    # --cache-reuse is off unless asked for: a changed first line is prefilled again, and usage
+    # still names the token and the text where the prompt left the cache.
+    ask = chat_with_header(client_for(default_server.url))
+    ask("K5")
+    usage = ask("L6789")
+    details = usage.prompt_tokens_details
+    assert details.model_extra["reused_tokens"] == 0
+    assert details.cached_tokens < 20  # the template's first tokens and "Request-ID:" only
+    miss = usage.model_extra["cache_miss"]
+    assert miss["token"] == details.cached_tokens and miss["text"].lstrip().startswith("L")
+    reuse = httpx.get(default_server.url + "/health").json()["kv_cache"]["prefix_cache"]["reuse"]
+    assert reuse == {"min_chunk": 0, "after_new_tokens": False}

@@ -361,6 +361,14 @@ class Engine:
         return self._native.speculation
 
     @property
+    def cache_reuse(self) -> dict[str, int | bool]:
+        """The reuse past a divergence in effect: min_chunk, the shortest chunk reused (0: off,
+        as asked or because this model's KV cannot move: a sliding window without swa_full, a
+        recurrent state), and after_new_tokens: whether a chunk may follow new tokens (a changed
+        line; one KV pool) or only the cached prefix (a deleted span)."""
+        return self._native.cache_reuse
+
+    @property
     def speculation_stats(self) -> dict[str, int]:
         """Drafted tokens verified since the engine started, and how many were accepted."""
         return self._native.speculation_stats

@@ -83,5 +83,20 @@ async def open_model(loader: Loader, config: ServerConfig, registry: ModelRegist
     if 0 < n_ctx_train < options["n_ctx"]:
         log.warning("--ctx %d is more than %s was trained for (%d tokens): text past that length "
                     "may degrade", options["n_ctx"], path.name, n_ctx_train)
+    _say_what_reuse_applies(engine, path.name, options["cache_reuse"])
     return wrap(engine, path, registry, owned=True, n_gpu_layers=n_gpu_layers, load_time=elapsed,
                 entry=entry, name=name, also=also)
+
+
+def _say_what_reuse_applies(engine: Engine, model: str, asked: int) -> None:
+    """--cache-reuse is a request: a model whose KV cannot move never reuses, and without one
+    KV pool a chunk can only follow the cached prefix (README, "Reuse past a divergence")."""
+    if asked <= 0:
+        return
+    in_effect = engine.cache_reuse
+    if in_effect["min_chunk"] == 0:
+        log.warning("--cache-reuse %d: off for %s, whose KV cannot move to new positions (a sliding "
+                    "window without --swa-full, a recurrent state or M-RoPE)", asked, model)
+    elif not in_effect["after_new_tokens"]:
+        log.info("--cache-reuse %d without --kv-unified: %s reuses cached chunks only right after the "
+                 "cached prefix (past deleted text), not past a changed line", asked, model)

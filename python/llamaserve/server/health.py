@@ -41,8 +41,9 @@ def memory_usage() -> str:
     return f"{process_memory() / 2**30:.1f}GB/{machine_memory() / 2**30:.1f}GB"
 
 
-def kv_cache(stats: dict[str, int]) -> dict[str, object]:
-    """KV cells and prefix-cache use, as /health shows them."""
+def kv_cache(stats: dict[str, int], reuse: dict[str, int | bool]) -> dict[str, object]:
+    """KV cells and prefix-cache use, as /health shows them; reuse: the reuse past a divergence
+    in effect (Engine.cache_reuse)."""
     cells, used = stats["kv_cells"], stats["kv_cells_used"]
     return {
         "cells": cells, "cells_used": used, "cells_reserved": stats["kv_cells_reserved"],
@@ -52,7 +53,7 @@ def kv_cache(stats: dict[str, int]) -> dict[str, object]:
             "requests_hit": stats["requests_hit"], "reused_tokens": stats["reused_tokens"],
             "requests_missed": stats["requests_departed"], "host_entries": stats["host_entries"],
             "host_bytes": stats["host_bytes"], "host_budget": stats["host_budget"],
-            "host_hits": stats["host_hits"],
+            "host_hits": stats["host_hits"], "reuse": reuse,
         },
     }
 
@@ -73,7 +74,7 @@ def health_endpoint(host: ModelHost, metrics: ServerMetrics):  # noqa: ANN201 - 
             total, busy = model.engine.n_parallel, model.engine.busy_slots
             body["slots"] = {"total": total, "busy": busy, "free": total - busy}
             body["queue_depth"] = model.engine.queue_depth
-            body["kv_cache"] = kv_cache(model.engine.cache_stats)
+            body["kv_cache"] = kv_cache(model.engine.cache_stats, model.engine.cache_reuse)
             body["speculation"] = {"mode": model.engine.speculation, **model.engine.speculation_stats}
             body["device"] = placement(model.engine.memory_use)
             return JSONResponse(body)
