@@ -10,8 +10,7 @@ from llamaserve.compat.errors import UnsupportedArgument
 
 # llama-cpp-python's samplers (and Python hooks) that llamaserve does not run: refused unless neutral.
 NEUTRAL = {"typical_p": 1.0, "tfs_z": 1.0, "mirostat_mode": 0, "stopping_criteria": None, "logits_processor": None}
-# Accepted without effect: they only tune the samplers above.
-NO_EFFECT = ("mirostat_tau", "mirostat_eta")
+# mirostat_tau and mirostat_eta are accepted without effect: they only tune a sampler above.
 
 
 def sampling(args: dict[str, Any], default_seed: int | None, n_ctx: int) -> dict[str, Any]:

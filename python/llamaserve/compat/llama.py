@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy
@@ -137,8 +138,7 @@ class Llama:
         return dict(self._engine.metadata)
 
     def set_seed(self, seed: int) -> None:
-        self._settings = type(self._settings)(self._settings.load, seed, self._settings.chat_format,
-                                              self._settings.ignored)
+        self._settings = replace(self._settings, seed=seed)
 
     def close(self) -> None:
         self._engine.close()

@@ -51,13 +51,13 @@ class Shape:
 
     def result(self, i: int, content: str, choice: Choice) -> dict[str, Any]:
         stats = choice.stats or {}
-        stops = self.plan.arguments[i].get("stop") or []
-        stop_type = "limit" if choice.finish == "length" else ("word" if stops and stats.get("stop_word") else "eos")
+        # The engine does not tell an end token from a stop string: both are "eos" here.
+        stop_type = "limit" if choice.finish == "length" else "eos"
         out = {"index": i, "content": content, "tokens": self.tokens(choice), "id_slot": -1, "stop": True,
                "model": self.model_name, "tokens_predicted": stats.get("completion_tokens", 0),
                "tokens_evaluated": stats.get("prompt_tokens", 0), "generation_settings": self.settings(i),
                "prompt": self.prompt(i), "has_new_line": "\n" in content, "truncated": False,
-               "stop_type": stop_type, "stopping_word": stats.get("stop_word") or "",
+               "stop_type": stop_type, "stopping_word": "",
                "tokens_cached": stats.get("cached_tokens", 0), "timings": timings(stats)}
         if self.n_probs:
             out["completion_probabilities"] = self.probabilities(choice.records)
