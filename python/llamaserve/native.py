@@ -1,7 +1,7 @@
-"""What llamaserve takes from the compiled extension besides the engine itself (engine.py):
-the typed errors, llama.cpp's quantizer, build facts (the compute backends and their devices), log verbosity, the speculation
-bound, the grammar limits and the shortest chunk cache reuse takes. With engine.py, the
-only module that imports `_native`."""
+"""What llamaserve takes from the compiled extension besides the engine itself (the engine
+package): the typed errors, llama.cpp's quantizer, build facts (the compute backends and their
+devices), log verbosity, the speculation bound, the grammar limits and the shortest chunk cache
+reuse takes. With the engine package, the only place that imports `_native`."""
 from llamaserve._native import (
     MAX_GRAMMAR_BYTES,
     MAX_GRAMMAR_WIDTH,

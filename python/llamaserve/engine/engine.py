@@ -1,11 +1,11 @@
-"""The public engine facade over the native continuous-batching engine."""
+"""Engine: one loaded model, its slots decoded together by the native scheduler; generation,
+embeddings, tokens, and chat through the server's pipeline in this process."""
 from __future__ import annotations
 
 import asyncio
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,265 +15,18 @@ import numpy
 from llamaserve import _native
 from llamaserve.config import DEFAULT_CACHE_REUSE, FLASH_ATTN_MODES, KV_CACHE_TYPES, SPEC_MODES
 from llamaserve.default_model import default_model_path
-from llamaserve.errors import EngineError, InvalidRequest, QueueFull
+from llamaserve.errors import InvalidRequest, QueueFull
 from llamaserve.generation_params import (
     PARAMETERS, check_bool, check_choice, check_integer, check_prompt, check_text, check_token_ids, validate)
-from llamaserve.results import Completion, Embeddings, TokenLogprob, completion_of
+from llamaserve.engine.arguments import Prompt, native_settings
+from llamaserve.engine.streams import AsyncPump, AsyncTextStream, TextStream
+from llamaserve.results import Completion, Embeddings
 
 if TYPE_CHECKING:
     from llamaserve.local_chat.api import LocalChat
     from llamaserve.local_chat.results import ChatChunk, ChatReply
 
-Prompt = str | Sequence[int]
 DEFAULT_CACHE_RAM = 1 << 30  # host memory for prefix snapshots
-_SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "presence_penalty",
-                   "frequency_penalty", "penalty_last_n", "seed", "grammar")
-_OPTION_FIELDS = ("max_tokens", "stop", "ignore_eos", "logprobs", "add_special", "parse_special",
-                  "cache_prompt", "speculative", "prediction", "preserved_tokens", "reasoning_start", "reasoning_end",
-                  "reasoning_open", "reasoning_budget")
-
-
-def native_settings(arguments: dict[str, Any], n_ctx: int) -> tuple[_native.SamplingParams,
-                                                                    _native.GenerationOptions]:
-    """Checked generation arguments (llamaserve.generation_params) as the native structs; a
-    prediction that Engine.prepare tokenized goes as it is."""
-    prepared = arguments.get("prediction")
-    if isinstance(prepared, _native.TokenIds):
-        arguments = {name: value for name, value in arguments.items() if name != "prediction"}
-    checked = validate(arguments)
-    sampling, options = _native.SamplingParams(), _native.GenerationOptions()
-    for name in _SAMPLING_FIELDS:
-        if name in checked:
-            setattr(sampling, name, checked[name])
-    if checked.get("penalty_last_n") == -1:  # llama.cpp's convention: the whole context
-        sampling.penalty_last_n = n_ctx
-    sampling.logit_bias = list(checked.get("logit_bias", {}).items())
-    for name in _OPTION_FIELDS:
-        if name in checked:
-            setattr(options, name, checked[name])
-    if isinstance(prepared, _native.TokenIds):
-        options.prediction_tokens = prepared
-    return sampling, options
-
-
-def failure_of(stats: dict[str, Any]) -> EngineError | None:
-    """The error a finished stream's stats report, typed: InvalidRequest (400) when the request
-    was at fault (its grammar ran over its step budget), else EngineError; None if it did not fail."""
-    if stats["finish_reason"] != "error":
-        return None
-    if stats.get("error_type") == "invalid_request":
-        return InvalidRequest(stats["error"])
-    return EngineError(stats["error"] or "generation failed")
-
-
-def _raise_if_failed(native: _native.TokenStream) -> None:
-    error = failure_of(native.stats())
-    if error is not None:
-        raise error
-
-
-class TextStream:
-    """Text pieces of one request as they are generated; waiting releases the GIL.
-
-    Leaving it unfinished (break, close(), garbage collection) cancels the request.
-    """
-
-    def __init__(self, native: _native.TokenStream) -> None:
-        self._native = native
-        self._text: list[str] = []
-
-    def __iter__(self) -> TextStream:
-        return self
-
-    def __next__(self) -> str:
-        try:
-            piece = next(self._native)
-        except StopIteration:
-            _raise_if_failed(self._native)
-            raise
-        self._text.append(piece)
-        return piece
-
-    def cancel(self) -> None:
-        self._native.cancel()
-
-    close = cancel
-
-    def __enter__(self) -> TextStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.cancel()
-
-    def __del__(self) -> None:
-        self._native.cancel()
-
-    @property
-    def finished(self) -> bool:
-        return self._native.finished
-
-    def take_token_logprobs(self) -> list[TokenLogprob]:
-        """With logprobs=N: (token, logprob, top N alternatives) per token since the last call."""
-        return self._native.take_logprobs()
-
-    def completion(self) -> Completion:
-        """The whole result; consumes what is left of the stream first."""
-        for _ in self:
-            pass
-        return completion_of("".join(self._text), self._native.stats())
-
-
-class _Waiter:
-    """Lets one async stream sleep until the pump says its native stream has news."""
-
-    __slots__ = ("future", "ready")
-
-    def __init__(self) -> None:
-        self.future: asyncio.Future[None] | None = None
-        self.ready = False
-
-    def wake(self) -> None:
-        self.ready = True
-        if self.future is not None and not self.future.done():
-            self.future.set_result(None)
-
-    async def wait(self) -> None:
-        if not self.ready:
-            self.future = asyncio.get_running_loop().create_future()
-            try:
-                await self.future
-            finally:
-                self.future = None
-        self.ready = False
-
-
-class _AsyncPump:
-    """One per engine and event loop: the loop watches one pipe, and each wake-up hands
-    every stream with news to its waiter. No thread per stream, no thread at all."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.notifier = _native.AsyncNotifier()
-        self.waiters: dict[int, _Waiter] = {}
-        loop.add_reader(self.notifier.fd, self._on_ready)
-
-    def _on_ready(self) -> None:
-        for stream_id in self.notifier.take_ready():
-            waiter = self.waiters.get(stream_id)
-            if waiter is not None:
-                waiter.wake()
-
-    def close(self) -> None:
-        """Stop watching the pipe and wake every waiter: called once their streams have all
-        ended (the native engine is closed), so each one sees its end. Any thread may call it."""
-        if self.loop.is_closed():
-            return
-
-        def wake_all() -> None:
-            self.loop.remove_reader(self.notifier.fd)
-            for waiter in list(self.waiters.values()):
-                waiter.wake()
-
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self.loop:
-            wake_all()
-        else:
-            self.loop.call_soon_threadsafe(wake_all)
-
-
-class AsyncTextStream:
-    """Async iterator of text pieces; breaking out of it or aclose() cancels the request."""
-
-    def __init__(self, native: _native.TokenStream, pump: _AsyncPump) -> None:
-        self._native = native
-        self._pump = pump
-        self._waiter = _Waiter()
-        pump.waiters[native.id] = self._waiter
-        self._pieces: deque[str] = deque()
-        self._text: list[str] = []
-        self._finished = False
-        self._failure: EngineError | None = None
-
-    def __aiter__(self) -> AsyncTextStream:
-        return self
-
-    async def _fill(self) -> bool:
-        """Wait until some pieces are buffered; False once the stream is over."""
-        while not self._pieces or self._failure is not None:
-            if self._failure is not None:
-                self._release()
-                raise self._failure
-            if self._finished:
-                self._release()
-                _raise_if_failed(self._native)
-                return False
-            pieces, self._finished = self._native.drain()
-            self._pieces.extend(pieces)
-            self._text.extend(pieces)
-            if not pieces and not self._finished:
-                await self._waiter.wait()
-        return True
-
-    async def next_pieces(self) -> list[str]:
-        """Everything generated since the last call (at least one piece); [] at the end."""
-        if not await self._fill():
-            return []
-        out = list(self._pieces)
-        self._pieces.clear()
-        return out
-
-    async def __anext__(self) -> str:
-        if not await self._fill():
-            raise StopAsyncIteration
-        return self._pieces.popleft()
-
-    def _release(self) -> None:
-        self._pump.waiters.pop(self._native.id, None)
-
-    def cancel(self) -> None:
-        """Stop generating; a coroutine awaiting this stream sees it end (as cancelled)."""
-        self._native.cancel()
-        self._waiter.wake()
-
-    def fail(self, error: EngineError) -> None:
-        """Cancel the request and raise `error` to whoever reads the stream next (a server's
-        request timeout, say), instead of ending it quietly as cancelled."""
-        self._failure = error
-        self.cancel()
-
-    async def aclose(self) -> None:
-        self.cancel()
-
-    def __del__(self) -> None:
-        self._native.cancel()
-        self._release()
-
-    @property
-    def stats(self) -> dict[str, Any]:
-        return self._native.stats()
-
-    @property
-    def token_times(self) -> list[float]:
-        """Seconds from submit at which each generated token came (its inter-token gaps)."""
-        return self._native.token_times()
-
-    @property
-    def drained(self) -> bool:
-        """The engine has finished and every piece has been read: what next_pieces() just
-        returned was the end (the engine hands over a request's last piece with its end)."""
-        return self._finished and not self._pieces and self._failure is None
-
-    def take_token_logprobs(self) -> list[TokenLogprob]:
-        """With logprobs=N: (token, logprob, top N alternatives) per token since the last call."""
-        return self._native.take_logprobs()
-
-    async def completion(self) -> Completion:
-        async for _ in self:
-            pass
-        return completion_of("".join(self._text), self._native.stats())
 
 
 class Engine:
@@ -283,7 +36,7 @@ class Engine:
         self._native = native
         self._embedder: _native.Embedder | None = None  # made on the first embeddings()
         self._embedder_lock = threading.Lock()
-        self._pumps: dict[asyncio.AbstractEventLoop, _AsyncPump] = {}
+        self._pumps: dict[asyncio.AbstractEventLoop, AsyncPump] = {}
         self._chat: LocalChat | None = None  # made on the first chat()
         self._chat_lock = threading.Lock()
 
@@ -496,13 +249,13 @@ class Engine:
             for s in streams:
                 s.cancel()
 
-    def _pump(self) -> _AsyncPump:
+    def _pump(self) -> AsyncPump:
         loop = asyncio.get_running_loop()
         pump = self._pumps.get(loop)
         if pump is None:
             for stale in [lp for lp in self._pumps if lp.is_closed()]:
                 del self._pumps[stale]
-            pump = self._pumps[loop] = _AsyncPump(loop)
+            pump = self._pumps[loop] = AsyncPump(loop)
         return pump
 
     def astream(self, prompt: Prompt, **arguments: Any) -> AsyncTextStream:
