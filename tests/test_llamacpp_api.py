@@ -10,7 +10,9 @@ import httpx
 import openai
 import pytest
 
-from serverutil import sse_events
+from llamaserve.config import ServerConfig
+from llamaserve.server.app import create_app
+from serverutil import LiveServer, sse_events
 
 YES = 'root ::= "yes" | "no"'
 
@@ -128,11 +130,14 @@ def test_llama_servers_own_prompt_and_bias_forms(url):
 
 
 def test_v1_health_is_public_like_health(default_server, engine):
-    from llamaserve.config import ServerConfig
-    from llamaserve.server.app import create_app
-    from serverutil import LiveServer
-
     assert httpx.get(default_server.url + "/v1/health").json()["status"] == "healthy"
     with LiveServer(create_app(ServerConfig(api_keys=("k" * 16,)), engine)) as server:
         assert httpx.get(server.url + "/v1/health").status_code == 200  # no key needed, as llama-server
         assert httpx.get(server.url + "/v1/models").status_code == 401
+
+
+def test_slots_answer_501_under_no_slots(engine):
+    with LiveServer(create_app(ServerConfig(slots_endpoint=False), engine)) as server:
+        r = httpx.get(server.url + "/slots")
+        assert r.status_code == 501  # llama-server's --no-slots answer, in its error shape
+        assert r.json()["error"]["type"] == "not_supported_error" and "--no-slots" in r.json()["error"]["message"]

@@ -144,6 +144,8 @@ class ServerConfig:
                                    "every token must carry) at most this far ahead", 86400.0)
     metrics_auth: str = _opt("--metrics-auth", "who may read /metrics when auth is on: key (any API key "
                              "or token), admin (--admin-keys) or open", "key")
+    slots_endpoint: bool = _opt("--slots", "answer llama-server's GET /slots (--no-slots: 501, as "
+                                "llama-server)", True)
     rate_limit: int = _opt("--rate-limit", "requests per window per client to /api/v1 and /v1 "
                            "(0: off)", 0)
     rate_limit_window: float = _opt("--rate-limit-window", "rate limit window in seconds", 60.0)

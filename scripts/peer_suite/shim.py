@@ -18,10 +18,11 @@ SAME_VALUE = {"--port": "--port", "--host": "--host", "--threads": "--threads", 
               "--reasoning-format": "--reasoning-format", "--alias": "--served-model-name",
               "--api-key": "--api-keys", "--models-dir": "--models-dir", "--cache-reuse": "--cache-reuse",
               "--reasoning-budget": "--reasoning-budget"}
-SAME_SWITCH = {"--kv-unified": "--kv-unified", "--swa-full": "--swa-full"}
+SAME_SWITCH = {"--kv-unified": "--kv-unified", "--swa-full": "--swa-full", "--slots": "--slots",
+               "--no-slots": "--no-slots"}
 # Switches llama-server needs and llamaserve has on anyway (or has no use for).
-NO_VALUE = {"--cont-batching", "--embedding", "--embeddings", "--metrics", "--jinja", "--no-jinja", "--slots",
-            "--no-slots", "--offline", "--verbose", "--no-ui", "--no-webui", "--context-shift", "--reranking",
+NO_VALUE = {"--cont-batching", "--embedding", "--embeddings", "--metrics", "--jinja", "--no-jinja",
+            "--offline", "--verbose", "--no-ui", "--no-webui", "--context-shift", "--reranking",
             "--no-models-autoload", "--no-mmproj", "--no-cache-idle-slots", "--ui-mcp-proxy", "--backend_sampling"}
 
 

@@ -14,10 +14,11 @@ from starlette.routing import Route
 from llamaserve.server import openapi
 from llamaserve.server.body import read_json
 from llamaserve.server.chat import plan as chat_plan
+from llamaserve.server.chat import prompt as prompts
 from llamaserve.server.chat.stream import collect
 from llamaserve.server.chat.token_text import token_text
 from llamaserve.server.embeddings import embed
-from llamaserve.server.errors import invalid
+from llamaserve.server.errors import ApiError, invalid
 from llamaserve.server.generation import GenerationService
 from llamaserve.server.llamacpp import completion_protocol, protocol, serving_completion
 from llamaserve.server.offloop import json_response
@@ -62,12 +63,12 @@ def routes(service: GenerationService) -> list[Route]:
         inputs = [content] if isinstance(content, str) else json_array("content", content)
         if not inputs:
             raise invalid("content: must not be empty")
-        _, result = await embed(service, body.get("model"), inputs)
+        _, result = await embed(service, completion_protocol.model_of(body), inputs)
         return JSONResponse([{"index": i, "embedding": [row]} for i, row in enumerate(result.vectors.tolist())])
 
     async def props(request: Request) -> Response:
         async with service.lease(None) as model:
-            template = await chat_plan.prompts.template_of(model)
+            template = await prompts.template_of(model)
             meta = model.engine.metadata
             return JSONResponse({
                 "default_generation_settings": {"n_ctx": model.engine.n_ctx, "params": {
@@ -79,6 +80,8 @@ def routes(service: GenerationService) -> list[Route]:
                 "build_info": f"llamaserve {llamaserve.__version__}", "is_sleeping": False})
 
     async def slots(request: Request) -> Response:
+        if not config.slots_endpoint:  # llama-server's answer under --no-slots
+            raise ApiError(501, "NOT_SUPPORTED", "the slots endpoint is off (--no-slots)")
         if request.query_params.get("action"):
             raise invalid("action: slot save, restore and erase are not supported: llamaserve's prefix cache "
                           "keeps and restores prompts by itself (--cache-ram)")
@@ -157,7 +160,7 @@ OPENAPI_PATHS = {
         openapi.responses({200: {"type": "object"}}, (401, 429, 503), error_schema="LlamaCppError"))},
     "/slots": {"get": openapi.operation(
         "The slots: each one's context and whether it is busy", _TAG,
-        openapi.responses({200: {"type": "array"}}, (400, 401, 429, 503), error_schema="LlamaCppError"),
+        openapi.responses({200: {"type": "array"}}, (400, 401, 429, 501, 503), error_schema="LlamaCppError"),
         parameters=[{"name": "action", "in": "query", "required": False, "schema": {"type": "string"},
                      "description": "save, restore or erase: not supported (400)"}])},
     "/apply-template": {"post": openapi.operation(
