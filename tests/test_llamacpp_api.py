@@ -141,3 +141,72 @@ def test_slots_answer_501_under_no_slots(engine):
         r = httpx.get(server.url + "/slots")
         assert r.status_code == 501  # llama-server's --no-slots answer, in its error shape
         assert r.json()["error"]["type"] == "not_supported_error" and "--no-slots" in r.json()["error"]["message"]
+
+
+def test_v1_takes_llama_servers_fields(url):
+    """What llama-server's clients send to its OpenAI routes: n_predict, json_schema, n_probs,
+    id_slot and cache_prompt (no effect here), verbose; answers carry its timings."""
+    body = {"messages": [{"role": "user", "content": "Say anything."}], "n_predict": 3, "temperature": 0,
+            "id_slot": 1, "cache_prompt": True, "verbose": True, "n_probs": 2}
+    out = post(url, "/v1/chat/completions", body).json()
+    assert out["usage"]["completion_tokens"] <= 3 and out["choices"][0]["finish_reason"] in ("length", "stop")
+    assert out["timings"]["predicted_n"] == out["usage"]["completion_tokens"]
+    assert "<|im_start|>user\nSay anything.<|im_end|>" in out["__verbose"]["prompt"]
+    assert all(len(t["top_logprobs"]) == 2 for t in out["choices"][0]["logprobs"]["content"])
+    assert "__verbose" not in post(url, "/v1/chat/completions", {**body, "verbose": False}).json()
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    answer = post(url, "/chat/completions", {"messages": [{"role": "user", "content": "A number as JSON"}],
+                                             "json_schema": schema, "n_predict": 24, "temperature": 0}).json()
+    assert isinstance(json.loads(answer["choices"][0]["message"]["content"])["n"], int)
+    completion = post(url, "/v1/completions", {"prompt": "The sky is", "n_predict": 4, "n_probs": 1,
+                                               "temperature": 0}).json()
+    assert completion["usage"]["completion_tokens"] == 4 and len(completion["choices"][0]["logprobs"]["tokens"]) == 4
+    assert completion["timings"]["predicted_n"] == 4
+    refused = post(url, "/v1/chat/completions", {**body, "mirostat": 2})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "mirostat"
+
+
+def test_v1_streams_timings_per_token_and_counts_input_tokens(url):
+    body = {"messages": [{"role": "user", "content": "test"}], "max_tokens": 5, "stream": True,
+            "stream_options": {"include_usage": True}, "timings_per_token": True, "temperature": 0}
+    with httpx.stream("POST", url + "/chat/completions", json=body, timeout=120) as r:
+        events = list(sse_events(line for line in r.iter_lines() if line != "data: [DONE]"))
+    first, *middle, last = events
+    assert first["choices"][0]["delta"] == {"role": "assistant", "content": None} and "timings" not in first
+    assert middle and all("timings" in e for e in middle)
+    assert last["choices"] == [] and last["timings"]["predicted_n"] == last["usage"]["completion_tokens"]
+    counted = post(url, "/chat/completions/input_tokens", {"messages": body["messages"]}).json()
+    assert counted["input_tokens"] == last["usage"]["prompt_tokens"]
+
+
+def test_a_final_assistant_message_is_continued(url):
+    """As llama-server (and vLLM's continue_final_message): the reply goes on from its text."""
+    messages = [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "My favourite is"}]
+    out = post(url, "/v1/chat/completions", {"messages": messages, "max_tokens": 2, "verbose": True}).json()
+    assert out["__verbose"]["prompt"].endswith("<|im_start|>assistant\nMy favourite is")
+    same = post(url, "/v1/chat/completions", {"messages": messages, "max_tokens": 2, "verbose": True,
+                                              "add_generation_prompt": False, "continue_final_message": True}).json()
+    assert same["__verbose"]["prompt"] == out["__verbose"]["prompt"]
+    answered = post(url, "/v1/chat/completions", {"messages": messages, "max_tokens": 2, "verbose": True,
+                                                  "continue_final_message": False}).json()
+    assert answered["__verbose"]["prompt"].endswith("My favourite is<|im_end|>\n<|im_start|>assistant\n")
+    both = post(url, "/v1/chat/completions", {"messages": messages, "add_generation_prompt": True,
+                                              "continue_final_message": True})
+    assert both.status_code == 400 and both.json()["error"]["param"] == "continue_final_message"
+
+
+def test_server_wide_seed_temperature_and_template(engine, tmp_path):
+    template = tmp_path / "plain.jinja"
+    template.write_text("{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}"
+                        "{% if add_generation_prompt %}[assistant] {% endif %}")
+    config = ServerConfig(default_seed=7, default_temperature=1.5, chat_template_file=str(template))
+    with LiveServer(create_app(config, engine)) as server:
+        params = httpx.get(server.url + "/props").json()["default_generation_settings"]["params"]
+        assert params["seed"] == 7 and params["temperature"] == 1.5 and params["top_k"] == 40
+        body = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 12, "verbose": True}
+        first, second = (post(server.url, "/v1/chat/completions", body).json() for _ in range(2))
+        assert first["__verbose"]["prompt"] == "[user] Hi\n[assistant] "
+        # the server's seed makes a hot temperature repeatable
+        assert first["choices"][0]["message"]["content"] == second["choices"][0]["message"]["content"]
+    with pytest.raises(ValueError, match="--chat-template: must be a built-in"):
+        ServerConfig(chat_template="command-r")

@@ -9,7 +9,10 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
+from llamaserve.errors import InvalidRequest
+from llamaserve.generation_params import validate
 from llamaserve.native import MAX_STEP_DRAFTS, MIN_REUSE_CHUNK
+from llamaserve.server.chat.templates import BUILTIN_TEMPLATES
 
 ENV_PREFIX = "LLAMASERVE_"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
@@ -117,7 +120,15 @@ class ServerConfig:
     max_queue: int = _opt("--max-queue", "requests that may wait for a slot; beyond it 503", 256)
     default_max_tokens: int = _opt("--default-max-tokens",
                                    "max_tokens of a request that names none", 256)
+    default_seed: int | None = _opt("--seed", "seed of a request that names none (default: a random one each)",
+                                    None)
+    default_temperature: float | None = _opt("--temp", "temperature of a request that names none "
+                                             "(default: the API's own)", None)
     # -- chat: templates and reasoning models --
+    chat_template: str | None = _opt("--chat-template", "chat template of every model the models config "
+                                     "gives none: a built-in's name (" + ", ".join(BUILTIN_TEMPLATES) +
+                                     ") or Jinja source", None)
+    chat_template_file: str | None = _opt("--chat-template-file", "the same, read from a Jinja file", None)
     chat_template_kwargs: str | None = _opt("--chat-template-kwargs", "JSON object of variables every chat "
                                             "template gets (e.g. '{\"enable_thinking\": false}'); a request's "
                                             "chat_template_kwargs win", None)
@@ -246,6 +257,36 @@ class ServerConfig:
             need(_size("max_memory", self.max_memory) > 0, "max_memory", "must be positive")
         _size("cache_ram", self.cache_ram)
         _size("quantize_cache_size", self.quantize_cache_size)
+        need(self.chat_template is None or self.chat_template_file is None, "chat_template_file",
+             "cannot be combined with chat_template")
+        try:
+            self.request_defaults  # noqa: B018 - each checked by its parameter's one validator
+        except InvalidRequest as exc:
+            raise ValueError(f"{exc}".replace("max_tokens", "default_max_tokens", 1)) from None
+        template = self.template_override  # a file that cannot be read is refused before serving
+        need(template is None or template in BUILTIN_TEMPLATES or "{{" in template or "{%" in template,
+             "chat_template", "must be a built-in's name (" + ", ".join(BUILTIN_TEMPLATES) + ") or Jinja source")
+
+    @property
+    def template_override(self) -> str | None:
+        """--chat-template, or the text of --chat-template-file (read when asked: at load)."""
+        if self.chat_template_file is None:
+            return self.chat_template
+        try:
+            with open(self.chat_template_file, encoding="utf-8") as f:
+                return f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"chat_template_file: cannot read {self.chat_template_file}: {exc}") from None
+
+    @property
+    def request_defaults(self) -> dict[str, Any]:
+        """What a request gets for the parameters it leaves out (checked by their one validator)."""
+        defaults: dict[str, Any] = {"max_tokens": self.default_max_tokens}
+        if self.default_seed is not None:
+            defaults["seed"] = self.default_seed
+        if self.default_temperature is not None:
+            defaults["temperature"] = self.default_temperature
+        return validate(defaults)
 
     @property
     def max_memory_bytes(self) -> int | None:

@@ -25,12 +25,14 @@ import llama_tools  # noqa: E402
 import llamaserve  # noqa: E402
 
 SERVERS = ("llama-server", "llamaserve")
+PORTS = {"llama-server": 8080, "llamaserve": 8091}  # apart, so that both may run at once
 
 
-def suite_copy(scratch: Path) -> Path:
-    """A fresh copy of the vendored tree's server tests (their fixture writes beside them)."""
+def suite_copy(scratch: Path, target: str) -> Path:
+    """A fresh copy of the vendored tree's server tests (their fixture writes beside them), one per
+    server so that runs against the two servers may go on at once."""
     source = llama_tools.vendor_llama.vendor(llama_tools.SCRATCH / "llama.cpp", full=True)
-    tests = scratch / "tests"
+    tests = scratch / f"tests-{target}"
     shutil.rmtree(tests, ignore_errors=True)
     shutil.copytree(source / "tools" / "server" / "tests", tests)
     return tests
@@ -43,8 +45,8 @@ def shim(scratch: Path, target: str, binary: Path) -> Path:
     return path
 
 
-def run_file(tests: Path, test_file: str, server_bin: Path, report: Path, timeout: int) -> dict[str, int]:
-    env = {**os.environ, "LLAMA_SERVER_BIN_PATH": str(server_bin),
+def run_file(tests: Path, test_file: str, server_bin: Path, report: Path, timeout: int, port: int) -> dict[str, int]:
+    env = {**os.environ, "LLAMA_SERVER_BIN_PATH": str(server_bin), "PORT": str(port),
            "PEER_SUITE_MODEL": str(llamaserve.default_model_path()), "PYTHONUNBUFFERED": "1"}
     try:
         subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
@@ -78,18 +80,22 @@ def main() -> int:
     args = parser.parse_args()
     scratch = llama_tools.SCRATCH / "peer-suite"
     scratch.mkdir(parents=True, exist_ok=True)
-    tests = suite_copy(scratch)
     bin_dir = llama_tools.build(["llama-server"])
-    files = args.files or sorted(p.name for p in (tests / "unit").glob("test_*.py"))
     saved = scratch / "results.json"  # earlier runs' figures are kept: a run may cover one server or file
-    results: dict[str, dict[str, dict]] = json.loads(saved.read_text()) if saved.exists() else {}
     for target in args.servers:
+        tests = suite_copy(scratch, target)
+        files = args.files or sorted(p.name for p in (tests / "unit").glob("test_*.py"))
         server = shim(scratch, target, bin_dir / "llama-server")
         for test_file in files:
             print(f"{target}: {test_file}", file=sys.stderr, flush=True)
             report = scratch / f"{target}-{test_file}.xml"
             report.unlink(missing_ok=True)
-            results.setdefault(test_file, {})[target] = run_file(tests, test_file, server, report, args.timeout)
+            result = run_file(tests, test_file, server, report, args.timeout, PORTS[target])
+            # read again before writing: another run (the other server) may have saved meanwhile
+            results: dict[str, dict[str, dict]] = json.loads(saved.read_text()) if saved.exists() else {}
+            results.setdefault(test_file, {})[target] = result
+            saved.write_text(json.dumps(results, indent=2))
+    results = json.loads(saved.read_text()) if saved.exists() else {}
     shown = [s for s in SERVERS if any(s in by_server for by_server in results.values())]
     lines = ["| file | " + " | ".join(f"{s} passed" for s in shown) + " |", "|---|" + "---|" * len(shown)]
     totals = {s: 0 for s in shown}
@@ -107,7 +113,6 @@ def main() -> int:
     lines.append("| all | " + " | ".join(str(totals[s]) for s in shown) + " |")
     text = "\n".join(lines)
     (scratch / "results.md").write_text(text + "\n")
-    (scratch / "results.json").write_text(json.dumps(results, indent=2))
     print(text)
     return 0
 

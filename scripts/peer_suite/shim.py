@@ -17,7 +17,8 @@ SAME_VALUE = {"--port": "--port", "--host": "--host", "--threads": "--threads", 
               "-ctv": "--cache-type-v", "-fa": "--flash-attn", "--cors-origins": "--cors-origins",
               "--reasoning-format": "--reasoning-format", "--alias": "--served-model-name",
               "--api-key": "--api-keys", "--models-dir": "--models-dir", "--cache-reuse": "--cache-reuse",
-              "--reasoning-budget": "--reasoning-budget"}
+              "--reasoning-budget": "--reasoning-budget", "--seed": "--seed", "--temp": "--temp",
+              "--chat-template": "--chat-template", "--chat-template-file": "--chat-template-file"}
 SAME_SWITCH = {"--kv-unified": "--kv-unified", "--swa-full": "--swa-full", "--slots": "--slots",
                "--no-slots": "--no-slots"}
 # Switches llama-server needs and llamaserve has on anyway (or has no use for).

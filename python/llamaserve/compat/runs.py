@@ -48,7 +48,7 @@ class OpenAIRuns:
         model, text_of, n = self.local.model, token_text(self.local.model), req.sampling.n
 
         async def start() -> tuple[Any, ChatRun]:
-            return await _typed(serving_completions.start(req, model, SERVICE, SETTINGS.default_max_tokens))
+            return await _typed(serving_completions.start(req, model, SERVICE, SETTINGS.request_defaults))
 
         comp, chat = self.local.blocking(start())
         env = self._envelope("cmpl")

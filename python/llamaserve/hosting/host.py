@@ -54,7 +54,7 @@ class ModelHost:
         if engine is not None:
             path = Path(engine.metadata.get("path") or "model.gguf")
             model = wrap(engine, path, self.registry, owned=False, n_gpu_layers=config.n_gpu_layers,
-                         **self._served_names())
+                         chat_template=config.template_override, **self._served_names())
             self.loaded[model.name] = self.current = model
             self.state = "ready"
 

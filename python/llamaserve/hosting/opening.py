@@ -40,7 +40,8 @@ def engine_options(config: ServerConfig, registry: ModelRegistry, n_gpu_layers: 
 
 def wrap(engine: Engine, path: Path, registry: ModelRegistry, *, owned: bool, n_gpu_layers: int,
          load_time: float = 0.0, entry: ModelEntry | None = None, name: str | None = None,
-         also: tuple[str, ...] = ()) -> LoadedModel:
+         also: tuple[str, ...] = (), chat_template: str | None = None) -> LoadedModel:
+    """`chat_template`: the server's --chat-template, for a model the models config gives none."""
     """The LoadedModel of an open engine: its names, quantization and real memory use."""
     meta = engine.metadata
     try:
@@ -59,7 +60,8 @@ def wrap(engine: Engine, path: Path, registry: ModelRegistry, *, owned: bool, n_
     return LoadedModel(name=name, path=path, engine=engine, owned=owned, n_gpu_layers=n_gpu_layers,
                        load_time=load_time, aliases=frozenset(a.lower() for a in names if a),
                        quantization=info.quantization if info is not None else None, memory=memory,
-                       chat_template=settings.chat_template if settings else None)
+                       chat_template=settings.chat_template if settings and settings.chat_template
+                       else chat_template)
 
 
 async def open_model(loader: Loader, config: ServerConfig, registry: ModelRegistry, path: Path,
@@ -85,7 +87,7 @@ async def open_model(loader: Loader, config: ServerConfig, registry: ModelRegist
                     "may degrade", options["n_ctx"], path.name, n_ctx_train)
     _say_what_reuse_applies(engine, path.name, options["cache_reuse"])
     return wrap(engine, path, registry, owned=True, n_gpu_layers=n_gpu_layers, load_time=elapsed,
-                entry=entry, name=name, also=also)
+                entry=entry, name=name, also=also, chat_template=config.template_override)
 
 
 def _say_what_reuse_applies(engine: Engine, model: str, asked: int) -> None:

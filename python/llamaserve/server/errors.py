@@ -4,6 +4,7 @@ belongs to (OpenAI's under /v1, Anthropic's under /v1/messages)."""
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -62,13 +63,14 @@ class ApiError(Exception):
     """An error the API reports to its client: HTTP status, stable code, message, details."""
 
     def __init__(self, status: int, code: str, message: str, details: Any = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, fields: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details
         self.headers = dict(headers or {})
+        self.fields = dict(fields or {})  # what some families' shapes add (llama-server's n_ctx, ...)
 
     def body(self) -> dict[str, Any]:
         return {"error": {"code": self.code, "message": self.message, "details": self.details}}
@@ -106,6 +108,9 @@ def overloaded(message: str, retry_after: int = 1) -> ApiError:
                     {"Retry-After": str(retry_after)})
 
 
+_SIZES = re.compile(r"has (\d+) tokens but .*?(\d+)")
+
+
 def to_api_error(exc: BaseException) -> ApiError:
     """Map any exception to what the client may see; unexpected ones say nothing inside."""
     if isinstance(exc, ApiError):
@@ -119,7 +124,11 @@ def to_api_error(exc: BaseException) -> ApiError:
         return _domain_error(exc)
     if isinstance(exc, ContextLengthExceeded):
         message = str(exc) if str(exc).startswith("prompt") else f"prompt: {exc}"
-        return ApiError(400, "CONTEXT_LENGTH_EXCEEDED", message, "shorten the prompt or lower max_tokens")
+        # the engine's message is the one place its two sizes are told ("has N tokens but ... M")
+        sizes = _SIZES.search(message)
+        fields = {"n_prompt_tokens": int(sizes[1]), "n_ctx": int(sizes[2])} if sizes else None
+        return ApiError(400, "CONTEXT_LENGTH_EXCEEDED", message, "shorten the prompt or lower max_tokens",
+                        fields=fields)
     if isinstance(exc, InvalidRequest):
         return invalid(str(exc))
     if isinstance(exc, RequestTimedOut):

@@ -130,7 +130,7 @@ async def plan(req: ChatRequest, model: LoadedModel, config: ServerConfig, *, as
     thinking = markers_for(template.source) if config.reasoning_format == "auto" else None
     if thinking is not None and fmt.reads_reasoning:
         thinking = None  # the format's own reader finds the reasoning (channels)
-    arguments = {"max_tokens": config.default_max_tokens, **req.sampling.arguments}
+    arguments = {**config.request_defaults, **req.sampling.arguments}
     split = config.reasoning_format == "auto"
     # Markers the parser reads must reach it as text; the template's end-of-turn strings stop
     # the text, unless the format reads them (harmony's <|end|> between channels).

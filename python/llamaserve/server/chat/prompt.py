@@ -105,13 +105,27 @@ def _render(model: LoadedModel, template: ChatTemplate, req: ChatRequest, kwargs
     tools = [t.to_openai() for t in req.offered_tools] or None
     if tools and not template.supports_tools:
         messages, tools = _with_tools_prompt(messages, tools), None
+    continued = req.continued
+    if continued is not None:  # the conversation before it, the reply's opening, then its text
+        messages = messages[:-1]
     messages, holes = _protect(model.engine, messages)
-    rendered = template.render(messages, tools=tools, kwargs=kwargs)
+    rendered = template.render(messages, tools=tools, kwargs=kwargs,
+                               add_generation_prompt=req.add_generation_prompt or continued is not None)
+    if continued is not None:
+        rendered, holes = _continue(model.engine, rendered, continued, holes)
     tail = rendered[-TAIL_CHARS:]
     if holes:
         return _tokenized(model.engine, rendered, holes), tail
     # A long prompt is tokenized here too: the engine would do it on the event loop.
     return (model.engine.tokenize(rendered) if as_tokens or len(rendered) >= LONG_PROMPT else rendered), tail
+
+
+def _continue(engine: Any, rendered: str, text: str, holes: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """`rendered` followed by `text`, kept from becoming control tokens as any message is."""
+    if not _holds_control_tokens(engine, text):
+        return rendered + text, holes
+    hole = _HOLE.format(len(holes))
+    return rendered + hole, {**holes, hole: text}
 
 
 async def render(model: LoadedModel, template: ChatTemplate, req: ChatRequest, kwargs: dict[str, Any],

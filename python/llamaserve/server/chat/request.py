@@ -41,6 +41,18 @@ class ChatRequest:
     warnings: tuple[str, ...] = ()  # what the request asked for that is not done (hosted tools...)
     template_kwargs: dict[str, Any] = field(default_factory=dict)  # chat_template_kwargs
     thinking: Thinking = field(default_factory=Thinking)
+    add_generation_prompt: bool = True  # false: the prompt ends where the conversation does
+    continue_final: bool = True  # a last assistant message with text is continued, not answered
+
+    @property
+    def continued(self) -> str | None:
+        """The text of the final assistant message the reply continues (as llama-server, vLLM's
+        continue_final_message and Anthropic's prefill), if it does."""
+        last = self.messages[-1] if self.messages else None
+        if (self.continue_final and last is not None and last["role"] == "assistant" and last.get("content")
+                and not last.get("tool_calls")):
+            return last["content"]
+        return None
 
     @property
     def offered_tools(self) -> list[Tool]:

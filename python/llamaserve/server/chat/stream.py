@@ -31,6 +31,7 @@ class Update:
     records: list[TokenLogprob]
     stats: dict[str, Any] | None = None  # set once the choice ended
     finish: str | None = None  # stop | length | tool_calls, once it ended
+    tokens: int = 0  # tokens generated since the last update
 
 
 class ChatRun:
@@ -76,9 +77,9 @@ class ChatRun:
             try:
                 events = self.parse(i, pieces, stats is not None)
             except MalformedCall as exc:
-                yield Update(i, getattr(exc, "events", []), records)
+                yield Update(i, getattr(exc, "events", []), records, tokens=len(pieces))
                 raise call_failed(exc) from None
-            update = Update(i, events, records)
+            update = Update(i, events, records, tokens=len(pieces))
             if stats is not None:
                 update.stats, update.finish = self.finished(i, stats)
             yield update

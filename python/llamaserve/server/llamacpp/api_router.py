@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
+from typing import Any
 
 import llamaserve
+from llamaserve.native import sampling_defaults
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -29,7 +30,8 @@ from llamaserve.server.protocol_values import json_array, json_object
 from llamaserve.server.sse import EventStreamResponse, until_disconnect
 
 # llama-server's paths without /v1 -> the OpenAI route serving them
-OPENAI_ALIASES = {"/chat/completions": "/v1/chat/completions", "/models": "/v1/models",
+OPENAI_ALIASES = {"/chat/completions": "/v1/chat/completions",
+                  "/chat/completions/input_tokens": "/v1/chat/completions/input_tokens", "/models": "/v1/models",
                   "/responses": "/v1/responses", "/responses/input_tokens": "/v1/responses/input_tokens"}
 
 
@@ -41,11 +43,8 @@ def routes(service: GenerationService) -> list[Route]:
         body = await read_json(request)
         async with service.lease(completion_protocol.model_of(body)) as model:
             req = completion_protocol.parse(body, lambda text: model.engine.tokenize(text, add_special=False))
-            openai_req = req.request
-            if req.unlimited:  # n_predict -1: up to the end of the context
-                openai_req = replace(openai_req, sampling=replace(
-                    openai_req.sampling, arguments={**openai_req.sampling.arguments, "max_tokens": model.engine.n_ctx}))
-            comp, chat = await serving_completions.start(openai_req, model, service, config.default_max_tokens)
+            openai_req = req.reports.limited(req.request, model.engine.n_ctx)
+            comp, chat = await serving_completions.start(openai_req, model, service, config.request_defaults)
         shape = serving_completion.Shape(model.name, comp, token_text(model), model.engine.n_ctx, req.return_tokens,
                                          openai_req.logprobs)
         if openai_req.sampling.stream:
@@ -66,14 +65,18 @@ def routes(service: GenerationService) -> list[Route]:
         _, result = await embed(service, completion_protocol.model_of(body), inputs)
         return JSONResponse([{"index": i, "embedding": [row]} for i, row in enumerate(result.vectors.tolist())])
 
+    def default_params() -> dict[str, Any]:
+        """What a request that names nothing gets: the server's defaults over the engine's."""
+        params = {"seed": -1, **sampling_defaults(), **config.request_defaults}
+        params["n_predict"] = params.pop("max_tokens")
+        return params
+
     async def props(request: Request) -> Response:
         async with service.lease(None) as model:
             template = await prompts.template_of(model)
             meta = model.engine.metadata
             return JSONResponse({
-                "default_generation_settings": {"n_ctx": model.engine.n_ctx, "params": {
-                    "n_predict": config.default_max_tokens, "seed": -1, "temperature": 1.0, "top_k": 40,
-                    "top_p": 1.0, "min_p": 0.0}},
+                "default_generation_settings": {"n_ctx": model.engine.n_ctx, "params": default_params()},
                 "total_slots": model.engine.n_parallel, "model_alias": model.name, "model_path": str(model.path),
                 "chat_template": template.source or "", "bos_token": meta.get("bos_token", ""),
                 "eos_token": meta.get("eos_token", ""), "modalities": {"vision": False, "audio": False},

@@ -1,47 +1,27 @@
 """llama-server's /completion request: its own field names mapped onto the OpenAI completion
-request (so each value is checked by the one validator of its field), and what only this route
-has. Fields llama-server takes that llamaserve does not honour are refused by name unless left
-at their neutral value; a few that change nothing here are accepted (listed in README)."""
+request through the table of llama-server's fields (extensions.py), and what only this route
+has: prompts with {"prompt_string"} objects, logit_bias keyed by text, return_tokens."""
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from llamaserve.json_grammar import SchemaError, schema_to_grammar
+from llamaserve.generation_params import check_bool
 from llamaserve.server.errors import invalid
+from llamaserve.server.llamacpp import extensions
 from llamaserve.server.openai.protocol import COMPLETION_SCHEMA as OPENAI_COMPLETION_SCHEMA
 from llamaserve.server.openai.protocol import CompletionRequest, parse_completion
 from llamaserve.server.protocol_values import json_object, model_name
 
 COMPLETION_PROPERTIES = OPENAI_COMPLETION_SCHEMA["properties"]
-# llama-server's name -> the OpenAI completion request's
-RENAMED = {"n_predict": "max_tokens", "repeat_last_n": "penalty_last_n", "n_probs": "logprobs"}
-SAME = ("prompt", "temperature", "top_k", "top_p", "min_p", "seed", "stop", "stream", "presence_penalty",
-        "frequency_penalty", "repeat_penalty", "ignore_eos", "logit_bias", "grammar", "cache_prompt", "model")
-# Accepted without effect: slots are chosen by prefix here, the prompt is never shifted, and
-# every response carries timings and the settings used.
-NO_EFFECT = ("id_slot", "n_keep", "n_indent", "timings_per_token", "return_progress", "response_fields",
-             "post_sampling_probs", "n_cmpl", "verbose")
-# Samplers llamaserve does not run: refused unless neutral.
-NEUTRAL = {"typical_p": 1.0, "tfs_z": 1.0, "mirostat": 0, "dynatemp_range": 0.0, "xtc_probability": 0.0,
-           "dry_multiplier": 0.0, "t_max_predict_ms": 0, "lora": [], "top_n_sigma": -1.0}
-NEUTRAL_ANY = ("mirostat_tau", "mirostat_eta", "dynatemp_exponent", "xtc_threshold", "dry_base",
-               "dry_allowed_length", "dry_penalty_last_n", "dry_sequence_breakers", "samplers", "min_keep")
-
+OWN = ("prompt", "return_tokens")  # what this route reads itself
 
 COMPLETION_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["prompt"],
-    "properties": {**{name: COMPLETION_PROPERTIES[name] for name in SAME if name in COMPLETION_PROPERTIES},
-                   "n_predict": {**COMPLETION_PROPERTIES["max_tokens"],
-                                 "description": "the most tokens to generate (-1: to the end of the context)"},
-                   "repeat_last_n": {**COMPLETION_PROPERTIES["penalty_last_n"],
-                                     "description": "how many last tokens the repeat penalty looks at"},
-                   "n_probs": {**COMPLETION_PROPERTIES["logprobs"],
-                               "description": "the most likely alternatives (and their log-probabilities) per token"},
-                   "json_schema": {"type": "object", "description": "a JSON schema the text must follow"},
+    "properties": {**{name: value for name, value in COMPLETION_PROPERTIES.items() if name != "echo"},
+                   **extensions.SCHEMA,
                    "return_tokens": {"type": "boolean", "description": "each result's token ids"}}}
 
 
@@ -49,7 +29,7 @@ COMPLETION_SCHEMA: dict[str, Any] = {
 class LlamaCompletion:
     request: CompletionRequest
     return_tokens: bool
-    unlimited: bool  # n_predict -1: until the end of the context
+    reports: extensions.Reports
 
 
 def model_of(body: Any) -> str | None:
@@ -59,39 +39,21 @@ def model_of(body: Any) -> str | None:
 
 def parse(body: Any, tokenize: Callable[[str], list[int]]) -> LlamaCompletion:
     """`tokenize`: the leased model's, for logit_bias keyed by text (each of its tokens biased)."""
-    values = {k: v for k, v in json_object("body", body).items() if v is not None}
-    openai: dict[str, Any] = {}
-    for name, value in values.items():
-        if name == "prompt":
-            openai[name] = _prompt(value)
-        elif name in SAME:
-            openai[name] = value
-        elif name in RENAMED:
-            openai[RENAMED[name]] = value
-        elif name in NEUTRAL:
-            if value != NEUTRAL[name]:
-                raise invalid(f"{name}: not supported by llamaserve (leave it at {json.dumps(NEUTRAL[name])})")
-        elif name == "json_schema":
-            openai["grammar"] = _schema_grammar(value)
-        elif name not in (*NO_EFFECT, *NEUTRAL_ANY, "return_tokens"):
-            raise invalid(f"{str(name)[:64]}: unsupported parameter")
-    if "json_schema" in values and "grammar" in values:
-        raise invalid("json_schema: cannot be combined with grammar")
-    unlimited = isinstance(openai.get("max_tokens"), int) and openai["max_tokens"] < 0
-    if unlimited:
-        del openai["max_tokens"]
-    if isinstance(openai.get("seed"), int) and openai["seed"] < 0:
-        del openai["seed"]  # -1: a random seed
-    return_tokens = bool(values.get("return_tokens", False))
-    if return_tokens and "logprobs" not in openai:
-        openai["logprobs"] = 0  # the chosen tokens' ids come with their log-probabilities
-    elif openai.get("logprobs") == 0 and not return_tokens:
-        del openai["logprobs"]
-    if "logit_bias" in openai:
-        openai["logit_bias"] = _logit_bias(openai["logit_bias"], tokenize)
+    translated = extensions.translate(body, keep=frozenset(OWN))
+    openai = {k: v for k, v in translated.body.items() if v is not None}
+    if openai.get("echo"):
+        raise invalid("echo: not supported by /completion (its answer's prompt field holds the prompt)")
     if "prompt" not in openai:
         raise invalid("prompt: required")
-    return LlamaCompletion(parse_completion(openai), return_tokens, unlimited)
+    openai["prompt"] = _prompt(openai["prompt"])
+    return_tokens = check_bool("return_tokens", openai.pop("return_tokens", False))
+    if translated.n_probs:
+        openai.setdefault("logprobs", translated.n_probs)
+    elif return_tokens:
+        openai["logprobs"] = 0  # the chosen tokens' ids come with their log-probabilities
+    if "logit_bias" in openai:
+        openai["logit_bias"] = _logit_bias(openai["logit_bias"], tokenize)
+    return LlamaCompletion(parse_completion(openai), return_tokens, translated.reports)
 
 
 def _prompt(value: Any) -> Any:
@@ -127,10 +89,3 @@ def _logit_bias(value: Any, tokenize: Callable[[str], list[int]]) -> Any:
         else:
             out[key] = bias
     return out
-
-
-def _schema_grammar(schema: Any) -> str:
-    try:
-        return schema_to_grammar(json_object("json_schema", schema))
-    except SchemaError as exc:
-        raise invalid(f"json_schema: {exc}") from None

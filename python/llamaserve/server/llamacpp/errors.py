@@ -15,7 +15,7 @@ def llamacpp_body(error: ApiError) -> dict[str, Any]:
     kind = _TYPES.get(error.status, "server_error" if error.status >= 500 else "invalid_request_error")
     if error.code == "CONTEXT_LENGTH_EXCEEDED":
         kind = "exceed_context_size_error"
-    return {"error": {"code": error.status, "message": error.message, "type": kind}}
+    return {"error": {"code": error.status, "message": error.message, "type": kind, **error.fields}}
 
 
 def stream_error(path: str, error: ApiError) -> bytes:

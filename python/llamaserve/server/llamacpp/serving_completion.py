@@ -11,6 +11,7 @@ from llamaserve.server.chat.stream import ChatRun, Choice, FamilyStream, Update
 from llamaserve.server.chat.token_text import TokenText
 from llamaserve.server.errors import ApiError
 from llamaserve.server.llamacpp.errors import llamacpp_body
+from llamaserve.server.llamacpp.timings import timings
 from llamaserve.server.openai.serving_completions import CompletionPlan
 
 
@@ -62,20 +63,6 @@ class Shape:
         if self.n_probs:
             out["completion_probabilities"] = self.probabilities(choice.records)
         return out
-
-
-def timings(stats: dict[str, Any]) -> dict[str, Any]:
-    """llama-server's timings, from the engine's clock: prompt = up to the first token."""
-    first, total = stats.get("time_to_first_token") or 0.0, stats.get("total_time") or 0.0
-    prompt_n = max(0, stats.get("prompt_tokens", 0) - stats.get("cached_tokens", 0))
-    predicted_n = stats.get("completion_tokens", 0)
-    prompt_ms, predicted_ms = first * 1000, max(0.0, total - first) * 1000
-    return {"cache_n": stats.get("cached_tokens", 0), "prompt_n": prompt_n, "prompt_ms": prompt_ms,
-            "prompt_per_token_ms": prompt_ms / prompt_n if prompt_n else 0.0,
-            "prompt_per_second": prompt_n / first if first > 0 else 0.0,
-            "predicted_n": predicted_n, "predicted_ms": predicted_ms,
-            "predicted_per_token_ms": predicted_ms / predicted_n if predicted_n else 0.0,
-            "predicted_per_second": predicted_n * 1000 / predicted_ms if predicted_ms > 0 else 0.0}
 
 
 def body(shape: Shape, choices: list[Choice]) -> dict[str, Any] | list[dict[str, Any]]:

@@ -80,8 +80,8 @@ class GenerateRequest:
     stream: bool = False
     generation: dict[str, Any] = field(default_factory=dict)  # engine arguments
 
-    def engine_arguments(self, default_max_tokens: int) -> dict[str, Any]:
-        return {"max_tokens": default_max_tokens, **self.generation}
+    def engine_arguments(self, defaults: dict[str, Any]) -> dict[str, Any]:
+        return {**defaults, **self.generation}
 
 
 def parse_generate(body: Any) -> GenerateRequest:

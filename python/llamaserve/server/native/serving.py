@@ -56,11 +56,11 @@ class NativeEvents:
 class NativeService:
     def __init__(self, service: GenerationService) -> None:
         self.service = service
-        self.default_max_tokens = service.config.default_max_tokens
+        self.defaults = service.config.request_defaults
 
     def submit(self, request: protocol.GenerateRequest) -> Generation:
         return self.service.submit_by_name(request.model, request.prompt,
-                                   request.engine_arguments(self.default_max_tokens))
+                                   request.engine_arguments(self.defaults))
 
     async def complete(self, request: protocol.GenerateRequest) -> dict[str, Any]:
         return await self._collect(self.submit(request))

@@ -157,7 +157,7 @@ def routes(service: GenerationService) -> list[Route]:
                 _, chat = await serving_chat.start(req.chat, model, service, config)
             else:
                 assert req.completion is not None
-                _, chat = await serving_completions.start(req.completion, model, service, config.default_max_tokens)
+                _, chat = await serving_completions.start(req.completion, model, service, config.request_defaults)
         answer = Answer(req.model, kind, started, load_seconds)
         stream = (req.chat or req.completion).sampling.stream  # type: ignore[union-attr]
         if stream:

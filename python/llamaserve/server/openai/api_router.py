@@ -21,6 +21,8 @@ from llamaserve.server.chat.token_text import token_text
 from llamaserve.server.errors import ApiError
 from llamaserve.server.embeddings import embed
 from llamaserve.server.generation import GenerationService
+from llamaserve.server.llamacpp import extensions
+from llamaserve.server.llamacpp.reports import Reports
 from llamaserve.server.offloop import json_response
 from llamaserve.server.openai import serving_chat, serving_completions, serving_responses
 from llamaserve.server.openai.chat_protocol import CHAT_SCHEMA, parse_chat
@@ -49,18 +51,27 @@ async def whole(chat: ChatRun, request: Request) -> list[Choice]:
 def routes(service: GenerationService) -> list[Route]:
     host, config = service.host, service.config
 
-    async def start_chat(req: ChatRequest) -> tuple[chat_plan.ChatPlan, ChatRun]:
+    async def start_chat(req: ChatRequest, reports: Reports = Reports()) -> tuple[chat_plan.ChatPlan, ChatRun]:
         """Lease the model once, plan on it, submit every choice to it."""
         async with service.lease(req.model) as model:
-            return await serving_chat.start(req, model, service, config)
+            return await serving_chat.start(reports.limited(req, model.engine.n_ctx), model, service, config)
 
     async def chat_completions(request: Request) -> Response:
-        req = parse_chat(await read_json(request))
-        plan, chat = await start_chat(req)
+        translated = extensions.translate(await read_json(request))
+        req = parse_chat(extensions.chat_logprobs(translated))
+        plan, chat = await start_chat(req, translated.reports)
         env, text_of = envelope("chatcmpl", plan.model), token_text(plan.model)
         if req.sampling.stream:
-            return EventStreamResponse(serving_chat.ChatEvents(chat, env, plan, req.sampling.include_usage, text_of))
-        return JSONResponse(serving_chat.body(env, plan, await whole(chat, request), text_of))
+            return EventStreamResponse(serving_chat.ChatEvents(chat, env, plan, req.sampling.include_usage, text_of,
+                                                               translated.reports))
+        return JSONResponse(serving_chat.body(env, plan, await whole(chat, request), text_of, translated.reports))
+
+    async def chat_input_tokens(request: Request) -> Response:
+        """The tokens a chat request's messages would take (its chat template applied)."""
+        req = parse_chat(extensions.chat_logprobs(extensions.translate(await read_json(request))))
+        async with service.lease(req.model) as model:
+            plan = await chat_plan.plan(req, model, config, as_tokens=True)
+        return JSONResponse({"input_tokens": len(plan.prompt)})
 
     async def responses(request: Request) -> Response:
         req = parse_responses(await read_json(request))
@@ -78,14 +89,18 @@ def routes(service: GenerationService) -> list[Route]:
         return JSONResponse({"object": "response.input_tokens", "input_tokens": len(plan.prompt)})
 
     async def completions(request: Request) -> Response:
-        req = parse_completion(await read_json(request))
+        translated = extensions.translate(await read_json(request))
+        req = parse_completion(extensions.completion_logprobs(translated))
         async with service.lease(req.model) as model:
-            comp, chat = await serving_completions.start(req, model, service, config.default_max_tokens)
+            comp, chat = await serving_completions.start(translated.reports.limited(req, model.engine.n_ctx), model,
+                                                         service, config.request_defaults)
         env, text_of, n = envelope("cmpl", model), token_text(model), req.sampling.n
         if req.sampling.stream:
             return EventStreamResponse(serving_completions.CompletionEvents(
                 chat, env, comp, req.sampling.include_usage, text_of, n))
-        return JSONResponse(serving_completions.body(env, comp, await whole(chat, request), text_of, n))
+        choices = await whole(chat, request)
+        answer = serving_completions.body(env, comp, choices, text_of, n)
+        return JSONResponse(translated.reports.add_to(answer, choices, comp.prompts[0], text_of))
 
     def models() -> list[dict]:
         found = []
@@ -123,6 +138,7 @@ def routes(service: GenerationService) -> list[Route]:
 
     return [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/chat/completions/input_tokens", chat_input_tokens, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/completions", completions, methods=["POST"]),
         Route("/v1/responses", responses, methods=["POST"]),
@@ -133,6 +149,9 @@ def routes(service: GenerationService) -> list[Route]:
 
 
 _TAG = "OpenAI-compatible API"
+# llama-server's own fields, which its clients send here too (server/llamacpp/extensions.py)
+_CHAT = {**CHAT_SCHEMA, "properties": {**CHAT_SCHEMA["properties"], **extensions.SCHEMA}}
+_COMPLETION = {**COMPLETION_SCHEMA, "properties": {**COMPLETION_SCHEMA["properties"], **extensions.SCHEMA}}
 _ERRORS = (*openapi.COMMON_ERRORS, 404, 500)
 _OBJECT = {"type": "object"}
 _LIST = {"type": "object", "required": ["object", "data"],
@@ -140,11 +159,15 @@ _LIST = {"type": "object", "required": ["object", "data"],
 OPENAPI_PATHS = {
     "/v1/chat/completions": {"post": openapi.operation(
         "A chat completion (streamed as SSE with stream: true)", _TAG,
-        openapi.responses({200: _OBJECT}, _ERRORS, error_schema="OpenAIError", event_stream=True), CHAT_SCHEMA)},
+        openapi.responses({200: _OBJECT}, _ERRORS, error_schema="OpenAIError", event_stream=True), _CHAT)},
     "/v1/completions": {"post": openapi.operation(
         "A text completion (streamed as SSE with stream: true)", _TAG,
         openapi.responses({200: _OBJECT}, _ERRORS, error_schema="OpenAIError", event_stream=True),
-        COMPLETION_SCHEMA)},
+        _COMPLETION)},
+    "/v1/chat/completions/input_tokens": {"post": openapi.operation(
+        "The number of input tokens a chat request's messages would use", _TAG,
+        openapi.responses({200: {"type": "object", "required": ["input_tokens"], "properties": {
+            "input_tokens": {"type": "integer"}}}}, _ERRORS, error_schema="OpenAIError"), _CHAT)},
     "/v1/responses": {"post": openapi.operation(
         "A response of the Responses API, stateless (typed SSE events with stream: true)", _TAG,
         openapi.responses({200: _OBJECT}, _ERRORS, error_schema="OpenAIError", event_stream=True),

@@ -15,7 +15,8 @@ from llamaserve.server.protocol_values import MAX_NAME, json_array, json_object,
 
 CHAT_PARAMETERS = SAMPLING_PARAMETERS | {"model", "messages", "max_completion_tokens", "logprobs", "top_logprobs",
                                          "response_format", "tools", "tool_choice", "parallel_tool_calls",
-                                         "chat_template_kwargs", "reasoning_effort"}
+                                         "chat_template_kwargs", "reasoning_effort", "add_generation_prompt",
+                                         "continue_final_message"}
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_.-]{1,64}$")
 
@@ -57,6 +58,10 @@ CHAT_SCHEMA: dict[str, Any] = {
                    "parallel_tool_calls": {"type": "boolean"},
                    "chat_template_kwargs": {"type": "object", "description": "variables for the chat template"},
                    "reasoning_effort": {"enum": list(EFFORT_BUDGETS)},
+                   "add_generation_prompt": {"type": "boolean", "description": "false: the prompt ends with the "
+                                             "conversation, no reply opened (a last user message is continued)"},
+                   "continue_final_message": {"type": "boolean", "description": "a last assistant message is "
+                                              "continued (the default, as llama-server; false: it is answered)"},
                    "tool_choice": {"oneOf": [{"enum": ["none", "auto", "required"]}, {"type": "object"}]}}}
 
 
@@ -203,7 +208,14 @@ def parse_chat(body: Any) -> ChatRequest:
     kwargs = template_kwargs("chat_template_kwargs", values["chat_template_kwargs"]) \
         if "chat_template_kwargs" in values else {}
     thinking = from_effort("reasoning_effort", values["reasoning_effort"]) if "reasoning_effort" in values else Thinking()
+    add_generation_prompt = check_bool("add_generation_prompt", values.get("add_generation_prompt", True))
+    continue_final = check_bool("continue_final_message", values.get("continue_final_message", True))
+    if values.get("continue_final_message") and "add_generation_prompt" in values and add_generation_prompt:
+        raise invalid("continue_final_message: cannot be combined with add_generation_prompt true")
+    if values.get("continue_final_message") and messages[-1]["role"] != "assistant":
+        raise invalid("continue_final_message: the last message must be the assistant's")
     return ChatRequest(model_name(values), messages, sampling(values, body), logprobs, top_logprobs,
-                       fmt, tools, choice, parallel, template_kwargs=kwargs, thinking=thinking)
+                       fmt, tools, choice, parallel, template_kwargs=kwargs, thinking=thinking,
+                       add_generation_prompt=add_generation_prompt, continue_final=continue_final)
 
 

@@ -15,7 +15,8 @@ from llamaserve.server.errors import ApiError
 # native code -> (OpenAI type, OpenAI code); unknown codes fall back by status.
 _MAPPED: dict[str, tuple[str, str | None]] = {
     "INVALID_REQUEST": ("invalid_request_error", None),
-    "CONTEXT_LENGTH_EXCEEDED": ("invalid_request_error", "context_length_exceeded"),
+    # llama-server's type, which its clients read; OpenAI's code, which the SDKs' users read
+    "CONTEXT_LENGTH_EXCEEDED": ("exceed_context_size_error", "context_length_exceeded"),
     "UNAUTHORIZED": ("invalid_request_error", "invalid_api_key"),
     "MODEL_NOT_FOUND": ("invalid_request_error", "model_not_found"),
     "NOT_FOUND": ("invalid_request_error", "not_found"),
@@ -39,4 +40,4 @@ def openai_body(error: ApiError) -> dict[str, Any]:
         kind = "invalid_request_error" if error.status < 500 else "server_error"
         code = error.code.lower()
     param = param_of(error.message) if error.status == 400 else None
-    return {"error": {"message": error.message, "type": kind, "param": param, "code": code}}
+    return {"error": {"message": error.message, "type": kind, "param": param, "code": code, **error.fields}}

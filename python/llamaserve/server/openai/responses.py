@@ -47,10 +47,11 @@ def envelope(prefix: str, model: LoadedModel) -> Envelope:
 
 
 def fingerprint(model: LoadedModel) -> str:
-    """Changes when the server version or the served model file changes."""
+    """Changes when the server version or the served model file changes; llama-server's form
+    (b<build>-<hash>), which its clients check, where OpenAI's has no fixed one."""
     meta = model.engine.metadata
     key = f"{llamaserve.__version__}:{model.path.name}:{meta.get('file_size')}:{model.n_gpu_layers}"
-    return "fp_" + hashlib.sha256(key.encode()).hexdigest()[:10]
+    return f"b{llamaserve.__version__}-" + hashlib.sha256(key.encode()).hexdigest()[:10]
 
 
 def chat_choice(index: int, content: str | None, finish_reason: str, *, tool_calls: list[dict[str, Any]] | None = None,

@@ -16,6 +16,8 @@ from llamaserve.server.chat.run import Run, Service
 from llamaserve.server.chat.stream import ChatRun, Choice, FamilyStream, Update
 from llamaserve.server.chat.token_text import TokenText
 from llamaserve.server.errors import ApiError
+from llamaserve.server.llamacpp.reports import Reports
+from llamaserve.server.llamacpp.timings import timings
 from llamaserve.server.openai.errors import openai_body
 from llamaserve.server.openai.logprobs import chat_logprobs
 from llamaserve.server.openai.responses import Envelope, chat_choice, chat_delta
@@ -34,19 +36,26 @@ def chat_usage(stats: list[dict[str, Any]]) -> dict[str, Any]:
                  sum(s.get("reasoning_tokens", 0) for s in stats), CacheReport.of(stats))
 
 
-def body(env: Envelope, plan: ChatPlan, choices: list[Choice], text_of: TokenText) -> dict[str, Any]:
+def body(env: Envelope, plan: ChatPlan, choices: list[Choice], text_of: TokenText,
+         reports: Reports | None = None) -> dict[str, Any]:
+    """`reports`: over HTTP, what llama-server's clients read besides OpenAI's fields."""
     out = []
     for i, choice in enumerate(choices):
         logprobs = None if plan.top_logprobs is None else chat_logprobs(choice.records, text_of, plan.top_logprobs)
         out.append(chat_choice(i, choice.content, choice.finish, tool_calls=[c.to_openai() for c in choice.calls],
                                logprobs=logprobs, reasoning=choice.reasoning))
-    return env.chat(out, chat_usage([c.stats for c in choices if c.stats is not None]))
+    answer = env.chat(out, chat_usage([c.stats for c in choices if c.stats is not None]))
+    return answer if reports is None else reports.add_to(answer, choices, plan.prompt, text_of)
 
 
 class ChatEvents(FamilyStream):
-    def __init__(self, chat: ChatRun, env: Envelope, plan: ChatPlan, include_usage: bool, text_of: TokenText) -> None:
+    def __init__(self, chat: ChatRun, env: Envelope, plan: ChatPlan, include_usage: bool, text_of: TokenText,
+                 reports: Reports | None = None) -> None:
         super().__init__(chat)
         self.env, self.plan, self.include_usage, self.text_of = env, plan, include_usage, text_of
+        self.reports = reports
+        self.timings = reports.running(chat.choices, plan.prompt) if reports is not None else None
+        self._timings_now: dict[str, Any] | None = None  # what this update's chunks carry (timings_per_token)
         self.stats: list[dict[str, Any]] = []
         self.pending_records: list[list[Any]] = [[] for _ in range(chat.choices)]  # not yet sent with text
         self._content = sse.ChoiceTextEvents(lambda i: env.chat_chunk([chat_delta(i, {"content": sse.TEXT_HOLE})]))
@@ -55,18 +64,29 @@ class ChatEvents(FamilyStream):
         logprobs = None
         if self.plan.top_logprobs is not None and records is not None:
             logprobs = chat_logprobs(records, self.text_of, self.plan.top_logprobs)
-        return sse.event(self.env.chat_chunk([chat_delta(i, delta, reason, logprobs)]))
+        chunk = self.env.chat_chunk([chat_delta(i, delta, reason, logprobs)])
+        if self._timings_now is not None:
+            chunk["timings"] = self._timings_now
+        return sse.event(chunk)
 
     def opening(self) -> bytes:
-        return b"".join(self._chunk(i, {"role": "assistant", "content": ""}) for i in range(self.chat.choices))
+        # Over HTTP, content null: llama-server's first delta (OpenAI's SDKs read null and "" alike);
+        # in process, the role alone: llama-cpp-python's
+        delta = {"role": "assistant", "content": None} if self.reports is not None else {"role": "assistant"}
+        return b"".join(self._chunk(i, delta) for i in range(self.chat.choices))
 
     def update(self, update: Update) -> bytes:
+        per_token = self.timings is not None and self.reports is not None and self.reports.timings_per_token
+        self._timings_now = self.timings.after(update) if per_token and self.timings is not None else None
+        return self._update(update)
+
+    def _update(self, update: Update) -> bytes:
         i, out = update.choice, []
         records = self.pending_records[i]
         records += update.records
         for event in update.events:
             if isinstance(event, TextDelta):
-                if self.plan.top_logprobs is None:
+                if self.plan.top_logprobs is None and self._timings_now is None:
                     out.append(self._content(i, event.text))
                 else:  # the tokens generated so far go with the text they made
                     out.append(self._chunk(i, {"content": event.text}, records=records))
@@ -85,7 +105,12 @@ class ChatEvents(FamilyStream):
         return b"".join(out)
 
     def closing(self) -> bytes:
-        return sse.event(self.env.chat_chunk([], chat_usage(self.stats))) if self.include_usage else b""
+        if not self.include_usage:
+            return b""
+        chunk = self.env.chat_chunk([], chat_usage(self.stats))
+        if self.reports is not None and self.stats:
+            chunk["timings"] = timings(self.stats[0])
+        return sse.event(chunk)
 
     def error_event(self, error: ApiError) -> bytes:
         return sse.event(openai_body(error))

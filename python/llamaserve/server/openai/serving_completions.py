@@ -31,10 +31,11 @@ class CompletionPlan:
     top_logprobs: int | None
 
 
-def plan(req: CompletionRequest, model: LoadedModel, default_max_tokens: int) -> CompletionPlan:
+def plan(req: CompletionRequest, model: LoadedModel, defaults: dict[str, Any]) -> CompletionPlan:
+    """`defaults`: the server's for what the request leaves out (ServerConfig.request_defaults)."""
     if req.echo and req.logprobs is not None:
         raise invalid("echo: cannot be combined with logprobs (prompt log-probabilities are not computed)")
-    arguments = {"max_tokens": default_max_tokens, **req.sampling.arguments}
+    arguments = {**defaults, **req.sampling.arguments}
     if req.logprobs is not None:
         arguments["logprobs"] = req.logprobs
     n = req.sampling.n
@@ -64,9 +65,9 @@ async def prepared(comp: CompletionPlan, model: LoadedModel) -> CompletionPlan:
 
 
 async def start(req: CompletionRequest, model: LoadedModel, service: Service,
-                default_max_tokens: int) -> tuple[CompletionPlan, ChatRun]:
+                defaults: dict[str, Any]) -> tuple[CompletionPlan, ChatRun]:
     """Plan `req` on `model` and submit every choice: what a completion runs, over HTTP or in process."""
-    comp = await prepared(plan(req, model, default_max_tokens), model)  # the prediction tokenized once
+    comp = await prepared(plan(req, model, defaults), model)  # the prediction tokenized once
     tokenized = {id(p): await GenerationService.tokenized(model, p) for p in comp.prompts}  # each prompt once
     return comp, ChatRun(Run(service, model, [tokenized[id(p)] for p in comp.prompts], comp.arguments), PlainText)
 
