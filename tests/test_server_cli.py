@@ -49,6 +49,8 @@ def test_every_setting_has_an_option_and_a_variable():
     assert config.port == 7000 and config.n_parallel == 3 and config.api_keys == ("x",)
     assert config.metrics_auth == "open" and config.max_body_bytes == 1000
     assert config.models_dir == "/srv/models"
+    optional = from_arguments(parser.parse_args(["serve", "--seed", "42", "--temp", "0.5"]), {})
+    assert optional.request_defaults == {"max_tokens": 256, "seed": 42, "temperature": 0.5}
 
 
 @pytest.mark.parametrize("env, field", [

@@ -363,7 +363,7 @@ def _json_object(text: str) -> bool:
 
 def read_value(kind: Any, raw: str) -> Any:
     """A setting's value from its text (a flag's argument or a variable); ValueError if unreadable."""
-    kind = str(kind)
+    kind = str(kind).removesuffix(" | None")  # optional: unset unless given
     try:
         if kind.startswith("tuple"):
             return tuple(part.strip() for part in raw.split(",") if part.strip())
