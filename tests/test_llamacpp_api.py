@@ -210,3 +210,13 @@ def test_server_wide_seed_temperature_and_template(engine, tmp_path):
         assert first["choices"][0]["message"]["content"] == second["choices"][0]["message"]["content"]
     with pytest.raises(ValueError, match="--chat-template: must be a built-in"):
         ServerConfig(chat_template="command-r")
+
+
+def test_models_are_listed_once_with_aliases_and_tags_and_no_ui_is_404(engine):
+    config = ServerConfig(served_model_name=("tiny", "fim"), model_tags=("chat", "small"), ui=False)
+    with LiveServer(create_app(config, engine)) as server:
+        [model, *_] = httpx.get(server.url + "/models").json()["data"]
+        assert model["id"] == "tiny" and model["aliases"] == ["tiny", "fim", "default"]
+        assert model["tags"] == ["chat", "small"]
+        assert httpx.get(server.url + "/v1/models/fim").json()["id"] == "tiny"
+        assert httpx.get(server.url + "/").status_code == 404  # --no-ui

@@ -35,7 +35,8 @@ def test_one_model_serves_any_name_then_several_are_strict(tiny_models, tmp_path
         assert r.status_code == 200 and r.json()["model"] == served
         r = post(server, "/v1/messages", {"model": "claude-sonnet-4-5", **CHAT})
         assert r.status_code == 200 and r.json()["model"] == served
-        assert "default" in [m["id"] for m in httpx.get(server.url + "/v1/models").json()["data"]]
+        listed = {m["id"]: m for m in httpx.get(server.url + "/v1/models").json()["data"]}
+        assert "default" in listed[served]["aliases"] and "default" not in listed  # one entry per model
         # Ollama's names and the native API's stay strict.
         r = post(server, "/api/chat", {"model": "gpt-4o", "messages": CHAT["messages"], "stream": False})
         assert r.status_code == 404 and "gpt-4o" in r.json()["error"]

@@ -10,12 +10,12 @@ from llamaserve.config import ServerConfig, env_name, read_value
 
 # --help's sections, in order; every setting is in one (tests/test_server_cli.py checks).
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "model": ("model", "served_model_name", "strict_model_names", "models_dir", "models_config", "allow_model_paths"),
+    "model": ("model", "served_model_name", "model_tags", "strict_model_names", "models_dir", "models_config", "allow_model_paths"),
     "several models": ("max_memory", "max_models", "idle_unload", "auto_load", "load_wait",
                        "probe_timeout", "quantize_cache", "quantize_cache_size"),
     "listening and connections": ("host", "port", "cors_origins", "header_timeout", "body_timeout",
                                   "keep_alive_timeout", "max_connections", "max_body_bytes",
-                                  "sse_ping", "drain_timeout", "log_level", "slots_endpoint"),
+                                  "sse_ping", "drain_timeout", "log_level", "slots_endpoint", "ui"),
     "engine": ("n_parallel", "n_ctx", "n_threads", "n_gpu_layers", "max_queue", "default_max_tokens",
                "default_seed", "default_temperature",
                "request_timeout", "max_batch_size"),

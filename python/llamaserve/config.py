@@ -55,6 +55,8 @@ class ServerConfig:
     auto_load: bool = _opt("--auto-load", "load a model a request names on first use (OpenAI, "
                            "Anthropic, Ollama and llama-server routes; the native /api/v1 answers "
                            "MODEL_NOT_LOADED); --no-auto-load: every API answers it", True)
+    model_tags: tuple[str, ...] = _opt("--tags", "comma-separated tags /v1/models lists with the --model "
+                                       "(llama-server's)", ())
     strict_model_names: bool = _opt("--strict-model-names", "answer 404 to a model name the one "
                                     "loaded model does not have (default: it serves any name on "
                                     "the OpenAI, Anthropic and llama-server routes)", False)
@@ -155,6 +157,7 @@ class ServerConfig:
                                    "every token must carry) at most this far ahead", 86400.0)
     metrics_auth: str = _opt("--metrics-auth", "who may read /metrics when auth is on: key (any API key "
                              "or token), admin (--admin-keys) or open", "key")
+    ui: bool = _opt("--ui", "serve the playground at / (--no-ui: 404 there, as llama-server)", True)
     slots_endpoint: bool = _opt("--slots", "answer llama-server's GET /slots (--no-slots: 501, as "
                                 "llama-server)", True)
     rate_limit: int = _opt("--rate-limit", "requests per window per client to /api/v1 and /v1 "

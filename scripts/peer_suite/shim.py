@@ -18,12 +18,12 @@ SAME_VALUE = {"--port": "--port", "--host": "--host", "--threads": "--threads", 
               "--reasoning-format": "--reasoning-format", "--alias": "--served-model-name",
               "--api-key": "--api-keys", "--models-dir": "--models-dir", "--cache-reuse": "--cache-reuse",
               "--reasoning-budget": "--reasoning-budget", "--seed": "--seed", "--temp": "--temp",
-              "--chat-template": "--chat-template", "--chat-template-file": "--chat-template-file"}
+              "--chat-template": "--chat-template", "--chat-template-file": "--chat-template-file", "--tags": "--tags"}
 SAME_SWITCH = {"--kv-unified": "--kv-unified", "--swa-full": "--swa-full", "--slots": "--slots",
-               "--no-slots": "--no-slots"}
+               "--no-slots": "--no-slots", "--no-ui": "--no-ui"}
 # Switches llama-server needs and llamaserve has on anyway (or has no use for).
 NO_VALUE = {"--cont-batching", "--embedding", "--embeddings", "--metrics", "--jinja", "--no-jinja",
-            "--offline", "--verbose", "--no-ui", "--no-webui", "--context-shift", "--reranking",
+            "--offline", "--verbose", "--no-webui", "--context-shift", "--reranking",
             "--no-models-autoload", "--no-mmproj", "--no-cache-idle-slots", "--ui-mcp-proxy", "--backend_sampling"}
 
 
@@ -62,6 +62,8 @@ def llamaserve_argv(args: list[str], model: str) -> list[str]:
             i += 1 if takes_value else 0
         i += 1
     parallel = parallel or 1
+    if "--models-dir" not in out:  # llama-server with one --model lists no folder of others
+        out += ["--models-dir", os.path.join(os.path.dirname(os.path.abspath(__file__)), "no-models")]
     out += ["--parallel", str(parallel)]
     if ctx and "--kv-unified" in out:  # one pool that any request may fill
         out += ["--ctx", str(ctx), "--kv-cells", str(ctx)]

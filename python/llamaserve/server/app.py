@@ -78,7 +78,7 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None,
                 await limiter.aclose()
 
     routes = [
-        *playground.routes(),  # GET /
+        *(playground.routes() if config.ui else ()),  # GET /
         Route("/metrics", metrics_endpoint(metrics), methods=["GET"]),
         *described.routes(openapi.document(described.OPENAPI_PATHS,
                                            *(family.openapi_paths for family in FAMILIES.all))),

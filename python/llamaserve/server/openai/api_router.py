@@ -103,13 +103,14 @@ def routes(service: GenerationService) -> list[Route]:
         return JSONResponse(translated.reports.add_to(answer, choices, comp.prompts[0], text_of))
 
     def models() -> list[dict]:
+        """One entry per model (llama-server's shape): its first name, all of them as aliases."""
         found = []
         current = host.current
         if current is not None:
             names = host.listed_names(current)
-            # `default` is a name every API takes for the server's model: listed last of its names
-            found.extend(model_object(name, _created(current.path))
-                         for name in (*names, *(() if "default" in names else ("default",))))
+            # `default` is a name every API takes for the server's model: its last alias
+            found.append(model_object(names[0], _created(current.path),
+                                      (*names, *(() if "default" in names else ("default",))), config.model_tags))
         for path in host.model_files():
             if current is None or path.resolve() != current.path.resolve():
                 found.append(model_object(path.stem, _created(path)))
@@ -123,7 +124,7 @@ def routes(service: GenerationService) -> list[Route]:
         wanted = request.path_params["model_id"]
         current = host.current
         listed = await asyncio.to_thread(models)
-        exact = [m for m in listed if m["id"].lower() == wanted.lower()]
+        exact = [m for m in listed if wanted.lower() in (a.lower() for a in m["aliases"])]
         known = [m for m in listed if current is not None and m["id"] == current.name and current.answers_to(wanted)]
         for model in exact or known:
             return JSONResponse(model)

@@ -11,8 +11,11 @@ from typing import Any
 import llamaserve
 from llamaserve.hosting.loaded import LoadedModel
 
-def model_object(name: str, created: int) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": created, "owned_by": "llamaserve"}
+def model_object(name: str, created: int, aliases: tuple[str, ...] = (),
+                 tags: tuple[str, ...] = ()) -> dict[str, Any]:
+    """OpenAI's model object with llama-server's `aliases` (every name it answers to) and `tags`."""
+    return {"id": name, "object": "model", "created": created, "owned_by": "llamaserve",
+            "aliases": list(aliases or (name,)), "tags": list(tags)}
 
 
 @dataclass(frozen=True)
