@@ -220,3 +220,13 @@ def test_models_are_listed_once_with_aliases_and_tags_and_no_ui_is_404(engine):
         assert model["tags"] == ["chat", "small"]
         assert httpx.get(server.url + "/v1/models/fim").json()["id"] == "tiny"
         assert httpx.get(server.url + "/").status_code == 404  # --no-ui
+
+
+def test_generation_rate_is_over_the_steps_after_the_first_token_and_no_metrics_is_501(url, engine):
+    one = post(url, "/completion", {"prompt": "I believe", "n_predict": 1, "ignore_eos": True}).json()["timings"]
+    assert one["predicted_n"] == 1 and one["predicted_per_second"] == 0.0 and one["predicted_per_token_ms"] == 0.0
+    many = post(url, "/completion", {"prompt": "I believe", "n_predict": 9, "ignore_eos": True}).json()["timings"]
+    assert abs(many["predicted_per_second"] - 8 * 1000 / many["predicted_ms"]) < 1e-6  # 8 decode steps
+    assert "Process-Start-Time-Unix" in httpx.get(url + "/metrics").headers
+    with LiveServer(create_app(ServerConfig(metrics=False), engine)) as server:
+        assert httpx.get(server.url + "/metrics").status_code == 501

@@ -157,6 +157,8 @@ class ServerConfig:
                                    "every token must carry) at most this far ahead", 86400.0)
     metrics_auth: str = _opt("--metrics-auth", "who may read /metrics when auth is on: key (any API key "
                              "or token), admin (--admin-keys) or open", "key")
+    metrics: bool = _opt("--metrics", "answer GET /metrics (--no-metrics: 501, as llama-server without "
+                         "--metrics)", True)
     ui: bool = _opt("--ui", "serve the playground at / (--no-ui: 404 there, as llama-server)", True)
     slots_endpoint: bool = _opt("--slots", "answer llama-server's GET /slots (--no-slots: 501, as "
                                 "llama-server)", True)

@@ -62,6 +62,8 @@ def llamaserve_argv(args: list[str], model: str) -> list[str]:
             i += 1 if takes_value else 0
         i += 1
     parallel = parallel or 1
+    if "--metrics" not in args:  # llama-server answers /metrics only when asked to
+        out.append("--no-metrics")
     if "--models-dir" not in out:  # llama-server with one --model lists no folder of others
         out += ["--models-dir", os.path.join(os.path.dirname(os.path.abspath(__file__)), "no-models")]
     out += ["--parallel", str(parallel)]

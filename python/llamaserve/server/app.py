@@ -79,7 +79,7 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None,
 
     routes = [
         *(playground.routes() if config.ui else ()),  # GET /
-        Route("/metrics", metrics_endpoint(metrics), methods=["GET"]),
+        Route("/metrics", metrics_endpoint(metrics, config.metrics), methods=["GET"]),
         *described.routes(openapi.document(described.OPENAPI_PATHS,
                                            *(family.openapi_paths for family in FAMILIES.all))),
         *(route for family in FAMILIES.all for route in family.routes(ctx.service.for_family(family))),

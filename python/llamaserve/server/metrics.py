@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llamaserve.hosting.errors import ModelNotLoaded
+from llamaserve.server.errors import ApiError
 from llamaserve.hosting.devices import placement
 from llamaserve.hosting.host import ModelHost
 from llamaserve.hosting.loaded import LoadedModel
@@ -172,10 +173,12 @@ class MetricsMiddleware:
             self.metrics.requests.labels(self.metrics.host.model_name, endpoint, method, str(status)).inc()
 
 
-def metrics_endpoint(metrics: ServerMetrics):  # noqa: ANN201 - a Starlette endpoint
+def metrics_endpoint(metrics: ServerMetrics, enabled: bool = True):  # noqa: ANN201 - a Starlette endpoint
     started = str(int(time.time()))  # llama-server's Process-Start-Time-Unix header
 
     async def endpoint(request: Request) -> Response:
+        if not enabled:  # llama-server's answer without --metrics
+            raise ApiError(501, "NOT_SUPPORTED", "metrics are off (--no-metrics)")
         host = metrics.host
         name = request.query_params.get("model")  # whose own series the families write
         model = host.current if name is None else next((m for m in host.loaded.values() if m.answers_to(name)), None)

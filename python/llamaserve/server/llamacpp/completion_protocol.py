@@ -57,19 +57,21 @@ def parse(body: Any, tokenize: Callable[[str], list[int]]) -> LlamaCompletion:
 
 
 def _prompt(value: Any) -> Any:
-    """llama-server's prompts: OpenAI's forms, and {"prompt_string": ...} objects among them."""
+    """llama-server's prompts: OpenAI's forms, and {"prompt_string": ...} objects, alone or among them."""
+    if isinstance(value, dict):
+        return _prompt_string("prompt", value)
     if not isinstance(value, list):
         return value
-    out = []
-    for i, item in enumerate(value):
-        if isinstance(item, dict):
-            if item.get("multimodal_data"):
-                raise invalid(f"prompt[{i}].multimodal_data: images and audio are not supported (text models only)")
-            item = item.get("prompt_string")
-            if not isinstance(item, str):
-                raise invalid(f"prompt[{i}].prompt_string: must be a string")
-        out.append(item)
-    return out
+    return [_prompt_string(f"prompt[{i}]", item) if isinstance(item, dict) else item for i, item in enumerate(value)]
+
+
+def _prompt_string(name: str, item: dict[str, Any]) -> str:
+    if item.get("multimodal_data"):
+        raise invalid(f"{name}.multimodal_data: images and audio are not supported (text models only)")
+    text = item.get("prompt_string")
+    if not isinstance(text, str):
+        raise invalid(f"{name}.prompt_string: must be a string")
+    return text
 
 
 def _logit_bias(value: Any, tokenize: Callable[[str], list[int]]) -> Any:

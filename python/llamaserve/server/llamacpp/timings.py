@@ -18,13 +18,16 @@ def timings(stats: dict[str, Any]) -> dict[str, Any]:
 
 
 def _timings(cache_n: int, prompt_n: int, prompt_s: float, predicted_n: int, predicted_s: float) -> dict[str, Any]:
+    """`predicted_s`: the time after the first token, which came with the prompt's last batch: the
+    generation rate is over the decode steps after it (predicted_n - 1), as llama-server's."""
     prompt_ms, predicted_ms = prompt_s * 1000, predicted_s * 1000
+    steps = max(0, predicted_n - 1)
     return {"cache_n": cache_n, "prompt_n": prompt_n, "prompt_ms": prompt_ms,
             "prompt_per_token_ms": prompt_ms / prompt_n if prompt_n else 0.0,
             "prompt_per_second": prompt_n / prompt_s if prompt_s > 0 else 0.0,
             "predicted_n": predicted_n, "predicted_ms": predicted_ms,
-            "predicted_per_token_ms": predicted_ms / predicted_n if predicted_n else 0.0,
-            "predicted_per_second": predicted_n / predicted_s if predicted_s > 0 else 0.0}
+            "predicted_per_token_ms": predicted_ms / steps if steps else 0.0,
+            "predicted_per_second": steps / predicted_s if steps and predicted_s > 0 else 0.0}
 
 
 class RunningTimings:
