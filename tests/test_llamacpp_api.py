@@ -193,6 +193,8 @@ def test_a_final_assistant_message_is_continued(url):
     both = post(url, "/v1/chat/completions", {"messages": messages, "add_generation_prompt": True,
                                               "continue_final_message": True})
     assert both.status_code == 400 and both.json()["error"]["param"] == "continue_final_message"
+    two = post(url, "/v1/chat/completions", {"messages": [*messages, {"role": "assistant", "content": "blue"}]})
+    assert two.status_code == 400 and "two assistant messages" in two.json()["error"]["message"]
 
 
 def test_server_wide_seed_temperature_and_template(engine, tmp_path):

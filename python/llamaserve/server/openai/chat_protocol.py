@@ -214,6 +214,9 @@ def parse_chat(body: Any) -> ChatRequest:
         raise invalid("continue_final_message: cannot be combined with add_generation_prompt true")
     if values.get("continue_final_message") and messages[-1]["role"] != "assistant":
         raise invalid("continue_final_message: the last message must be the assistant's")
+    if continue_final and len(messages) > 1 and all(m["role"] == "assistant" for m in messages[-2:]):
+        raise invalid(f"messages[{len(messages) - 1}]: two assistant messages at the end (the last one "
+                      "is continued: which reply goes on is unclear)")
     return ChatRequest(model_name(values), messages, sampling(values, body), logprobs, top_logprobs,
                        fmt, tools, choice, parallel, template_kwargs=kwargs, thinking=thinking,
                        add_generation_prompt=add_generation_prompt, continue_final=continue_final)
