@@ -232,3 +232,21 @@ def test_generation_rate_is_over_the_steps_after_the_first_token_and_no_metrics_
     assert "Process-Start-Time-Unix" in httpx.get(url + "/metrics").headers
     with LiveServer(create_app(ServerConfig(metrics=False), engine)) as server:
         assert httpx.get(server.url + "/metrics").status_code == 501
+
+
+def test_vertex_ai_predict_route_dispatches_each_instance(engine, monkeypatch):
+    monkeypatch.setenv("AIP_MODE", "PREDICTION")
+    monkeypatch.setenv("AIP_HEALTH_ROUTE", "/vertex-health")
+    with LiveServer(create_app(ServerConfig(api_keys=("k" * 16,)), engine)) as server:
+        key = {"Authorization": "Bearer " + "k" * 16}
+        chat = {"@requestFormat": "chatCompletions", "max_tokens": 3, "stream": True,
+                "messages": [{"role": "user", "content": "Hi"}]}
+        tokens = {"@requestFormat": "/tokenize", "content": "Hello"}
+        r = httpx.post(server.url + "/predict", json={"instances": [chat, tokens, {"max_tokens": 1}]},
+                       headers=key, timeout=120)
+        first, second, third = r.json()["predictions"]
+        assert first["object"] == "chat.completion" and first["choices"][0]["message"]["role"] == "assistant"
+        assert second["tokens"] and "@requestFormat" in third["error"]["message"]
+        assert httpx.post(server.url + "/predict", json={"instances": [tokens]}).status_code == 401
+        assert httpx.post(server.url + "/predict", json={"instances": "x"}, headers=key).status_code == 400
+        assert httpx.get(server.url + "/vertex-health").status_code == 200

@@ -44,8 +44,8 @@ def test_docs_page_needs_nothing_from_the_network(base_url):
 def test_served_model_name_answers_and_is_listed(serve_app, client_for):
     server = serve_app(ServerConfig(served_model_name=("gpt-4o-mini", "my-model"), default_max_tokens=2))
     client = client_for(server.url)
-    listed = [m.id for m in client.models.list().data]
-    assert listed[:2] == ["gpt-4o-mini", "my-model"]
+    [served, *_] = client.models.list().data  # one entry per model, every name an alias
+    assert served.id == "gpt-4o-mini" and served.aliases[:2] == ["gpt-4o-mini", "my-model"]
     for name in ("gpt-4o-mini", "my-model"):
         reply = client.chat.completions.create(model=name, messages=[{"role": "user", "content": "Hi"}],
                                                max_tokens=2, temperature=0)

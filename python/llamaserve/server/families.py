@@ -9,5 +9,6 @@ from llamaserve.server.llamacpp.family import FAMILY as LLAMACPP
 from llamaserve.server.native.family import FAMILY as NATIVE
 from llamaserve.server.ollama.family import FAMILY as OLLAMA
 from llamaserve.server.openai.family import FAMILY as OPENAI
+from llamaserve.server.vertex import FAMILY as VERTEX
 
-FAMILIES = Families((NATIVE, OPENAI, ANTHROPIC, LLAMACPP, OLLAMA, HEALTH))
+FAMILIES = Families((NATIVE, OPENAI, ANTHROPIC, LLAMACPP, OLLAMA, HEALTH, VERTEX))

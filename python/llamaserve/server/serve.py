@@ -10,6 +10,7 @@ import logging
 import uvicorn
 
 from llamaserve.config import ServerConfig
+from llamaserve.server import vertex
 from llamaserve.server.app import create_app
 from llamaserve.server.door import door_limits, guarded_protocol
 from llamaserve.server.listen import bind, hosts_of
@@ -24,7 +25,7 @@ def run(config: ServerConfig) -> None:
     flag before anything starts), then serve."""
     app = create_app(config)
     check_models(config, app.state.llamaserve.host)
-    sockets = bind(config.host, config.port)
+    sockets = bind(config.host, vertex.port(config.port))
     level = "DEBUG" if config.log_level == "trace" else config.log_level.upper()
     logging.basicConfig(level=level, format="%(levelname)s:     %(name)s: %(message)s")
     port = sockets[0].getsockname()[1]
