@@ -220,7 +220,7 @@ def test_models_are_listed_once_with_aliases_and_tags_and_no_ui_is_404(engine):
         [model, *_] = httpx.get(server.url + "/models").json()["data"]
         assert model["id"] == "tiny" and model["aliases"] == ["tiny", "fim", "default"]
         assert model["tags"] == ["chat", "small"]
-        assert httpx.get(server.url + "/v1/models/fim").json()["id"] == "tiny"
+        assert httpx.get(server.url + "/v1/models/fim").json()["aliases"][0] == "tiny"
         assert httpx.get(server.url + "/").status_code == 404  # --no-ui
 
 

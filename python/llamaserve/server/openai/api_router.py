@@ -126,7 +126,9 @@ def routes(service: GenerationService) -> list[Route]:
         listed = await asyncio.to_thread(models)
         exact = [m for m in listed if wanted.lower() in (a.lower() for a in m["aliases"])]
         known = [m for m in listed if current is not None and m["id"] == current.name and current.answers_to(wanted)]
-        for model in exact or known:
+        for model in exact:  # under the name asked for, one of its aliases (OpenAI's SDKs compare ids)
+            return JSONResponse({**model, "id": next(a for a in model["aliases"] if a.lower() == wanted.lower())})
+        for model in known:
             return JSONResponse(model)
         raise ApiError(404, "MODEL_NOT_FOUND", f"The model {wanted[:64]!r} does not exist",
                        "GET /v1/models lists the models")
