@@ -32,9 +32,11 @@ def suite_copy(scratch: Path, target: str) -> Path:
     """A fresh copy of the vendored tree's server tests (their fixture writes beside them), one per
     server so that runs against the two servers may go on at once."""
     source = llama_tools.vendor_llama.vendor(llama_tools.SCRATCH / "llama.cpp", full=True)
-    tests = scratch / f"tests-{target}"
-    shutil.rmtree(tests, ignore_errors=True)
+    tree = scratch / target  # the tree's layout kept: tests name ../../../models/templates/*.jinja
+    shutil.rmtree(tree, ignore_errors=True)
+    tests = tree / "tools" / "server" / "tests"
     shutil.copytree(source / "tools" / "server" / "tests", tests)
+    (tree / "models").symlink_to(source / "models")
     return tests
 
 
