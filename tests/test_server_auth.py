@@ -213,3 +213,8 @@ def test_cors_default_is_any_local_page_as_llama_server(engine):
         for origin in ("http://evil.example", "http://localhost.evil.example"):
             r = httpx.get(server.url + "/v1/models", headers={"Origin": origin})
             assert "access-control-allow-origin" not in r.headers
+            preflight = httpx.options(server.url + "/completion", headers={
+                "Origin": origin, "Access-Control-Request-Method": "POST"})
+            # answered, as llama-server does, without the header that would let the page call
+            assert preflight.status_code == 200 and "access-control-allow-origin" not in preflight.headers
+
