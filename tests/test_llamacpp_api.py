@@ -250,3 +250,12 @@ def test_vertex_ai_predict_route_dispatches_each_instance(engine, monkeypatch):
         assert httpx.post(server.url + "/predict", json={"instances": [tokens]}).status_code == 401
         assert httpx.post(server.url + "/predict", json={"instances": "x"}, headers=key).status_code == 400
         assert httpx.get(server.url + "/vertex-health").status_code == 200
+
+
+def test_completion_response_fields_and_texts_among_token_ids(url):
+    out = post(url, "/completion", {"prompt": "The sky is", "n_predict": 3, "temperature": 0,
+                                    "response_fields": ["content", "generation_settings/n_predict", "no/such"]}).json()
+    assert set(out) == {"content", "generation_settings/n_predict"} and out["generation_settings/n_predict"] == 3
+    ids = httpx.post(url + "/tokenize", json={"content": "The sky"}).json()["tokens"]
+    spliced = post(url, "/completion", {"prompt": [*ids, " is"], "n_predict": 3, "temperature": 0}).json()
+    assert spliced["content"] == out["content"] and spliced["tokens_evaluated"] == len(ids) + 1

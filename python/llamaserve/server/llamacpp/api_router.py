@@ -46,7 +46,7 @@ def routes(service: GenerationService) -> list[Route]:
             openai_req = req.reports.limited(req.request, model.engine.n_ctx)
             comp, chat = await serving_completions.start(openai_req, model, service, config.request_defaults)
         shape = serving_completion.Shape(model.name, comp, token_text(model), model.engine.n_ctx, req.return_tokens,
-                                         openai_req.logprobs)
+                                         openai_req.logprobs, req.fields)
         if openai_req.sampling.stream:
             return EventStreamResponse(serving_completion.CompletionEvents(chat, shape))
         try:

@@ -13,16 +13,18 @@ from llamaserve.server.errors import invalid
 from llamaserve.server.llamacpp import extensions
 from llamaserve.server.openai.protocol import COMPLETION_SCHEMA as OPENAI_COMPLETION_SCHEMA
 from llamaserve.server.openai.protocol import CompletionRequest, parse_completion
-from llamaserve.server.protocol_values import json_object, model_name
+from llamaserve.server.protocol_values import json_array, json_object, model_name, text
 
 COMPLETION_PROPERTIES = OPENAI_COMPLETION_SCHEMA["properties"]
-OWN = ("prompt", "return_tokens")  # what this route reads itself
+OWN = ("prompt", "return_tokens", "response_fields")  # what this route reads itself
 
 COMPLETION_SCHEMA: dict[str, Any] = {
     "type": "object", "required": ["prompt"],
     "properties": {**{name: value for name, value in COMPLETION_PROPERTIES.items() if name != "echo"},
                    **extensions.SCHEMA,
-                   "return_tokens": {"type": "boolean", "description": "each result's token ids"}}}
+                   "return_tokens": {"type": "boolean", "description": "each result's token ids"},
+                   "response_fields": {"type": "array", "items": {"type": "string"},
+                                       "description": "only these fields of the answer (a/b: b inside a)"}}}
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class LlamaCompletion:
     request: CompletionRequest
     return_tokens: bool
     reports: extensions.Reports
+    fields: tuple[str, ...]  # response_fields: only these in the answer (empty: all)
 
 
 def model_of(body: Any) -> str | None:
@@ -45,23 +48,28 @@ def parse(body: Any, tokenize: Callable[[str], list[int]]) -> LlamaCompletion:
         raise invalid("echo: not supported by /completion (its answer's prompt field holds the prompt)")
     if "prompt" not in openai:
         raise invalid("prompt: required")
-    openai["prompt"] = _prompt(openai["prompt"])
+    openai["prompt"] = _prompt(openai["prompt"], tokenize)
     return_tokens = check_bool("return_tokens", openai.pop("return_tokens", False))
+    fields = tuple(text(f"response_fields[{i}]", f, 256)
+                   for i, f in enumerate(json_array("response_fields", openai.pop("response_fields", []))))
     if translated.n_probs:
         openai.setdefault("logprobs", translated.n_probs)
     elif return_tokens:
         openai["logprobs"] = 0  # the chosen tokens' ids come with their log-probabilities
     if "logit_bias" in openai:
         openai["logit_bias"] = _logit_bias(openai["logit_bias"], tokenize)
-    return LlamaCompletion(parse_completion(openai), return_tokens, translated.reports)
+    return LlamaCompletion(parse_completion(openai), return_tokens, translated.reports, fields)
 
 
-def _prompt(value: Any) -> Any:
-    """llama-server's prompts: OpenAI's forms, and {"prompt_string": ...} objects, alone or among them."""
+def _prompt(value: Any, tokenize: Callable[[str], list[int]]) -> Any:
+    """llama-server's prompts: OpenAI's forms, {"prompt_string": ...} objects alone or among them,
+    and one prompt of token ids with texts among them (each text tokenized in its place)."""
     if isinstance(value, dict):
         return _prompt_string("prompt", value)
     if not isinstance(value, list):
         return value
+    if any(isinstance(item, int) for item in value) and any(isinstance(item, str) for item in value):
+        return [token for item in value for token in (tokenize(item) if isinstance(item, str) else [item])]
     return [_prompt_string(f"prompt[{i}]", item) if isinstance(item, dict) else item for i, item in enumerate(value)]
 
 

@@ -15,13 +15,29 @@ from llamaserve.server.llamacpp.timings import timings
 from llamaserve.server.openai.serving_completions import CompletionPlan
 
 
+_ABSENT = object()
+
+
 class Shape:
     """What every result of one request shares: the model, its settings, the token reader."""
 
     def __init__(self, model_name: str, plan: CompletionPlan, text_of: TokenText, n_ctx: int, return_tokens: bool,
-                 n_probs: int | None) -> None:
+                 n_probs: int | None, fields: tuple[str, ...] = ()) -> None:
         self.model_name, self.plan, self.text_of = model_name, plan, text_of
-        self.n_ctx, self.return_tokens, self.n_probs = n_ctx, return_tokens, n_probs
+        self.n_ctx, self.return_tokens, self.n_probs, self.fields = n_ctx, return_tokens, n_probs, fields
+
+    def selected(self, result: dict[str, Any]) -> dict[str, Any]:
+        """response_fields: only those (a path a/b names b inside a, and is its key), as llama-server."""
+        if not self.fields:
+            return result
+        out = {}
+        for field in self.fields:
+            value: Any = result
+            for key in field.split("/"):
+                value = value.get(key, _ABSENT) if isinstance(value, dict) else _ABSENT
+            if value is not _ABSENT:
+                out[field] = value
+        return out
 
     def settings(self, i: int) -> dict[str, Any]:
         arguments = self.plan.arguments[i]
@@ -66,7 +82,7 @@ class Shape:
 
 
 def body(shape: Shape, choices: list[Choice]) -> dict[str, Any] | list[dict[str, Any]]:
-    results = [shape.result(i, "".join(c.raw), c) for i, c in enumerate(choices)]
+    results = [shape.selected(shape.result(i, "".join(c.raw), c)) for i, c in enumerate(choices)]
     return results[0] if len(results) == 1 else results
 
 
