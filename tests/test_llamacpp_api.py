@@ -33,6 +33,7 @@ def test_completion_in_llama_servers_shape(url):
     assert out["stop"] is True and out["stop_type"] == "limit" and out["tokens_predicted"] == 6
     assert out["prompt"] == "Once upon a time" and out["tokens_evaluated"] == 4 and out["content"]
     assert out["generation_settings"]["n_predict"] == 6 and out["generation_settings"]["n_ctx"] == 4096
+    assert {"token": 2, "bias": None} in out["generation_settings"]["logit_bias"]  # ignore_eos: end tokens banned
     timings = out["timings"]
     assert timings["predicted_n"] == 6 and timings["prompt_n"] + timings["cache_n"] == 4
     assert timings["predicted_ms"] > 0 and timings["predicted_per_second"] > 0

@@ -3,6 +3,7 @@ content, stop type, token counts, timings and the settings used; streamed, an SS
 piece of text ({"content", "stop": false}) and the whole result last, with no [DONE]."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from llamaserve.server import sse
@@ -48,7 +49,15 @@ class Shape:
             settings["n_predict"] = settings.pop("max_tokens")
         if "penalty_last_n" in settings:
             settings["repeat_last_n"] = settings.pop("penalty_last_n")
+        settings["logit_bias"] = self.logit_bias(arguments)
         return {"n_ctx": self.n_ctx, "model": self.model_name, **settings}
+
+    def logit_bias(self, arguments: dict[str, Any]) -> list[dict[str, Any]]:
+        """llama-server's list, -inf as null; ignore_eos shows as every end token banned, as there."""
+        bias = {int(token): value for token, value in (arguments.get("logit_bias") or {}).items()}
+        if arguments.get("ignore_eos"):
+            bias.update({token: -math.inf for token in self.text_of.engine.metadata.get("eog_tokens", ())})
+        return [{"token": token, "bias": None if math.isinf(value) else value} for token, value in bias.items()]
 
     def prompt(self, i: int) -> str:
         prompt = self.plan.prompts[i]
