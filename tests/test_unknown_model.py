@@ -40,5 +40,5 @@ def test_every_api_names_the_models_there(serve_app, served_model):
 
 
 def test_default_is_listed_among_the_servers_names(default_server, smollm2_path):
-    ids = [m["id"] for m in httpx.get(default_server.url + "/v1/models").json()["data"]]
-    assert ids[:2] == [smollm2_path.stem.lower(), "default"]
+    [served, *_] = httpx.get(default_server.url + "/v1/models").json()["data"]
+    assert served["id"] == smollm2_path.stem.lower() and served["aliases"][-1] == "default"

@@ -44,6 +44,8 @@ def parse(body: Any, tokenize: Callable[[str], list[int]]) -> LlamaCompletion:
     """`tokenize`: the leased model's, for logit_bias keyed by text (each of its tokens biased)."""
     translated = extensions.translate(body, keep=frozenset(OWN))
     openai = {k: v for k, v in translated.body.items() if v is not None}
+    if isinstance(openai.get("seed"), int) and openai["seed"] < 0:
+        del openai["seed"]  # llama-server's -1: a random seed
     if openai.get("echo"):
         raise invalid("echo: not supported by /completion (its answer's prompt field holds the prompt)")
     if "prompt" not in openai:

@@ -56,9 +56,12 @@ def translate(body: Any, keep: frozenset[str] = frozenset()) -> Translated:
     out: dict[str, Any] = {}
     reports: dict[str, bool] = {}
     n_probs = schema = None
+    unlimited = False
     for name, value in json_object("body", body).items():
         if value is None or name in keep:
             out[name] = value
+        elif name == "n_predict" and value == UNLIMITED:
+            unlimited = True  # OpenAI's max_tokens has no such value: it stays refused
         elif name in RENAMED:
             out.setdefault(RENAMED[name], value)  # OpenAI's own name, also sent, wins
         elif name in REPORTS:
@@ -72,11 +75,7 @@ def translate(body: Any, keep: frozenset[str] = frozenset()) -> Translated:
             n_probs = value
         elif name not in (*NO_EFFECT, *NEUTRAL_ANY):
             out[name] = value  # the route's own parser says whether it knows it
-    unlimited = isinstance(out.get("max_tokens"), int) and out["max_tokens"] == UNLIMITED
-    if unlimited:
-        del out["max_tokens"]
-    if isinstance(out.get("seed"), int) and out["seed"] < 0:
-        del out["seed"]  # -1: a random seed
+    unlimited = unlimited and "max_tokens" not in out
     if schema is not None:
         if out.get("grammar") is not None:
             raise invalid("json_schema: cannot be combined with grammar")
