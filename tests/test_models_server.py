@@ -451,3 +451,17 @@ def test_cli_models_and_quantize(tiny_models, tmp_path, capsys):
     assert "valid types" in capsys.readouterr().err
     assert cli_main(["quantize", "gemma-2b", "q8_0", "--models-dir", str(folder), "-o", str(tmp_path / "g.gguf")]) == 0
     assert m.read_gguf_info(tmp_path / "g.gguf").quantization == "Q8_0"
+
+
+def test_asleep_as_llama_server_says_it_and_wakes_on_use(tiny_models, tmp_path):
+    """llama-server's --sleep-idle-seconds is --idle-unload here: /props answers without waking
+    the model (is_sleeping), /v1/models still lists the server's model, /tokenize wakes it."""
+    folder = make_folder(tiny_models, tmp_path / "models")
+    with serve(folder, tmp_path, idle_unload=1.0, served_model_name=("house",)) as live:
+        awake = api(live, "GET", "/props").json()
+        assert awake["is_sleeping"] is False
+        wait_for(lambda: api(live, "GET", "/props").json()["is_sleeping"], timeout=20, interval=0.05)
+        assert api(live, "GET", "/health").json()["status"] == "idle"  # /props did not wake it
+        assert api(live, "GET", "/v1/models").json()["data"][0]["aliases"][0] == "house"
+        assert api(live, "POST", "/tokenize", json={"content": "Hello"}).json()["tokens"]
+        assert api(live, "GET", "/props").json()["is_sleeping"] is False

@@ -18,7 +18,8 @@ SAME_VALUE = {"--port": "--port", "--host": "--host", "--threads": "--threads", 
               "--reasoning-format": "--reasoning-format", "--alias": "--served-model-name",
               "--api-key": "--api-keys", "--models-dir": "--models-dir", "--cache-reuse": "--cache-reuse",
               "--reasoning-budget": "--reasoning-budget", "--seed": "--seed", "--temp": "--temp",
-              "--chat-template": "--chat-template", "--chat-template-file": "--chat-template-file", "--tags": "--tags"}
+              "--chat-template": "--chat-template", "--chat-template-file": "--chat-template-file", "--tags": "--tags",
+              "--sleep-idle-seconds": "--idle-unload"}
 SAME_SWITCH = {"--kv-unified": "--kv-unified", "--swa-full": "--swa-full", "--slots": "--slots",
                "--no-slots": "--no-slots", "--no-ui": "--no-ui"}
 # Switches llama-server needs and llamaserve has on anyway (or has no use for).

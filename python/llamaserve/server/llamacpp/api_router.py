@@ -71,16 +71,21 @@ def routes(service: GenerationService) -> list[Route]:
         params["n_predict"] = params.pop("max_tokens")
         return params
 
+    awake: dict[str, dict[str, Any]] = {}  # the last answer while a model was loaded
+
     async def props(request: Request) -> Response:
+        if host.state == "idle" and "props" in awake:  # unloaded when idle (--idle-unload): not woken
+            return JSONResponse({**awake["props"], "is_sleeping": True})
         async with service.lease(None) as model:
             template = await prompts.template_of(model)
             meta = model.engine.metadata
-            return JSONResponse({
+            awake["props"] = {
                 "default_generation_settings": {"n_ctx": model.engine.n_ctx, "params": default_params()},
                 "total_slots": model.engine.n_parallel, "model_alias": model.name, "model_path": str(model.path),
                 "chat_template": template.source or "", "bos_token": meta.get("bos_token", ""),
                 "eos_token": meta.get("eos_token", ""), "modalities": {"vision": False, "audio": False},
-                "build_info": f"llamaserve {llamaserve.__version__}", "is_sleeping": False})
+                "build_info": f"llamaserve {llamaserve.__version__}", "is_sleeping": False}
+            return JSONResponse(awake["props"])
 
     async def slots(request: Request) -> Response:
         if not config.slots_endpoint:  # llama-server's answer under --no-slots
@@ -103,20 +108,15 @@ def routes(service: GenerationService) -> list[Route]:
 
     async def tokenize(request: Request) -> Response:
         req = protocol.parse_tokenize(await read_json(request))
-        model = host.acquire(req.model)
-        try:  # a long text, and its answer, must not stall the streams
+        async with service.lease(req.model) as model:  # loads an unloaded model, as llama-server wakes
+            # a long text, and its answer, must not stall the streams
             return await json_response(protocol.tokenize_answer, model.engine, req)
-        finally:
-            host.release(model)
 
     async def detokenize(request: Request) -> Response:
         # Checking a long list of ids takes a while too: off the loop as well.
         req = await asyncio.to_thread(protocol.parse_detokenize, await read_json(request))
-        model = host.acquire(req.model)
-        try:
+        async with service.lease(req.model) as model:
             return await json_response(protocol.detokenize_answer, model.engine, req)
-        finally:
-            host.release(model)
 
     return [Route("/tokenize", tokenize, methods=["POST"]),
             Route("/detokenize", detokenize, methods=["POST"]),

@@ -106,6 +106,9 @@ def routes(service: GenerationService) -> list[Route]:
         """One entry per model (llama-server's shape): its first name, all of them as aliases."""
         found = []
         current = host.current
+        served = tuple(n.strip() for n in config.served_model_name)
+        if current is None and host.state == "idle" and served:  # unloaded when idle: still the server's
+            found.append(model_object(served[0], 0, (*served, "default"), config.model_tags))
         if current is not None:
             names = host.listed_names(current)
             # `default` is a name every API takes for the server's model: its last alias
