@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from llamaserve.hosting.loaded import LoadedModel
 from llamaserve.server import openapi
 from llamaserve.server.body import read_json
 from llamaserve.server.chat import plan as chat_plan
@@ -73,19 +74,24 @@ def routes(service: GenerationService) -> list[Route]:
 
     awake: dict[str, dict[str, Any]] = {}  # the last answer while a model was loaded
 
+    async def described(model: LoadedModel) -> dict[str, Any]:
+        template = await prompts.template_of(model)
+        meta = model.engine.metadata
+        awake["props"] = {
+            "default_generation_settings": {"n_ctx": model.engine.n_ctx, "params": default_params()},
+            "total_slots": model.engine.n_parallel, "model_alias": model.name, "model_path": str(model.path),
+            "chat_template": template.source or "", "bos_token": meta.get("bos_token", ""),
+            "eos_token": meta.get("eos_token", ""), "modalities": {"vision": False, "audio": False},
+            "build_info": f"llamaserve {llamaserve.__version__}", "is_sleeping": False}
+        return awake["props"]
+
     async def props(request: Request) -> Response:
         if host.state == "idle" and "props" in awake:  # unloaded when idle (--idle-unload): not woken
             return JSONResponse({**awake["props"], "is_sleeping": True})
+        if host.current is not None:  # reading about a model is no use of it: it may still fall asleep
+            return JSONResponse(await described(host.current))
         async with service.lease(None) as model:
-            template = await prompts.template_of(model)
-            meta = model.engine.metadata
-            awake["props"] = {
-                "default_generation_settings": {"n_ctx": model.engine.n_ctx, "params": default_params()},
-                "total_slots": model.engine.n_parallel, "model_alias": model.name, "model_path": str(model.path),
-                "chat_template": template.source or "", "bos_token": meta.get("bos_token", ""),
-                "eos_token": meta.get("eos_token", ""), "modalities": {"vision": False, "audio": False},
-                "build_info": f"llamaserve {llamaserve.__version__}", "is_sleeping": False}
-            return JSONResponse(awake["props"])
+            return JSONResponse(await described(model))
 
     async def slots(request: Request) -> Response:
         if not config.slots_endpoint:  # llama-server's answer under --no-slots
