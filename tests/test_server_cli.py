@@ -58,6 +58,8 @@ def test_every_setting_has_an_option_and_a_variable():
     ({"LLAMASERVE_METRICS_AUTH": "maybe"}, "--metrics-auth"),
     ({"LLAMASERVE_LOG_LEVEL": "loud"}, "--log-level"),
     ({"LLAMASERVE_PARALLEL": "0"}, "--parallel"),
+    ({"LLAMASERVE_CACHE_DISK": "0"}, "--cache-disk"),
+    ({"LLAMASERVE_CACHE_DISK": "lots"}, "--cache-disk"),
 ])
 def test_bad_settings_name_themselves(env, field):
     with pytest.raises(ValueError, match=f"^{field}"):
