@@ -38,7 +38,8 @@ std::string hex64(uint64_t v) {
     return text;
 }
 
-// A temporary file whose writer is gone: what a crash or a kill left of a write.
+// A temporary file whose writer is gone (its name: <file>.tmp-<pid>-<count>): what a crash or a
+// kill left of a write.
 bool abandoned_temp(const std::string & name) {
     const size_t mark = name.find(kTempMark);
     if (mark == std::string::npos) return false;

@@ -1,5 +1,6 @@
 #include "snapshot_file.h"
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -102,8 +103,11 @@ bool write_snapshot_file(const std::string & path, uint64_t fingerprint, const P
     header.n_tokens = snapshot.tokens.size();
     header.state_size = snapshot.state.size();
     header.checksum = content_checksum(snapshot.tokens, snapshot.state.data(), snapshot.state.size());
-    // The process id keeps two servers writing the same snapshot into one folder apart.
-    const std::string temp = path + ".tmp-" + std::to_string(::getpid());
+    // The process id and a count keep apart two writers of the same snapshot (two servers on one
+    // folder, two engines of one model in one process); a later start removes what a writer
+    // that died left (prefix_disk.cpp).
+    static std::atomic<uint64_t> writes{0};
+    const std::string temp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(writes++);
     bool ok;
     {
         Fd file(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));

@@ -83,9 +83,14 @@ def test_a_damaged_file_is_deleted_and_the_prompt_prefilled(smollm2_path, tmp_pa
     for extra in snapshot_files(tmp_path):
         extra.unlink()
     file.write_bytes(whole[: len(whole) // 3])
+    # And what a server killed while writing left: its temporary file (the writer's pid is gone).
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    temp = tmp_path / f"{file.name}.tmp-{dead.pid}-0"
+    temp.write_bytes(whole[:1000])
     with load(smollm2_path, tmp_path) as third:
         assert third.cache_stats["disk_entries"] == 0 and third.cache_stats["disk_dropped"] == 1
-        assert not file.exists()
+        assert not file.exists() and not temp.exists()
         assert third.generate(prompt, max_tokens=8, temperature=0).text == expected.text
 
 
