@@ -92,7 +92,7 @@ class ServerConfig:
                           "prefix evicted from the slots comes back from here without recompute (0: off)",
                           "1GB")
     cache_dir: str | None = _opt("--cache-dir", "folder for prefix snapshots on disk (made if missing): "
-                                 "every snapshot the host memory keeps is also written there, so that a "
+                                 "every prefix snapshot is also written there, so that a "
                                  "restarted server answers the next turn of a long conversation without "
                                  "prefilling it again. Read only by the same model file with the same KV "
                                  "settings (default: no disk tier)", None)
