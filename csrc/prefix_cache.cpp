@@ -29,6 +29,10 @@ size_t snapshot_serves(const std::vector<llama_token> & tokens, const std::vecto
     return reuse < tokens.size() && !partial ? 0 : reuse;
 }
 
+bool is_prefix_snapshot(const std::vector<llama_token> & snapshot, const std::vector<llama_token> & tokens, size_t n) {
+    return snapshot.size() == n && common_prefix(snapshot, tokens, n) == n;
+}
+
 SharedPrefix shared_prefix(const std::vector<llama_token> & tokens, const std::vector<llama_token> & prompt) {
     const size_t n = common_prefix(tokens, prompt);
     return {n, n < tokens.size() && n < prompt.size()};
@@ -93,9 +97,8 @@ SharedPrefix PrefixCache::longest_shared_entry(const std::vector<llama_token> & 
 bool PrefixCache::holds(const std::vector<llama_token> & tokens, size_t n) const {
     if (disk_ && disk_->holds(tokens, n)) return true;
     std::lock_guard<std::mutex> lock(mu_);
-    return std::any_of(entries_.begin(), entries_.end(), [&](const auto & e) {
-        return e->tokens.size() == n && common_prefix(e->tokens, tokens, n) == n;
-    });
+    return std::any_of(entries_.begin(), entries_.end(),
+                       [&](const auto & e) { return is_prefix_snapshot(e->tokens, tokens, n); });
 }
 
 void PrefixCache::insert(std::shared_ptr<const PrefixSnapshot> snapshot) {

@@ -43,6 +43,9 @@ size_t common_prefix(const std::vector<llama_token> & a, const std::vector<llama
 size_t snapshot_serves(const std::vector<llama_token> & tokens, const std::vector<llama_token> & prompt,
                        bool partial);
 
+// Whether a snapshot of `snapshot` is exactly the first `n` of `tokens`.
+bool is_prefix_snapshot(const std::vector<llama_token> & snapshot, const std::vector<llama_token> & tokens, size_t n);
+
 // The common prefix of a snapshot and a prompt, and whether the snapshot goes on with other
 // tokens than the prompt does.
 struct SharedPrefix {

@@ -130,7 +130,7 @@ SharedPrefix DiskPrefixTier::longest_shared(const std::vector<llama_token> & pro
 bool DiskPrefixTier::holds(const std::vector<llama_token> & tokens, size_t n) const {
     std::lock_guard<std::mutex> lock(mu_);
     return std::any_of(index_.begin(), index_.end(),
-                       [&](const Entry & e) { return e.tokens.size() == n && common_prefix(e.tokens, tokens, n) == n; });
+                       [&](const Entry & e) { return is_prefix_snapshot(e.tokens, tokens, n); });
 }
 
 std::shared_ptr<const PrefixSnapshot> DiskPrefixTier::load(const Candidate & candidate) {
