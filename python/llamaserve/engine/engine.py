@@ -115,7 +115,8 @@ class Engine:
 
     @property
     def cache_stats(self) -> dict[str, int]:
-        """KV cells (in all, used, reserved for running requests) and prefix-cache counters."""
+        """KV cells (in all, used, reserved for running requests) and prefix-cache counters
+        (host_*: the host-memory tier; disk_*: the cache_dir tier, all zero without one)."""
         return self._native.cache_stats
 
     @property
