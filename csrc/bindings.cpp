@@ -278,6 +278,8 @@ PYBIND11_MODULE(_native, m) {
         .def_readwrite("kv_unified", &EngineOptions::kv_unified)
         .def_readwrite("n_kv", &EngineOptions::n_kv)
         .def_readwrite("cache_ram", &EngineOptions::cache_ram)
+        .def_readwrite("cache_dir", &EngineOptions::cache_dir)
+        .def_readwrite("cache_disk", &EngineOptions::cache_disk)
         .def_readwrite("cache_reuse", &EngineOptions::cache_reuse)
         .def_readwrite("type_k", &EngineOptions::type_k)
         .def_readwrite("type_v", &EngineOptions::type_v)
@@ -396,6 +398,14 @@ PYBIND11_MODULE(_native, m) {
             d["host_budget"] = c.host.budget;
             d["host_hits"] = c.host.hits;
             d["host_evictions"] = c.host.evictions;
+            d["disk_entries"] = c.disk.entries;
+            d["disk_bytes"] = c.disk.bytes;
+            d["disk_budget"] = c.disk.budget;
+            d["disk_hits"] = c.disk.hits;
+            d["disk_writes"] = c.disk.writes;
+            d["disk_evictions"] = c.disk.evictions;
+            d["disk_dropped"] = c.disk.dropped;
+            d["disk_skipped"] = c.disk.skipped;
             return d;
         }, "KV cells (in all, held, promised) and prefix-cache counters.")
         .def_property_readonly("speculation", &Engine::speculation,

@@ -7,6 +7,7 @@
 #include "errors.h"
 #include "grammar.h"
 #include "grammar_cache.h"
+#include "kv_fingerprint.h"
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
 #include "llama-ext.h"
@@ -109,6 +110,9 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
         throw InvalidRequest("spec_draft_max: must be between 1 and " + std::to_string(kMaxStepDrafts));
     }
     if (options_.grammar_budget_ms < 0) throw InvalidRequest("grammar_budget_ms: must not be negative");
+    if (!options_.cache_dir.empty() && options_.cache_disk == 0) {
+        throw InvalidRequest("cache_disk: must be positive with a cache_dir");
+    }
     if (options_.cache_reuse != 0 && options_.cache_reuse < kMinReuseChunk) {
         throw InvalidRequest("cache_reuse: must be 0 (off) or at least " + std::to_string(kMinReuseChunk) + " tokens");
     }
@@ -150,6 +154,13 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
     params.n_threads_batch = options_.n_threads;
     params.kv_unified = options_.kv_unified;
     params.no_perf = true;
+    if (!options_.cache_dir.empty()) {
+        // Before the context: a folder that cannot be used fails the load with nothing to free.
+        const KvIdentity identity{model_path, options_.type_k, options_.type_v, options_.flash_attn,
+                                  options_.swa_full, options_.kv_unified ? 1u : params.n_seq_max};
+        prefix_cache_.attach_disk(std::make_unique<DiskPrefixTier>(options_.cache_dir, options_.cache_disk,
+                                                                   kv_fingerprint(identity)));
+    }
     ctx_ = llama_init_from_model(model_->get(), params);
     if (!ctx_) throw ModelLoadError("cannot create a context for " + model_path);
     threadpool_ = new_cpu_threadpool(options_.n_threads);
@@ -195,6 +206,7 @@ void Engine::close() {
     }
     waiting_->cv.notify_all();
     if (scheduler_.joinable()) scheduler_.join();
+    prefix_cache_.close();  // the snapshots still queued for the disk are written
 }
 
 size_t Engine::queue_depth() const {
@@ -425,10 +437,8 @@ void Engine::start_request(Slot & slot, std::unique_ptr<Request> & request) {
     if (departed.at >= 0) ++requests_departed_;
     slot.set_departure(std::move(departed));
     if (slot.caching() && prefix_cache_.enabled()) {
-        const auto match = prefix_cache_.find(slot.prompt(), partial_reuse_);
-        if (match.reuse > slot.served_from_cache() && slot.restore(ctx_, *match.snapshot, match.reuse)) {
-            prefix_cache_.count_hit();
-        }
+        const auto match = prefix_cache_.find(slot.prompt(), partial_reuse_, slot.served_from_cache());
+        if (match.snapshot && slot.restore(ctx_, *match.snapshot, match.reuse)) prefix_cache_.count_hit(match);
         plan_snapshots(slot);
     }
     prompt_tokens_ += slot.prompt().size();
@@ -477,7 +487,9 @@ void Engine::take_snapshots() {
         while (slot.busy() && slot.at_checkpoint()) {
             guarded(slot, "caching a prefix", [&] {
                 const size_t size = llama_state_seq_get_size(ctx_, slot.seq());
-                if (prefix_cache_.would_keep(size)) prefix_cache_.insert(slot.snapshot(ctx_, size));
+                if (prefix_cache_.would_keep(size)) {
+                    prefix_cache_.insert(std::make_shared<const PrefixSnapshot>(slot.snapshot(ctx_, size)));
+                }
                 slot.passed_checkpoint();
             });
         }
@@ -490,9 +502,9 @@ void Engine::resume_followers() {
         slot.stop_following();
         guarded(slot, "restoring a prefix", [&] {
             const size_t before = slot.n_fed();
-            const auto match = prefix_cache_.find(slot.prompt(), partial_reuse_);
-            if (match.reuse > before && slot.restore(ctx_, *match.snapshot, match.reuse)) {
-                prefix_cache_.count_hit();
+            const auto match = prefix_cache_.find(slot.prompt(), partial_reuse_, before);
+            if (match.snapshot && slot.restore(ctx_, *match.snapshot, match.reuse)) {
+                prefix_cache_.count_hit(match);
                 cached_tokens_ += slot.n_fed() - before;
                 if (before == 0) ++requests_hit_;
             }
@@ -511,6 +523,7 @@ CacheStats Engine::cache_stats() const {
     stats.reused_tokens = reused_tokens_.load();
     stats.requests_departed = requests_departed_.load();
     stats.host = prefix_cache_.stats();
+    stats.disk = prefix_cache_.disk_stats();
     return stats;
 }
 

@@ -15,6 +15,7 @@
 #include "llama.h"
 #include "model_info.h"
 #include "prefix_cache.h"
+#include "prefix_disk.h"
 #include "sampling.h"
 #include "slot.h"
 #include "speculation.h"
@@ -39,6 +40,10 @@ struct EngineOptions {
     // llama-batched-bench, 16 x 128+64 on Gemma 3 270M, 122 against 112 tok/s).
     bool kv_unified = false;
     uint64_t cache_ram = 0;  // bytes of host memory for prefix snapshots (0: no host tier)
+    // A folder for prefix snapshots on disk (empty: no disk tier; prefix_disk.h), and the bytes
+    // its snapshot files may take in all.
+    std::string cache_dir;
+    uint64_t cache_disk = 0;
     // Reuse past a divergence (cache_reuse.h): the shortest cached chunk, in tokens, that a
     // prompt reuses after it left the cache (0: off). With one KV pool (kv_unified) a chunk
     // may come after new tokens; with a share per slot only right after the cached prefix.
@@ -94,6 +99,7 @@ struct CacheStats {
     uint64_t reused_tokens = 0;     // of cached_tokens, those reused past a divergence
     uint64_t requests_departed = 0;  // requests whose prompt left a cached sequence before its end
     PrefixCacheStats host;
+    DiskTierStats disk;
 };
 
 // Bytes one engine holds on one buffer type (a device, or host memory).

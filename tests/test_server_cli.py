@@ -60,6 +60,8 @@ def test_every_setting_has_an_option_and_a_variable():
     ({"LLAMASERVE_METRICS_AUTH": "maybe"}, "--metrics-auth"),
     ({"LLAMASERVE_LOG_LEVEL": "loud"}, "--log-level"),
     ({"LLAMASERVE_PARALLEL": "0"}, "--parallel"),
+    ({"LLAMASERVE_CACHE_DISK": "0"}, "--cache-disk"),
+    ({"LLAMASERVE_CACHE_DISK": "lots"}, "--cache-disk"),
 ])
 def test_bad_settings_name_themselves(env, field):
     with pytest.raises(ValueError, match=f"^{field}"):
@@ -159,6 +161,9 @@ def test_serve_ends_at_once_when_its_model_or_folder_is_not_there(capsys, tmp_pa
     assert "no model named 'qwen-7b-chat'" in err and str(tmp_path) in err and "tiny" in err
     err = serve_fails(capsys, "--models-dir", str(tmp_path / "nonexistent"))
     assert "--models-dir:" in err and "is not a folder" in err
+    (tmp_path / "a-file").write_bytes(b"")
+    err = serve_fails(capsys, "--cache-dir", str(tmp_path / "a-file"))
+    assert "--cache-dir:" in err and "cannot be a folder" in err
 
 
 def test_serve_names_a_bad_address_and_a_busy_port_before_loading(capsys):

@@ -96,6 +96,13 @@ class ServerConfig:
     cache_ram: str = _opt("--cache-ram", "host memory for prefix snapshots, e.g. 2GB: a shared prompt "
                           "prefix evicted from the slots comes back from here without recompute (0: off)",
                           "1GB")
+    cache_dir: str | None = _opt("--cache-dir", "folder for prefix snapshots on disk (made if missing): "
+                                 "every prefix snapshot is also written there, so that a "
+                                 "restarted server answers the next turn of a long conversation without "
+                                 "prefilling it again. Read only by the same model file with the same KV "
+                                 "settings (default: no disk tier)", None)
+    cache_disk: str = _opt("--cache-disk", "disk the --cache-dir's snapshot files may take in all, e.g. "
+                           "20GB; least recently used files out", "8GB")
     cache_reuse: int = _opt("--cache-reuse", "reuse past a divergence: when a prompt leaves the cache "
                             "(a changed first line, an edited message) and goes on with text the cache "
                             "holds, reuse the cached chunks of at least this many tokens at their new "
@@ -261,6 +268,7 @@ class ServerConfig:
         if self.max_memory is not None:
             need(_size("max_memory", self.max_memory) > 0, "max_memory", "must be positive")
         _size("cache_ram", self.cache_ram)
+        need(_size("cache_disk", self.cache_disk) > 0, "cache_disk", "must be positive")
         _size("quantize_cache_size", self.quantize_cache_size)
         need(self.chat_template is None or self.chat_template_file is None, "chat_template_file",
              "cannot be combined with chat_template")
@@ -300,6 +308,10 @@ class ServerConfig:
     @property
     def cache_ram_bytes(self) -> int:
         return _size("cache_ram", self.cache_ram)
+
+    @property
+    def cache_disk_bytes(self) -> int:
+        return _size("cache_disk", self.cache_disk)
 
     @property
     def quantize_cache_bytes(self) -> int:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from llamaserve.local_chat.results import ChatChunk, ChatReply
 
 DEFAULT_CACHE_RAM = 1 << 30  # host memory for prefix snapshots
+DEFAULT_CACHE_DISK = 8 << 30  # disk for prefix snapshots, when there is a cache_dir
 
 
 class Engine:
@@ -44,7 +45,9 @@ class Engine:
     def load(cls, path: str | os.PathLike[str] | None = None, *, n_ctx: int = 4096,
              n_parallel: int = 4, n_batch: int = 512, n_threads: int = 0,
              n_gpu_layers: int = 0, max_queue: int = 256, kv_unified: bool = False,
-             n_kv: int = 0, cache_ram: int = DEFAULT_CACHE_RAM, cache_reuse: int = DEFAULT_CACHE_REUSE,
+             n_kv: int = 0, cache_ram: int = DEFAULT_CACHE_RAM,
+             cache_dir: str | os.PathLike[str] | None = None, cache_disk: int = DEFAULT_CACHE_DISK,
+             cache_reuse: int = DEFAULT_CACHE_REUSE,
              cache_type_k: str = "f16",
              cache_type_v: str = "f16", flash_attn: str = "auto", swa_full: bool = False,
              spec: str | None = None, draft_model: str | os.PathLike[str] | None = None,
@@ -52,6 +55,9 @@ class Engine:
         """Load a GGUF file (the default model when path is None). n_ctx bounds one request;
         n_kv is the KV cells in all (0: n_ctx per slot), an equal share per slot or, with
         kv_unified, one pool taken by need; cache_ram is the host memory for prefix snapshots.
+        cache_dir is a folder for them on disk (made if missing; None: no disk tier), where they
+        outlive the engine: another engine of the same model file and KV settings restores them;
+        cache_disk bounds the folder's snapshot files in bytes (README, "Prefix cache on disk").
         cache_reuse is the shortest cached chunk reused past a divergence (0: off; README,
         "Reuse past a divergence").
         spec is the speculative decoding: "ngram" (the default without a draft_model), "draft"
@@ -68,6 +74,11 @@ class Engine:
         options.kv_unified = check_bool("kv_unified", kv_unified)
         options.n_kv = check_integer("n_kv", n_kv, 0, 2**31 - 1)
         options.cache_ram = check_integer("cache_ram", cache_ram, 0, 2**62)
+        options.cache_disk = check_integer("cache_disk", cache_disk, 1, 2**62)
+        if cache_dir is not None:
+            if not isinstance(cache_dir, (str, os.PathLike)) or not os.fspath(cache_dir):
+                raise InvalidRequest("cache_dir: must be the path of a folder")
+            options.cache_dir = check_text("cache_dir", os.fspath(cache_dir))
         options.cache_reuse = check_integer("cache_reuse", cache_reuse, 0, 2**20)
         options.type_k = check_choice("cache_type_k", cache_type_k, KV_CACHE_TYPES)
         options.type_v = check_choice("cache_type_v", cache_type_v, KV_CACHE_TYPES)
@@ -104,7 +115,8 @@ class Engine:
 
     @property
     def cache_stats(self) -> dict[str, int]:
-        """KV cells (in all, used, reserved for running requests) and prefix-cache counters."""
+        """KV cells (in all, used, reserved for running requests) and prefix-cache counters
+        (host_*: the host-memory tier; disk_*: the cache_dir tier, all zero without one)."""
         return self._native.cache_stats
 
     @property

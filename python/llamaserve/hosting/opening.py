@@ -29,6 +29,8 @@ def engine_options(config: ServerConfig, registry: ModelRegistry, n_gpu_layers: 
             "n_gpu_layers": n_gpu_layers, "max_queue": config.max_queue,
             "n_kv": kv_cells(config, info, n_ctx, n_parallel, n_gpu_layers),
             "kv_unified": config.kv_unified, "cache_ram": config.cache_ram_bytes,
+            "cache_dir": Path(config.cache_dir).expanduser() if config.cache_dir else None,
+            "cache_disk": config.cache_disk_bytes,
             "cache_reuse": config.cache_reuse,
             "cache_type_k": config.cache_type_k, "cache_type_v": config.cache_type_v,
             "flash_attn": config.flash_attn, "swa_full": config.swa_full,

@@ -41,6 +41,10 @@ def memory_usage() -> str:
     return f"{process_memory() / 2**30:.1f}GB/{machine_memory() / 2**30:.1f}GB"
 
 
+# The disk tier's counters /health shows (Engine.cache_stats names them disk_<field>).
+DISK_FIELDS = ("entries", "bytes", "budget", "hits", "writes", "evictions", "dropped", "skipped")
+
+
 def kv_cache(stats: dict[str, int], reuse: dict[str, int | bool]) -> dict[str, object]:
     """KV cells and prefix-cache use, as /health shows them; reuse: the reuse past a divergence
     in effect (Engine.cache_reuse)."""
@@ -54,6 +58,8 @@ def kv_cache(stats: dict[str, int], reuse: dict[str, int | bool]) -> dict[str, o
             "requests_missed": stats["requests_departed"], "host_entries": stats["host_entries"],
             "host_bytes": stats["host_bytes"], "host_budget": stats["host_budget"],
             "host_hits": stats["host_hits"], "reuse": reuse,
+            # the disk tier (--cache-dir): all zero without one
+            "disk": {key: stats[f"disk_{key}"] for key in DISK_FIELDS},
         },
     }
 

@@ -64,6 +64,10 @@ class _EngineCollector(Collector):
                                          "sequence before its end (usage.cache_miss says where)", labels=MODEL)
         host_bytes = GaugeMetricFamily(_name("prefix_cache_host_bytes"), "Host memory held by prefix "
                                        "snapshots", labels=MODEL)
+        disk_bytes = GaugeMetricFamily(_name("prefix_cache_disk_bytes"), "Disk held by the model's prefix "
+                                       "snapshot files (--cache-dir)", labels=MODEL)
+        disk_hits = CounterMetricFamily(_name("prefix_cache_disk_hits"), "Prefix snapshots restored from disk "
+                                        "(--cache-dir)", labels=MODEL)
         drafted = CounterMetricFamily(_name("spec_decode_num_draft_tokens"), "Speculative decoding: drafted "
                                       "tokens verified beside the sampled ones", labels=MODEL)
         accepted = CounterMetricFamily(_name("spec_decode_num_accepted_tokens"), "Speculative decoding: drafted "
@@ -88,11 +92,13 @@ class _EngineCollector(Collector):
             reused.add_metric(name, kv["reused_tokens"])
             departures.add_metric(name, kv["requests_departed"])
             host_bytes.add_metric(name, kv["host_bytes"])
+            disk_bytes.add_metric(name, kv["disk_bytes"])
+            disk_hits.add_metric(name, kv["disk_hits"])
             spec = engine.speculation_stats
             drafted.add_metric(name, spec["drafted"])
             accepted.add_metric(name, spec["accepted"])
         yield from (waiting, running, total, cells, used, usage, queries, hits, reused, departures, host_bytes,
-                    drafted, accepted, memory)
+                    disk_bytes, disk_hits, drafted, accepted, memory)
 
 
 class ServerMetrics:

@@ -12,11 +12,17 @@ from llamaserve.hosting.host import ModelHost
 
 
 def check_models(config: ServerConfig, host: ModelHost) -> None:
-    """ValueError naming the flag when the configured folders or model cannot be found."""
+    """ValueError naming the flag when the configured folders or model cannot be found (or, for
+    --cache-dir, made)."""
     if config.models_dir is not None and not Path(config.models_dir).expanduser().is_dir():
         raise ValueError(f"--models-dir: {config.models_dir} is not a folder")
     if config.models_config is not None and not Path(config.models_config).expanduser().is_file():
         raise ValueError(f"--models-config: {config.models_config} is not a file")
+    if config.cache_dir is not None:
+        try:  # made now, as the engine would: a path it cannot be made at ends serve here
+            Path(config.cache_dir).expanduser().mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"--cache-dir: {config.cache_dir} cannot be a folder ({exc.strerror or exc})") from None
     try:
         host.configured_entry()
     except ModelLoadError:
