@@ -117,6 +117,10 @@ class ServerConfig:
     max_queue: int = _opt("--max-queue", "requests that may wait for a slot; beyond it 503", 256)
     default_max_tokens: int = _opt("--default-max-tokens",
                                    "max_tokens of a request that names none", 256)
+    reranking: bool = _opt("--reranking", "serve the model as a reranker (/rerank), as llama-server's "
+                           "--reranking: scored with pooling type rank whatever its GGUF says (a model "
+                           "without a classification head scores with its last token's first hidden value); "
+                           "a GGUF whose pooling type is rank reranks without it", False)
     # -- chat: templates and reasoning models --
     chat_template_kwargs: str | None = _opt("--chat-template-kwargs", "JSON object of variables every chat "
                                             "template gets (e.g. '{\"enable_thinking\": false}'); a request's "
