@@ -464,7 +464,8 @@ PYBIND11_MODULE(_native, m) {
         .def("close", &Engine::close, py::call_guard<py::gil_scoped_release>());
 
     py::class_<Embedder>(m, "Embedder",
-                         "Sentence embeddings, or a reranker's scores, on a context of their own over an engine's model.")
+                         "Sentence embeddings, or a reranker's scores, on a context of their own over an "
+                         "engine's model.")
         .def(py::init([](const Engine & engine, int32_t n_ctx, bool rank) {
                  return std::make_unique<Embedder>(engine.model(), n_ctx, engine.options().n_threads, rank);
              }),

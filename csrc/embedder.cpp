@@ -74,7 +74,8 @@ std::vector<float> Embedder::embed(const std::vector<std::vector<llama_token>> &
 
 std::vector<float> Embedder::score(const std::vector<std::vector<llama_token>> & inputs) {
     if (pooling_ != LLAMA_POOLING_TYPE_RANK) {
-        throw InvalidRequest("this is not a reranking model (pooling " + pooling() + "); serve one with pooling type rank");
+        throw InvalidRequest("this is not a reranking model (pooling " + pooling() +
+                             "); serve one with pooling type rank");
     }
     return run(inputs, static_cast<size_t>(n_scores()), false);
 }

@@ -71,8 +71,8 @@ def test_the_parts_are_cut_to_llama_servers_budgets(coder):
     assert ids[suf + 1:-1] == whole[:16 - 2 - len(typed)]
     big = coder.fim_prompt("a", "b", input_extra=[{"filename": "big.txt", "text": words}], n_predict=900)
     rep, sep = coder.metadata["fim_rep_token_id"], coder.metadata["fim_sep_token_id"]
-    extra = [rep, *coder.tokenize("myproject\n", add_special=False), sep, *coder.tokenize("big.txt\n", add_special=False),
-             *whole, sep, *coder.tokenize("filename\n", add_special=False)]
+    extra = [rep, *coder.tokenize("myproject\n", add_special=False), sep,
+             *coder.tokenize("big.txt\n", add_special=False), *whole, sep, *coder.tokenize("filename\n", add_special=False)]
     room = N_CTX - 64 - 2 * 900
     assert room < len(extra) and big[:big.index(coder.metadata["fim_pre_token_id"])] == extra[-room:]
 

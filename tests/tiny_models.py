@@ -288,6 +288,11 @@ def write_tiny_model(path: str | os.PathLike[str], family: str | Family, *, seed
     template = fam.chat_template if chat_template == "" else chat_template
     if template:
         w.add_chat_template(template)
+    return _finish(w, tensors, path)
+
+
+def _finish(w: gguf.GGUFWriter, tensors: dict[str, np.ndarray], path: Path) -> Path:
+    """Add the tensors and write the file."""
     for tname, array in tensors.items():
         w.add_tensor(tname, array)
     w.write_header_to_file()
@@ -352,13 +357,7 @@ def write_tiny_reranker(path: str | os.PathLike[str], *, seed: int = 0, n_ctx_tr
         w.add_key_value(key, value, main, sub)
     if rerank_template is not None:
         w.add_chat_template([{"name": "rerank", "template": rerank_template}])
-    for name, array in t.items():
-        w.add_tensor(name, array)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return path
+    return _finish(w, t, path)
 
 
 def write_all(folder: str | os.PathLike[str]) -> dict[str, Path]:

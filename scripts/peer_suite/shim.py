@@ -19,10 +19,10 @@ SAME_VALUE = {"--port": "--port", "--host": "--host", "--threads": "--threads", 
               "--api-key": "--api-keys", "--models-dir": "--models-dir", "--cache-reuse": "--cache-reuse",
               "--reasoning-budget": "--reasoning-budget"}
 SAME_SWITCH = {"--kv-unified": "--kv-unified", "--swa-full": "--swa-full", "--slots": "--slots",
-               "--no-slots": "--no-slots"}
+               "--no-slots": "--no-slots", "--reranking": "--reranking"}
 # Switches llama-server needs and llamaserve has on anyway (or has no use for).
 NO_VALUE = {"--cont-batching", "--embedding", "--embeddings", "--metrics", "--jinja", "--no-jinja",
-            "--offline", "--verbose", "--no-ui", "--no-webui", "--context-shift", "--reranking",
+            "--offline", "--verbose", "--no-ui", "--no-webui", "--context-shift",
             "--no-models-autoload", "--no-mmproj", "--no-cache-idle-slots", "--ui-mcp-proxy", "--backend_sampling"}
 
 

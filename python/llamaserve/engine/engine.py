@@ -216,7 +216,8 @@ class Engine:
         if not self.reranker:
             raise InvalidRequest(f"{Path(self.metadata['path']).name} is not a reranking model; serve one with "
                                  "pooling type rank (or load it with reranking on: llamaserve serve --reranking)")
-        pairs = [pair_tokens(self._native.tokenize, self.metadata, query, document) for document in documents]
+        meta = self.metadata
+        pairs = [pair_tokens(self._native.tokenize, meta, query, document) for document in documents]
         return ranked(self._embedding_context().score(pairs), [len(p) for p in pairs], top_n)
 
     # -- fill in the middle -------------------------------------------------------------
@@ -227,12 +228,12 @@ class Engine:
         the model's FIM tokens as llama-server's /infill frames it (llamaserve/engine/fim.py):
         input_prefix and input_suffix are the text before and after the cursor (strings, or
         strings and token ids mixed), prompt what was typed after the prefix, input_extra other
-        files of the project (ExtraFile or {"filename", "text"}); n_predict, the tokens the completion may
-        take, leaves them room. InvalidRequest when the model has no FIM tokens. Generate from
-        it with greedy sampling, e.g. generate(fim_prompt(...), temperature=0)."""
+        files of the project (ExtraFile or {"filename", "text"}); n_predict, the tokens the
+        completion may take, leaves them room. InvalidRequest when the model has no FIM tokens.
+        Generate from it with greedy sampling, e.g. generate(fim_prompt(...), temperature=0)."""
         prefix = fim.check_pieces("input_prefix", input_prefix)
         suffix = fim.check_pieces("input_suffix", input_suffix)
-        extra = fim.check_extra("input_extra", list(input_extra))
+        extra = fim.check_extra("input_extra", input_extra)
         prompt = "" if prompt in ("", []) else check_prompt("prompt", prompt)
         meta = self.metadata
         bos = meta["bos_token_id"] if meta["add_bos"] and meta["bos_token_id"] >= 0 else None

@@ -73,7 +73,7 @@ def check_extra(name: str, value: Any) -> list[ExtraFile]:
     """input_extra: [{"filename": str (optional), "text": str} or ExtraFile, ...]; other keys are left
     alone, as llama-server does (editor plugins send a chunk's time too)."""
     shape = f'{name}: must be a list of {{"filename": string, "text": string}}'
-    if not isinstance(value, list):
+    if not isinstance(value, (list, tuple)):
         raise InvalidRequest(shape)
     files = []
     for i, chunk in enumerate(value):

@@ -5,7 +5,7 @@ model's pooled output, and the documents ordered best first."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy

@@ -24,7 +24,8 @@ from llamaserve.server.embeddings import embed
 from llamaserve.server.errors import ApiError, invalid
 from llamaserve.server.generation import GenerationService
 from llamaserve.hosting.loaded import LoadedModel
-from llamaserve.server.llamacpp import completion_protocol, infill_protocol, protocol, rerank_protocol, serving_completion
+from llamaserve.server.llamacpp import (
+    completion_protocol, infill_protocol, protocol, rerank_protocol, serving_completion)
 from llamaserve.server.offloop import json_response
 from llamaserve.server.openai import api_router as openai_router, serving_completions
 from llamaserve.server.openai.api_router import OPENAPI_PATHS as OPENAI_PATHS

@@ -59,8 +59,8 @@ def parse(body: Any) -> RerankRequest:
 
 def answer(req: RerankRequest, served_name: str, ranking: Reranking) -> Any:
     if req.tei:
-        return [{"index": r.index, "score": r.score, **({"text": req.documents[r.index]} if req.return_documents else {})}
-                for r in ranking.results]
+        return [{"index": r.index, "score": r.score,
+                 **({"text": req.documents[r.index]} if req.return_documents else {})} for r in ranking.results]
     return {"model": served_name, "object": "list",
             "usage": {"prompt_tokens": ranking.prompt_tokens, "total_tokens": ranking.prompt_tokens},
             "results": [{"index": r.index, "relevance_score": r.score,
