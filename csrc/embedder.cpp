@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "errors.h"
+#include "gguf.h"
 
 namespace llamaserve {
 
@@ -23,10 +24,24 @@ enum llama_pooling_type pooling_of(const Model & model, bool rank) {
     return type == LLAMA_POOLING_TYPE_NONE ? LLAMA_POOLING_TYPE_MEAN : type;
 }
 
+// Whether llama.cpp's rank pooling gives n_cls_out floats per sequence: only through the
+// classifier's output layer (cls.output). Without it (a decoder forced to rank, a head of one
+// dense layer as jina-reranker-v1-tiny's) a sequence's row is n_embd wide, while llama.cpp reads
+// the scores of sequence s at s * n_cls_out: right for the first sequence of a decode alone.
+bool has_score_layer(const Model & model) {
+    gguf_init_params params{/*no_alloc =*/true, /*ctx =*/nullptr};
+    gguf_context * file = gguf_init_from_file(model.metadata().path.c_str(), params);
+    if (!file) return false;
+    const bool found = gguf_find_tensor(file, "cls.output.weight") >= 0;
+    gguf_free(file);
+    return found;
+}
+
 }  // namespace
 
 Embedder::Embedder(const Model & model, int32_t n_ctx, int32_t n_threads, bool rank)
-    : model_(model), n_ctx_(n_ctx), n_threads_(n_threads), pooling_(pooling_of(model, rank)) {}
+    : model_(model), n_ctx_(n_ctx), n_threads_(n_threads), pooling_(pooling_of(model, rank)),
+      max_sequences_(pooling_ == LLAMA_POOLING_TYPE_RANK && !has_score_layer(model) ? 1 : kMaxSequences) {}
 
 Embedder::~Embedder() {
     if (ctx_) {
@@ -95,11 +110,11 @@ std::vector<float> Embedder::run(const std::vector<std::vector<llama_token>> & i
     std::lock_guard<std::mutex> lock(mu_);
     ensure_context();
     std::vector<float> out(inputs.size() * width);
-    // Pack inputs into decodes of at most kMaxSequences sequences and n_ctx tokens.
+    // Pack inputs into decodes of at most max_sequences_ sequences and n_ctx tokens.
     size_t first = 0;
     while (first < inputs.size()) {
         size_t count = 0, tokens = 0;
-        while (first + count < inputs.size() && count < kMaxSequences &&
+        while (first + count < inputs.size() && count < max_sequences_ &&
                tokens + inputs[first + count].size() <= static_cast<size_t>(n_ctx_)) {
             tokens += inputs[first + count].size();
             ++count;

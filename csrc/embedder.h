@@ -49,6 +49,7 @@ private:
     const int32_t n_ctx_;
     const int32_t n_threads_;
     enum llama_pooling_type pooling_;  // "enum": llama.h has a function of that name too
+    const size_t max_sequences_;  // in one decode
     llama_context * ctx_ = nullptr;
     llama_batch batch_{};
     std::mutex mu_;

@@ -155,6 +155,21 @@ def test_reranking_on_scores_any_model_as_llama_server_does(smollm2_path):
             smol.embed("hello")
 
 
+def test_a_batch_scores_as_one_document_at_a_time(reranker, smollm2_path, tmp_path):
+    """llama.cpp reads a decode's scores n_cls_out floats apart, right only when a score layer
+    (cls.output) makes the rows that narrow: without one (a decoder under --reranking, a
+    one-layer head) each document is scored in a decode of its own."""
+    one_layer = write_tiny_reranker(tmp_path / "one-layer-head.gguf", score_layer=False)
+    with Engine.load(one_layer, n_ctx=128, n_parallel=1) as headless, \
+            Engine.load(smollm2_path, n_ctx=256, n_parallel=1, reranking=True) as smol:
+        for engine in (reranker, headless, smol):
+            alone = {i: engine.rerank(QUERY, [d]).results[0].score for i, d in enumerate(DOCUMENTS)}
+            together = {r.index: r.score for r in engine.rerank(QUERY, DOCUMENTS).results}
+            # A bigger decode takes other F16 kernels: a hundredth apart, where reading another
+            # sequence's row is off by the whole score.
+            assert together == pytest.approx(alone, abs=0.05)
+
+
 def test_the_ggufs_rerank_prompt_frames_the_pair(tmp_path):
     template = "query: {query} document: {document}"
     path = write_tiny_reranker(tmp_path / "templated.gguf", rerank_template=template)

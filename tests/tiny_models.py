@@ -310,11 +310,12 @@ FIM_CODER = Family("llama", "starcoder", n_embd=32, n_head=4, n_head_kv=2, n_ff=
 
 
 def write_tiny_reranker(path: str | os.PathLike[str], *, seed: int = 0, n_ctx_train: int = 128,
-                        rerank_template: str | None = None) -> Path:
+                        rerank_template: str | None = None, score_layer: bool = True) -> Path:
     """A tiny random BERT cross-encoder as llama.cpp's converter writes a reranker (a BERT
     sequence classifier): pooling type rank, the classification head (cls: dense + tanh) and
     its one-score output layer (cls.output), on BERT's own WordPiece vocabulary. With
-    rerank_template, the GGUF's "rerank" prompt ({query}, {document}) frames the pair."""
+    rerank_template, the GGUF's "rerank" prompt ({query}, {document}) frames the pair. Without
+    score_layer, no cls.output: the head is one dense layer, as jina-reranker-v1-tiny's."""
     e, ff, n_layer = 32, 64, 2
     rng = np.random.default_rng(seed)
     vocab = _vocab_fields("bert-bge")
@@ -330,7 +331,9 @@ def write_tiny_reranker(path: str | os.PathLike[str], *, seed: int = 0, n_ctx_tr
     t = {"token_embd.weight": mat(e, n_vocab), "token_types.weight": mat(e, 2).astype(np.float32),
          "position_embd.weight": mat(e, n_ctx_train),
          "token_embd_norm.weight": vec(e, 1.0), "token_embd_norm.bias": vec(e),
-         "cls.weight": mat(e, e), "cls.bias": vec(e), "cls.output.weight": mat(e, 1), "cls.output.bias": vec(1)}
+         "cls.weight": mat(e, e), "cls.bias": vec(e)}
+    if score_layer:
+        t["cls.output.weight"], t["cls.output.bias"] = mat(e, 1), vec(1)
     for i in range(n_layer):
         b = f"blk.{i}."
         for name in ("attn_q", "attn_k", "attn_v", "attn_output"):
