@@ -161,6 +161,18 @@ py::dict metadata_dict(const Model & model) {
     d["eos_token_id"] = m.eos_token_id;
     d["bos_token"] = m.bos_token;
     d["eos_token"] = m.eos_token;
+    d["fim_pre_token_id"] = m.fim_pre_token_id;
+    d["fim_suf_token_id"] = m.fim_suf_token_id;
+    d["fim_mid_token_id"] = m.fim_mid_token_id;
+    d["fim_pad_token_id"] = m.fim_pad_token_id;
+    d["fim_rep_token_id"] = m.fim_rep_token_id;
+    d["fim_sep_token_id"] = m.fim_sep_token_id;
+    d["sep_token_id"] = m.sep_token_id;
+    d["add_bos"] = m.add_bos;
+    d["add_eos"] = m.add_eos;
+    d["add_sep"] = m.add_sep;
+    d["rerank_template"] =
+        m.rerank_template.empty() ? py::object(py::none()) : py::object(py::str(m.rerank_template));
     return d;
 }
 
@@ -194,6 +206,27 @@ py::list compute_backends() {
         backend["devices"] = devices;
         out.append(backend);
     }
+    return out;
+}
+
+// `run` (embed or score) over a list of token-id lists, the GIL released while it runs: a
+// (inputs, width) float32 array.
+py::array_t<float> pooled_rows(Embedder & e, const py::handle & inputs,
+                               std::vector<float> (Embedder::*run)(const std::vector<std::vector<llama_token>> &),
+                               int32_t width) {
+    if (!py::isinstance<py::sequence>(inputs)) throw InvalidRequest("input: must be a list");
+    std::vector<std::vector<llama_token>> ids;
+    size_t i = 0;
+    for (const auto & item : py::reinterpret_borrow<py::sequence>(inputs)) {
+        ids.push_back(token_ids(item, "input[" + std::to_string(i++) + "]"));
+    }
+    std::vector<float> rows;
+    {
+        py::gil_scoped_release release;
+        rows = (e.*run)(ids);
+    }
+    py::array_t<float> out({static_cast<py::ssize_t>(ids.size()), static_cast<py::ssize_t>(width)});
+    std::copy(rows.begin(), rows.end(), out.mutable_data());
     return out;
 }
 
@@ -367,6 +400,7 @@ PYBIND11_MODULE(_native, m) {
         .def_property_readonly("metadata", [](const Engine & e) { return metadata_dict(e.model()); })
         .def_property_readonly("n_ctx", &Engine::n_ctx_per_request)
         .def_property_readonly("n_parallel", [](const Engine & e) { return e.options().n_parallel; })
+        .def_property_readonly("n_batch", [](const Engine & e) { return e.options().n_batch; })
         .def_property_readonly("n_threads", [](const Engine & e) { return e.options().n_threads; })
         .def_property_readonly("queue_depth", &Engine::queue_depth)
         .def_property_readonly("busy_slots", &Engine::busy_slots)
@@ -439,28 +473,21 @@ PYBIND11_MODULE(_native, m) {
            "summed, draft verifications, prompt and generated tokens and the time each took, the longest sequence.")
         .def("close", &Engine::close, py::call_guard<py::gil_scoped_release>());
 
-    py::class_<Embedder>(m, "Embedder", "Sentence embeddings on a context of their own over an engine's model.")
-        .def(py::init([](const Engine & engine, int32_t n_ctx) {
-                 return std::make_unique<Embedder>(engine.model(), n_ctx, engine.options().n_threads);
+    py::class_<Embedder>(m, "Embedder",
+                         "Sentence embeddings, or a reranker's scores, on a context of their own over an "
+                         "engine's model.")
+        .def(py::init([](const Engine & engine, int32_t n_ctx, bool rank) {
+                 return std::make_unique<Embedder>(engine.model(), n_ctx, engine.options().n_threads, rank);
              }),
-             py::arg("engine"), py::arg("n_ctx"), py::keep_alive<1, 2>())  // the model outlives it
+             py::arg("engine"), py::arg("n_ctx"), py::arg("rank") = false,
+             py::keep_alive<1, 2>())  // the model outlives it
         .def("embed", [](Embedder & e, const py::handle & inputs) {
-            if (!py::isinstance<py::sequence>(inputs)) throw InvalidRequest("input: must be a list");
-            std::vector<std::vector<llama_token>> ids;
-            size_t i = 0;
-            for (const auto & item : py::reinterpret_borrow<py::sequence>(inputs)) {
-                ids.push_back(token_ids(item, "input[" + std::to_string(i++) + "]"));
-            }
-            std::vector<float> rows;
-            {
-                py::gil_scoped_release release;
-                rows = e.embed(ids);
-            }
-            const auto n = static_cast<py::ssize_t>(e.n_embd());
-            py::array_t<float> out({static_cast<py::ssize_t>(ids.size()), n});
-            std::copy(rows.begin(), rows.end(), out.mutable_data());
-            return out;
+            return pooled_rows(e, inputs, &Embedder::embed, e.n_embd());
         }, py::arg("inputs"), "One L2-normalized float32 row per list of token ids.")
+        .def("score", [](Embedder & e, const py::handle & inputs) {
+            return pooled_rows(e, inputs, &Embedder::score, e.n_scores());
+        }, py::arg("inputs"), "A reranker's n_scores float32 scores per list of token ids (a framed pair).")
         .def_property_readonly("n_embd", &Embedder::n_embd)
+        .def_property_readonly("n_scores", &Embedder::n_scores)
         .def_property_readonly("pooling", &Embedder::pooling);
 }

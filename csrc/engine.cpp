@@ -166,6 +166,7 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
     threadpool_ = new_cpu_threadpool(options_.n_threads);
     if (threadpool_) llama_attach_threadpool(ctx_, threadpool_, threadpool_);
 
+    generates_ = llama_get_causal_attn(ctx_);
     n_swa_ = options_.swa_full ? 0 : llama_model_n_swa(model_->get());
     const int32_t n_ctx_context = static_cast<int32_t>(llama_n_ctx(ctx_));  // llama.cpp pads it
     n_ctx_seq_ = std::min(options_.n_ctx, options_.kv_unified ? n_ctx_context : n_ctx_context / options_.n_parallel);
@@ -237,6 +238,10 @@ std::shared_ptr<TokenStream> Engine::submit_tokens(std::vector<llama_token> prom
                                                    const SamplingParams & sampling,
                                                    const GenerationOptions & options,
                                                    std::shared_ptr<AsyncNotifier> notifier) {
+    // An encoder's every token is an output: the decode loop's few output rows would not hold them.
+    if (!generates_) {
+        throw InvalidRequest("this model does not generate text: it is an encoder (embeddings or reranking only)");
+    }
     if (prompt.empty()) throw InvalidRequest("prompt: must not be empty");
     for (llama_token t : prompt) {
         if (!model_->valid_token(t)) throw InvalidRequest("prompt: unknown token id " + std::to_string(t));

@@ -72,6 +72,17 @@ Model::Model(const std::string & path, const ModelLoadOptions & options) {
     metadata_.eos_token_id = llama_vocab_eos(vocab_);
     if (valid_token(metadata_.bos_token_id)) metadata_.bos_token = token_text(metadata_.bos_token_id);
     if (valid_token(metadata_.eos_token_id)) metadata_.eos_token = token_text(metadata_.eos_token_id);
+    metadata_.fim_pre_token_id = llama_vocab_fim_pre(vocab_);
+    metadata_.fim_suf_token_id = llama_vocab_fim_suf(vocab_);
+    metadata_.fim_mid_token_id = llama_vocab_fim_mid(vocab_);
+    metadata_.fim_pad_token_id = llama_vocab_fim_pad(vocab_);
+    metadata_.fim_rep_token_id = llama_vocab_fim_rep(vocab_);
+    metadata_.fim_sep_token_id = llama_vocab_fim_sep(vocab_);
+    metadata_.sep_token_id = llama_vocab_sep(vocab_);
+    metadata_.add_bos = llama_vocab_get_add_bos(vocab_);
+    metadata_.add_eos = llama_vocab_get_add_eos(vocab_);
+    metadata_.add_sep = llama_vocab_get_add_sep(vocab_);
+    if (const char * rerank = llama_model_chat_template(model_, "rerank")) metadata_.rerank_template = rerank;
     for (llama_token t = 0; t < metadata_.n_vocab; ++t) {
         if (llama_vocab_is_eog(vocab_, t)) eog_tokens_.push_back(t);
     }

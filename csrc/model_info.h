@@ -24,6 +24,19 @@ struct ModelMetadata {
     int32_t eos_token_id = -1;
     std::string bos_token;  // their spellings, for chat templates
     std::string eos_token;
+    // Fill-in-the-middle tokens as llama.cpp finds them (GGUF keys, else known spellings); -1: none.
+    int32_t fim_pre_token_id = -1;
+    int32_t fim_suf_token_id = -1;
+    int32_t fim_mid_token_id = -1;
+    int32_t fim_pad_token_id = -1;
+    int32_t fim_rep_token_id = -1;  // a repository's name follows
+    int32_t fim_sep_token_id = -1;  // a file's name follows
+    // How the vocabulary frames a text pair (a reranker's query and document).
+    int32_t sep_token_id = -1;
+    bool add_bos = false;
+    bool add_eos = false;
+    bool add_sep = false;
+    std::string rerank_template;  // the GGUF's "rerank" prompt ({query}, {document}); empty when none
 };
 
 struct ModelLoadOptions {

@@ -79,7 +79,7 @@ class Family:
     rope_dim: int | None = None
     chat_template: str | None = None
     extra_tokens: tuple[str, ...] = ()  # control tokens appended to the vocabulary
-    extra_keys: dict[str, float] = field(default_factory=dict)
+    extra_keys: dict[str, int | float] = field(default_factory=dict)  # written as uint32 / float32
     # the spec name this family stands in for, and the file name a self-hoster would use
     spec_name: str = ""
     file_name: str = ""
@@ -280,9 +280,19 @@ def write_tiny_model(path: str | os.PathLike[str], family: str | Family, *, seed
         w.add_vocab_size(n_vocab)
     for key, value, main, sub in vocab:
         w.add_key_value(key, value, main, sub)
+    for key, value in fam.extra_keys.items():
+        if isinstance(value, int):
+            w.add_uint32(key, value)
+        else:
+            w.add_float32(key, value)
     template = fam.chat_template if chat_template == "" else chat_template
     if template:
         w.add_chat_template(template)
+    return _finish(w, tensors, path)
+
+
+def _finish(w: gguf.GGUFWriter, tensors: dict[str, np.ndarray], path: Path) -> Path:
+    """Add the tensors and write the file."""
     for tname, array in tensors.items():
         w.add_tensor(tname, array)
     w.write_header_to_file()
@@ -290,6 +300,67 @@ def write_tiny_model(path: str | os.PathLike[str], family: str | Family, *, seed
     w.write_tensors_to_file()
     w.close()
     return path
+
+
+# StarCoder's vocabulary has <fim_prefix>, <fim_suffix>, <fim_middle> (llama.cpp finds them by
+# their spelling) and <repo_name>, <file_sep> (it does not: the GGUF names them, as a converter does).
+FIM_CODER = Family("llama", "starcoder", n_embd=32, n_head=4, n_head_kv=2, n_ff=64,
+                   extra_keys={"tokenizer.ggml.fim_rep_token_id": 5, "tokenizer.ggml.fim_sep_token_id": 6},
+                   file_name="tiny-fim-coder.gguf")
+
+
+def write_tiny_reranker(path: str | os.PathLike[str], *, seed: int = 0, n_ctx_train: int = 128,
+                        rerank_template: str | None = None, score_layer: bool = True) -> Path:
+    """A tiny random BERT cross-encoder as llama.cpp's converter writes a reranker (a BERT
+    sequence classifier): pooling type rank, the classification head (cls: dense + tanh) and
+    its one-score output layer (cls.output), on BERT's own WordPiece vocabulary. With
+    rerank_template, the GGUF's "rerank" prompt ({query}, {document}) frames the pair. Without
+    score_layer, no cls.output: the head is one dense layer, as jina-reranker-v1-tiny's."""
+    e, ff, n_layer = 32, 64, 2
+    rng = np.random.default_rng(seed)
+    vocab = _vocab_fields("bert-bge")
+    n_vocab = next(len(v) for k, v, _, _ in vocab if k == "tokenizer.ggml.tokens")
+
+    def mat(ne0: int, ne1: int) -> np.ndarray:
+        return (rng.standard_normal((ne1, ne0)) * 0.5).astype(np.float16)
+
+    def vec(n: int, around: float = 0.0) -> np.ndarray:
+        return (around + 0.1 * rng.standard_normal(n)).astype(np.float32)
+
+    # The token-type table is added as it is: F32, as the converter writes it.
+    t = {"token_embd.weight": mat(e, n_vocab), "token_types.weight": mat(e, 2).astype(np.float32),
+         "position_embd.weight": mat(e, n_ctx_train),
+         "token_embd_norm.weight": vec(e, 1.0), "token_embd_norm.bias": vec(e),
+         "cls.weight": mat(e, e), "cls.bias": vec(e)}
+    if score_layer:
+        t["cls.output.weight"], t["cls.output.bias"] = mat(e, 1), vec(1)
+    for i in range(n_layer):
+        b = f"blk.{i}."
+        for name in ("attn_q", "attn_k", "attn_v", "attn_output"):
+            t[b + name + ".weight"], t[b + name + ".bias"] = mat(e, e), vec(e)
+        t[b + "ffn_up.weight"], t[b + "ffn_up.bias"] = mat(e, ff), vec(ff)
+        t[b + "ffn_down.weight"], t[b + "ffn_down.bias"] = mat(ff, e), vec(e)
+        for norm in ("attn_output_norm", "layer_output_norm"):
+            t[b + norm + ".weight"], t[b + norm + ".bias"] = vec(e, 1.0), vec(e)
+
+    path = Path(path)
+    w = gguf.GGUFWriter(str(path), "bert")
+    w.add_name("tiny-reranker")
+    w.add_description("tiny random-weight BERT reranker for tests")
+    w.add_file_type(int(gguf.LlamaFileType.MOSTLY_F16))
+    w.add_context_length(n_ctx_train)
+    w.add_embedding_length(e)
+    w.add_block_count(n_layer)
+    w.add_feed_forward_length(ff)
+    w.add_head_count(4)
+    w.add_layer_norm_eps(1e-12)
+    w.add_causal_attention(False)
+    w.add_pooling_type(gguf.PoolingType.RANK)
+    for key, value, main, sub in vocab:
+        w.add_key_value(key, value, main, sub)
+    if rerank_template is not None:
+        w.add_chat_template([{"name": "rerank", "template": rerank_template}])
+    return _finish(w, t, path)
 
 
 def write_all(folder: str | os.PathLike[str]) -> dict[str, Path]:

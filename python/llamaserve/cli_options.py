@@ -18,7 +18,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
                                   "sse_ping", "drain_timeout", "log_level", "metrics", "slots_endpoint", "ui"),
     "engine": ("n_parallel", "n_ctx", "n_threads", "n_gpu_layers", "max_queue", "default_max_tokens",
                "default_seed", "default_temperature",
-               "request_timeout", "max_batch_size"),
+               "request_timeout", "max_batch_size", "reranking"),
     "KV cache and prefix cache": ("kv_cells", "kv_unified", "cache_ram", "cache_dir", "cache_disk", "cache_reuse",
                                   "cache_type_k", "cache_type_v", "flash_attn", "swa_full"),
     "speculative decoding": ("spec", "draft_model", "spec_draft_max"),

@@ -133,6 +133,10 @@ class ServerConfig:
                                     None)
     default_temperature: float | None = _opt("--temp", "temperature of a request that names none "
                                              "(default: the API's own)", None)
+    reranking: bool = _opt("--reranking", "serve the model as a reranker (/rerank), as llama-server's "
+                           "--reranking: scored with pooling type rank whatever its GGUF says (a model "
+                           "without a classification head scores with its last token's first hidden value); "
+                           "a GGUF whose pooling type is rank reranks without it", False)
     # -- chat: templates and reasoning models --
     chat_template: str | None = _opt("--chat-template", "chat template of every model the models config "
                                      "gives none: a built-in's name (" + ", ".join(BUILTIN_TEMPLATES) +

@@ -1,4 +1,4 @@
-"""What a generation and an embedding call return: the result types of llamaserve.Engine."""
+"""What a generation, an embedding and a reranking call return: the result types of llamaserve.Engine."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,6 +42,18 @@ class Completion:
 class Embeddings:
     vectors: numpy.ndarray  # float32, one L2-normalized row per input
     token_counts: list[int]  # tokens of each input
+
+
+@dataclass(frozen=True)
+class Ranked:
+    index: int  # the document's place in the request
+    score: float  # the reranker's relevance score (higher: more relevant)
+
+
+@dataclass(frozen=True)
+class Reranking:
+    results: list[Ranked]  # best first
+    prompt_tokens: int  # of every (query, document) pair together
 
 
 def completion_of(text: str, stats: dict[str, Any]) -> Completion:

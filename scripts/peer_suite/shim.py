@@ -21,10 +21,11 @@ SAME_VALUE = {"--port": "--port", "--host": "--host", "--threads": "--threads", 
               "--chat-template": "--chat-template", "--chat-template-file": "--chat-template-file", "--tags": "--tags",
               "--sleep-idle-seconds": "--idle-unload"}
 SAME_SWITCH = {"--kv-unified": "--kv-unified", "--swa-full": "--swa-full", "--slots": "--slots",
-               "--no-slots": "--no-slots", "--no-ui": "--no-ui"}
+               "--no-slots": "--no-slots", "--no-ui": "--no-ui",
+               "--reranking": "--reranking"}
 # Switches llama-server needs and llamaserve has on anyway (or has no use for).
 NO_VALUE = {"--cont-batching", "--embedding", "--embeddings", "--metrics", "--jinja", "--no-jinja",
-            "--offline", "--verbose", "--no-webui", "--context-shift", "--reranking",
+            "--offline", "--verbose", "--no-webui", "--context-shift",
             "--no-models-autoload", "--no-mmproj", "--no-cache-idle-slots", "--ui-mcp-proxy", "--backend_sampling"}
 
 

@@ -18,9 +18,11 @@ from llamaserve.default_model import default_model_path
 from llamaserve.errors import InvalidRequest, QueueFull
 from llamaserve.generation_params import (
     PARAMETERS, check_bool, check_choice, check_integer, check_prompt, check_text, check_token_ids, validate)
+from llamaserve.engine import fim
 from llamaserve.engine.arguments import Prompt, native_settings
+from llamaserve.engine.rerank import check_documents, pair_tokens, ranked
 from llamaserve.engine.streams import AsyncPump, AsyncTextStream, TextStream
-from llamaserve.results import Completion, Embeddings
+from llamaserve.results import Completion, Embeddings, Reranking
 
 if TYPE_CHECKING:
     from llamaserve.local_chat.api import LocalChat
@@ -33,9 +35,10 @@ DEFAULT_CACHE_DISK = 8 << 30  # disk for prefix snapshots, when there is a cache
 class Engine:
     """One loaded model with n_parallel slots decoded together by a native scheduler."""
 
-    def __init__(self, native: _native.Engine) -> None:
+    def __init__(self, native: _native.Engine, *, reranking: bool = False) -> None:
         self._native = native
-        self._embedder: _native.Embedder | None = None  # made on the first embeddings()
+        self._reranking = reranking  # score pairs whatever pooling the GGUF says
+        self._embedder: _native.Embedder | None = None  # made on the first embeddings() or rerank()
         self._embedder_lock = threading.Lock()
         self._pumps: dict[asyncio.AbstractEventLoop, AsyncPump] = {}
         self._chat: LocalChat | None = None  # made on the first chat()
@@ -51,7 +54,8 @@ class Engine:
              cache_type_k: str = "f16",
              cache_type_v: str = "f16", flash_attn: str = "auto", swa_full: bool = False,
              spec: str | None = None, draft_model: str | os.PathLike[str] | None = None,
-             spec_draft_max: int = 16, grammar_budget_ms: int = 250, verbose: bool = False) -> Engine:
+             spec_draft_max: int = 16, grammar_budget_ms: int = 250, reranking: bool = False,
+             verbose: bool = False) -> Engine:
         """Load a GGUF file (the default model when path is None). n_ctx bounds one request;
         n_kv is the KV cells in all (0: n_ctx per slot), an equal share per slot or, with
         kv_unified, one pool taken by need; cache_ram is the host memory for prefix snapshots.
@@ -63,7 +67,10 @@ class Engine:
         spec is the speculative decoding: "ngram" (the default without a draft_model), "draft"
         (the default with one) or "off"; spec_draft_max bounds one slot's draft per step.
         grammar_budget_ms is the time one request's grammar may take in one step (0: no limit);
-        past it the request fails with InvalidRequest, and the other slots go on."""
+        past it the request fails with InvalidRequest, and the other slots go on.
+        reranking scores with pooling type rank whatever the GGUF says (llama-server's
+        --reranking: a model without a classification head scores with its last token's first
+        hidden value); a GGUF whose pooling type is rank reranks without it."""
         options = _native.EngineOptions()
         options.n_ctx = check_integer("n_ctx", n_ctx, 8, 2**24)
         options.n_parallel = check_integer("n_parallel", n_parallel, 1, 1024)
@@ -92,7 +99,7 @@ class Engine:
         options.grammar_budget_ms = check_integer("grammar_budget_ms", grammar_budget_ms, 0, 60_000)
         _native.set_verbose(verbose)
         model_path = Path(path) if path is not None else default_model_path()
-        return cls(_native.Engine(str(model_path), options))
+        return cls(_native.Engine(str(model_path), options), reranking=check_bool("reranking", reranking))
 
     # -- model facts ------------------------------------------------------------------
 
@@ -147,6 +154,11 @@ class Engine:
         return self._native.decode_stats
 
     @property
+    def n_batch(self) -> int:
+        """The most prompt tokens one decoding step takes."""
+        return self._native.n_batch
+
+    @property
     def busy_slots(self) -> int:
         return self._native.busy_slots
 
@@ -187,12 +199,60 @@ class Engine:
     def _embedding_context(self) -> _native.Embedder:
         with self._embedder_lock:
             if self._embedder is None:
-                self._embedder = _native.Embedder(self._native, self.n_ctx)
+                # Not past the training context: a model with learned positions (BERT) has none beyond it.
+                n_ctx = min(self.n_ctx, self.metadata["n_ctx_train"] or self.n_ctx)
+                self._embedder = _native.Embedder(self._native, n_ctx, self._reranking)
             return self._embedder
 
     def embed(self, inputs: str | Sequence[str | Sequence[int]]) -> numpy.ndarray:
         """embeddings(inputs).vectors: a float32 array of shape (inputs, n_embd)."""
         return self.embeddings(inputs).vectors
+
+    # -- reranking ----------------------------------------------------------------------
+
+    @property
+    def reranker(self) -> bool:
+        """Whether rerank() works: the GGUF's pooling type is rank, or the engine was loaded
+        with reranking=True."""
+        return self._embedding_context().pooling == "rank"
+
+    def rerank(self, query: str, documents: Sequence[str], *, top_n: int | None = None) -> Reranking:
+        """The documents by relevance to the query, best first (top_n of them; all when None):
+        each (query, document) pair framed as llama-server frames it and scored by the model's
+        classification head, on the embeddings' context (the slots go on decoding). A model
+        that is not a reranker: InvalidRequest."""
+        query = check_text("query", query)
+        documents = check_documents("documents", documents)
+        if top_n is not None:
+            top_n = check_integer("top_n", top_n, 1, 2**31 - 1)
+        if not self.reranker:
+            raise InvalidRequest(f"{Path(self.metadata['path']).name} is not a reranking model; serve one with "
+                                 "pooling type rank (or load it with reranking on: llamaserve serve --reranking)")
+        meta = self.metadata
+        pairs = [pair_tokens(self._native.tokenize, meta, query, document) for document in documents]
+        return ranked(self._embedding_context().score(pairs), [len(p) for p in pairs], top_n)
+
+    # -- fill in the middle -------------------------------------------------------------
+
+    def fim_prompt(self, input_prefix: fim.Pieces, input_suffix: fim.Pieces, *, prompt: Prompt = "",
+                   input_extra: Sequence[fim.ExtraFile | dict[str, Any]] = (), n_predict: int = 0) -> list[int]:
+        """The token ids of a fill-in-the-middle prompt (code completion at a cursor) framed from
+        the model's FIM tokens as llama-server's /infill frames it (llamaserve/engine/fim.py):
+        input_prefix and input_suffix are the text before and after the cursor (strings, or
+        strings and token ids mixed), prompt what was typed after the prefix, input_extra other
+        files of the project (ExtraFile or {"filename", "text"}); n_predict, the tokens the
+        completion may take, leaves them room. InvalidRequest when the model has no FIM tokens.
+        Generate from it with greedy sampling, e.g. generate(fim_prompt(...), temperature=0)."""
+        prefix = fim.check_pieces("input_prefix", input_prefix)
+        suffix = fim.check_pieces("input_suffix", input_suffix)
+        extra = fim.check_extra("input_extra", input_extra)
+        prompt = "" if prompt in ("", []) else check_prompt("prompt", prompt)
+        meta = self.metadata
+        bos = meta["bos_token_id"] if meta["add_bos"] and meta["bos_token_id"] >= 0 else None
+        return fim.fim_prompt(lambda text, special: self._native.tokenize(text, False, special),
+                              Path(meta["path"]).name, fim.FimTokens.of(meta), bos, input_prefix=prefix,
+                              input_suffix=suffix, input_extra=extra, prompt=prompt, n_batch=self.n_batch,
+                              n_ctx=self.n_ctx, n_predict=check_integer("n_predict", n_predict, 0, 2**31 - 1))
 
     # -- generation -------------------------------------------------------------------
 

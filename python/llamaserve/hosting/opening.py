@@ -35,7 +35,7 @@ def engine_options(config: ServerConfig, registry: ModelRegistry, n_gpu_layers: 
             "cache_type_k": config.cache_type_k, "cache_type_v": config.cache_type_v,
             "flash_attn": config.flash_attn, "swa_full": config.swa_full,
             "spec": config.spec, "spec_draft_max": config.spec_draft_max,
-            "grammar_budget_ms": config.grammar_budget_ms,
+            "grammar_budget_ms": config.grammar_budget_ms, "reranking": config.reranking,
             # with --spec off, no draft model is loaded at all
             "draft_model": config.draft_model if config.spec != "off" else None}
 

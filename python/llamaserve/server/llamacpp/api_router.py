@@ -1,9 +1,11 @@
-"""The routes of llama-server's own API: /completion (its shape), /props, /slots,
-/apply-template, the non-OpenAI /embeddings, /tokenize and /detokenize, and its paths without
-/v1 for the OpenAI routes (the same handlers as under /v1)."""
+"""The routes of llama-server's own API: /completion (its shape), /infill (a /completion with a
+fill-in-the-middle prompt), /rerank, /props, /slots, /apply-template, the non-OpenAI
+/embeddings, /tokenize and /detokenize, and its paths without /v1 for the OpenAI routes (the
+same handlers as under /v1)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import llamaserve
@@ -22,7 +24,9 @@ from llamaserve.server.chat.token_text import token_text
 from llamaserve.server.embeddings import embed
 from llamaserve.server.errors import ApiError, invalid
 from llamaserve.server.generation import GenerationService
-from llamaserve.server.llamacpp import completion_protocol, protocol, serving_completion
+from llamaserve.hosting.loaded import LoadedModel
+from llamaserve.server.llamacpp import (
+    completion_protocol, infill_protocol, protocol, rerank_protocol, serving_completion)
 from llamaserve.server.offloop import json_response
 from llamaserve.server.openai import api_router as openai_router, serving_completions
 from llamaserve.server.openai.api_router import OPENAPI_PATHS as OPENAI_PATHS
@@ -30,6 +34,7 @@ from llamaserve.server.openai.chat_protocol import CHAT_SCHEMA, parse_chat
 from llamaserve.server.protocol_values import json_array, json_object
 from llamaserve.server.sse import EventStreamResponse, until_disconnect
 
+RERANK_PATHS = ("/rerank", "/reranking", "/v1/rerank", "/v1/reranking")
 # llama-server's paths without /v1 -> the OpenAI route serving them
 OPENAI_ALIASES = {"/chat/completions": "/v1/chat/completions",
                   "/chat/completions/input_tokens": "/v1/chat/completions/input_tokens", "/models": "/v1/models",
@@ -41,8 +46,28 @@ def routes(service: GenerationService) -> list[Route]:
     openai = {route.path: route for route in openai_router.routes(service)}
 
     async def completion(request: Request) -> Response:
-        body = await read_json(request)
+        return await answer_completion(request, await read_json(request))
+
+    async def infill(request: Request) -> Response:
+        req = infill_protocol.parse(await read_json(request))
+
+        async def framed(model: LoadedModel) -> dict[str, Any]:
+            n_predict = req.completion.get("n_predict")
+            given = isinstance(n_predict, int) and not isinstance(n_predict, bool) and n_predict > 0
+            room = n_predict if given else config.default_max_tokens
+            prompt = await asyncio.to_thread(  # tokenizing the files around the cursor takes a while
+                model.engine.fim_prompt, req.input_prefix, req.input_suffix, prompt=req.prompt,
+                input_extra=req.input_extra, n_predict=room)
+            return {**req.completion, "prompt": prompt}
+
+        return await answer_completion(request, req.completion, framed)
+
+    async def answer_completion(request: Request, body: Any,
+                                framed: Callable[[LoadedModel], Awaitable[dict[str, Any]]] | None = None) -> Response:
+        """/completion's answer to `body`; `framed` makes its prompt from the leased model (/infill)."""
         async with service.lease(completion_protocol.model_of(body)) as model:
+            if framed is not None:
+                body = await framed(model)
             req = completion_protocol.parse(body, lambda text: model.engine.tokenize(text, add_special=False))
             openai_req = req.reports.limited(req.request, model.engine.n_ctx)
             comp, chat = await serving_completions.start(openai_req, model, service, config.request_defaults)
@@ -84,6 +109,13 @@ def routes(service: GenerationService) -> list[Route]:
             "eos_token": meta.get("eos_token", ""), "modalities": {"vision": False, "audio": False},
             "build_info": f"llamaserve {llamaserve.__version__}", "is_sleeping": False}
         return awake["props"]
+
+    async def rerank(request: Request) -> Response:
+        req = rerank_protocol.parse(await read_json(request))
+        async with service.lease(req.model) as model:
+            # A thread: scoring the pairs takes a while, and the streams go on meanwhile.
+            ranking = await asyncio.to_thread(model.engine.rerank, req.query, req.documents, top_n=req.top_n)
+            return JSONResponse(rerank_protocol.answer(req, model.name, ranking))
 
     async def props(request: Request) -> Response:
         if host.state == "idle" and "props" in awake:  # unloaded when idle (--idle-unload): not woken
@@ -128,6 +160,8 @@ def routes(service: GenerationService) -> list[Route]:
             Route("/detokenize", detokenize, methods=["POST"]),
             Route("/completion", completion, methods=["POST"]),
             Route("/completions", completion, methods=["POST"]),
+            Route("/infill", infill, methods=["POST"]),
+            *(Route(path, rerank, methods=["POST"]) for path in RERANK_PATHS),
             Route("/embedding", embeddings, methods=["POST"]),
             Route("/embeddings", embeddings, methods=["POST"]),
             Route("/props", props, methods=["GET"]),
@@ -164,6 +198,17 @@ OPENAPI_PATHS = {
         {"type": "object", "required": ["content"], "properties": {
             "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
             "model": protocol.MODEL_SCHEMA}})} for path in ("/embedding", "/embeddings")},
+    "/infill": {"post": openapi.operation(
+        "Fill in the middle (code completion at a cursor): a completion in /completion's shape of a prompt framed "
+        "from the model's FIM tokens (400 for a model without them)", _TAG,
+        openapi.responses({200: {"type": "object"}}, (*openapi.COMMON_ERRORS, 404), error_schema="LlamaCppError",
+                          event_stream=True),
+        infill_protocol.INFILL_SCHEMA)},
+    **{path: {"post": openapi.operation(
+        "The documents ranked by relevance to the query, best first (a reranking model: 400 for another)", _TAG,
+        openapi.responses({200: {"type": ["object", "array"]}}, (*openapi.COMMON_ERRORS, 404),
+                          error_schema="LlamaCppError"),
+        rerank_protocol.RERANK_SCHEMA)} for path in RERANK_PATHS},
     "/props": {"get": openapi.operation(
         "The served model: path, chat template, slots, context, BOS and EOS, build", _TAG,
         openapi.responses({200: {"type": "object"}}, (401, 429, 503), error_schema="LlamaCppError"))},
