@@ -5,6 +5,8 @@ the /v1-less OpenAI paths answering any model name, and its error shape."""
 from __future__ import annotations
 
 import json
+from datetime import date
+from pathlib import Path
 
 import httpx
 import openai
@@ -212,6 +214,40 @@ def test_server_wide_seed_temperature_and_template(engine, tmp_path):
         assert settings["seed"] == 7 and settings["temperature"] == 1.5  # what a request naming none runs with
     with pytest.raises(ValueError, match="--chat-template: must be a built-in"):
         ServerConfig(chat_template="command-r")
+
+
+TEMPLATES = Path(__file__).parents[1] / "vendor/llama.cpp/models/templates"
+
+
+def applied(server: LiveServer, body: dict) -> str:
+    r = post(server.url, "/apply-template", {"messages": [{"role": "user", "content": "What is today?"}], **body})
+    assert r.status_code == 200, r.text
+    return r.json()["prompt"]
+
+
+def test_reasoning_switch_as_llama_server(engine):
+    r1 = str(TEMPLATES / "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja")  # reads enable_thinking
+    with LiveServer(create_app(ServerConfig(chat_template_file=r1), engine)) as server:  # --reasoning auto
+        assert applied(server, {}).endswith("<\uff5cAssistant\uff5c><think>\n")
+        assert applied(server, {"reasoning_effort": "none"}).endswith("<think>\n</think>")  # the request wins
+    with LiveServer(create_app(ServerConfig(chat_template_file=r1, reasoning="off"), engine)) as server:
+        assert applied(server, {}).endswith("<think>\n</think>")
+        assert applied(server, {"chat_template_kwargs": {"enable_thinking": True}}).endswith("<think>\n")
+    with pytest.raises(ValueError, match="--reasoning: must be on, off or auto"):
+        ServerConfig(reasoning="maybe")
+
+
+def test_templates_get_todays_date_and_firefunction_its_functions(engine):
+    llama = str(TEMPLATES / "meta-llama-Llama-3.3-70B-Instruct.jinja")
+    with LiveServer(create_app(ServerConfig(chat_template_file=llama), engine)) as server:
+        assert f"Today Date: {date.today().strftime('%d %b %Y')}" in applied(server, {})
+    fire = str(TEMPLATES / "fireworks-ai-llama-3-firefunction-v2.jinja")
+    tool = {"type": "function", "function": {"name": "get_time", "description": "the time in a city",
+                                             "parameters": {"type": "object", "properties": {}}}}
+    with LiveServer(create_app(ServerConfig(chat_template_file=fire), engine)) as server:
+        plain = applied(server, {})
+        assert f"Today is {date.today().strftime('%b %d %Y')}." in plain and "get_time" not in plain
+        assert '"name": "get_time"' in applied(server, {"tools": [tool]})  # its `functions` variable
 
 
 def test_models_are_listed_once_with_aliases_and_tags_and_no_ui_is_404(engine):

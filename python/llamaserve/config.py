@@ -148,6 +148,9 @@ class ServerConfig:
     reasoning_format: str = _opt("--reasoning-format", "auto: reasoning apart from the answer "
                                  "(reasoning_content, thinking blocks, reasoning items); none: left in the "
                                  "content, for clients that parse it", "auto")
+    reasoning: str = _opt("--reasoning", "thinking of a request that does not say, as llama-server's "
+                          "--reasoning: on, off, or auto (the same as on: templates with a thinking switch get "
+                          "it on; one without it does what it always does)", "auto")
     grammar_budget_ms: int = _opt("--grammar-budget-ms", "milliseconds one request's grammar may take in one "
                                   "decoding step before the request ends with a 400 (0: no limit)", 250)
     reasoning_budget: int = _opt("--reasoning-budget", "most tokens a reply may reason before the engine "
@@ -241,6 +244,7 @@ class ServerConfig:
         need(self.metrics_auth in METRICS_AUTH, "metrics_auth", "must be one of " + ", ".join(METRICS_AUTH))
         need(all(self.admin_keys), "admin_keys", "must not contain an empty key")
         need(self.reasoning_format in ("auto", "none"), "reasoning_format", "must be auto or none")
+        need(self.reasoning in ("on", "off", "auto"), "reasoning", "must be on, off or auto")
         need(0 <= self.grammar_budget_ms <= 60_000, "grammar_budget_ms", "must be between 0 and 60000")
         need(self.reasoning_budget == -1 or self.reasoning_budget >= 1, "reasoning_budget",
              "must be at least 1 (or -1: no limit)")

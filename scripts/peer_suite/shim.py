@@ -17,7 +17,7 @@ SAME_VALUE = {"--port": "--port", "--host": "--host", "--threads": "--threads", 
               "-ctv": "--cache-type-v", "-fa": "--flash-attn", "--cors-origins": "--cors-origins",
               "--reasoning-format": "--reasoning-format", "--alias": "--served-model-name",
               "--api-key": "--api-keys", "--models-dir": "--models-dir", "--cache-reuse": "--cache-reuse",
-              "--reasoning-budget": "--reasoning-budget", "--seed": "--seed", "--temp": "--temp",
+              "--reasoning-budget": "--reasoning-budget", "--reasoning": "--reasoning", "--seed": "--seed", "--temp": "--temp",
               "--chat-template": "--chat-template", "--chat-template-file": "--chat-template-file", "--tags": "--tags",
               "--sleep-idle-seconds": "--idle-unload"}
 SAME_SWITCH = {"--kv-unified": "--kv-unified", "--swa-full": "--swa-full", "--slots": "--slots",

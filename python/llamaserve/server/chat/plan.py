@@ -7,7 +7,7 @@ import asyncio
 import json
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from llamaserve.config import ServerConfig
@@ -21,6 +21,7 @@ from llamaserve.server.chat.formats import GenericJson, OutputParser, PlainText,
 from llamaserve.server.chat.formats.collect import Parser
 from llamaserve.server.chat.formats.reasoning import ReasoningSplit, ThinkingMarkers, markers_for, opens_thinking
 from llamaserve.server.chat.request import ChatRequest
+from llamaserve.server.chat.thinking import Thinking
 from llamaserve.server.chat.tools import Tool
 from llamaserve.server.errors import invalid
 
@@ -104,20 +105,30 @@ def choice_arguments(arguments: dict[str, Any], n: int) -> list[dict[str, Any]]:
     return [{**arguments, "seed": (arguments["seed"] + i) % (SEED_MAX + 1)} for i in range(n)]
 
 
+def _thinking(req: ChatRequest, config: ServerConfig) -> Thinking:
+    """The request's reasoning settings; thinking on or off as the server's --reasoning says when
+    the request does not say."""
+    if req.thinking.enabled is not None:
+        return req.thinking
+    return replace(req.thinking, enabled=config.reasoning != "off")
+
+
 def _budget(req: ChatRequest, config: ServerConfig) -> int:
-    """Most thinking tokens: the request's and the server's, the smaller; 0 when the request
-    turned thinking off (a template that always opens it is closed at once); -1: no limit."""
-    if req.thinking.enabled is False:
+    """Most thinking tokens: the request's and the server's, the smaller; 0 when thinking is off
+    (a template that always opens it is closed at once); -1: no limit."""
+    thinking = _thinking(req, config)
+    if thinking.enabled is False:
         return 0
-    limits = [b for b in (req.thinking.budget, config.reasoning_budget) if b is not None and b >= 0]
+    limits = [b for b in (thinking.budget, config.reasoning_budget) if b is not None and b >= 0]
     return min(limits) if limits else -1
 
 
-def _template_kwargs(req: ChatRequest, config: ServerConfig) -> dict[str, Any]:
-    """The server's --chat-template-kwargs, what the request's reasoning settings mean for the
-    template, and its own chat_template_kwargs, the last winning."""
+def _template_kwargs(req: ChatRequest, config: ServerConfig, fmt: ToolFormat) -> dict[str, Any]:
+    """The variables the tool format's templates need, the server's --chat-template-kwargs, what
+    the reasoning settings mean for the template, and its own chat_template_kwargs, the last winning."""
     server = json.loads(config.chat_template_kwargs) if config.chat_template_kwargs else {}
-    return {**server, **req.thinking.template_kwargs(), **req.template_kwargs}
+    return {**fmt.template_variables(req.offered_tools), **server, **_thinking(req, config).template_kwargs(),
+            **req.template_kwargs}
 
 
 async def plan(req: ChatRequest, model: LoadedModel, config: ServerConfig, *, as_tokens: bool = False) -> ChatPlan:
@@ -126,7 +137,7 @@ async def plan(req: ChatRequest, model: LoadedModel, config: ServerConfig, *, as
     # A template that cannot show tools gets them in the system prompt, asking for a JSON call.
     fmt = format_for(template.source) if template.supports_tools else GenericJson()
     grammar = await asyncio.to_thread(_grammar, req, fmt)  # a big schema takes a while to compile
-    prompt, tail = await prompts.render(model, template, req, _template_kwargs(req, config), as_tokens)
+    prompt, tail = await prompts.render(model, template, req, _template_kwargs(req, config, fmt), as_tokens)
     thinking = markers_for(template.source) if config.reasoning_format == "auto" else None
     if thinking is not None and fmt.reads_reasoning:
         thinking = None  # the format's own reader finds the reasoning (channels)

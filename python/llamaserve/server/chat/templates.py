@@ -111,6 +111,13 @@ def _strftime_now(fmt: str) -> str:
     return datetime.now().strftime(str(fmt))
 
 
+def _today() -> dict[str, str]:
+    """Today's date under the names templates read it by, which the caller is meant to set:
+    date_string (Llama 3.x) and datetime (FireFunction), as llama-server sets them."""
+    now = datetime.now()
+    return {"date_string": now.strftime("%d %b %Y"), "datetime": now.strftime("%b %d %Y")}
+
+
 def _sized(value: Any) -> int:
     return len(value) if isinstance(value, (str, list, tuple, bytes)) else 1
 
@@ -173,7 +180,7 @@ def render_jinja(template: jinja2.Template, messages: Sequence[Message], *,
                  bos_token: str = "", eos_token: str = "", **extra: Any) -> str:
     """Render a compiled template; every failure becomes a ChatTemplateError."""
     context: dict[str, Any] = dict(messages=list(messages), add_generation_prompt=add_generation_prompt,
-                                   bos_token=bos_token, eos_token=eos_token, **extra)
+                                   bos_token=bos_token, eos_token=eos_token, **_today(), **extra)
     if tools:  # absent, not None: templates written for tools iterate `tools` unguarded
         context["tools"] = list(tools)
     _render.deadline = time.monotonic() + RENDER_SECONDS

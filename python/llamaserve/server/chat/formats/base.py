@@ -9,7 +9,7 @@ whose name was already sent.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from llamaserve.server.chat.formats.calls import Calls
 from llamaserve.server.chat.formats.events import Event, MalformedCall, TextDelta
@@ -35,6 +35,10 @@ class ToolFormat:
 
     def read(self, cur: Cursor, calls: Calls) -> Reader:
         raise NotImplementedError
+
+    def template_variables(self, tools: Sequence[Tool]) -> dict[str, Any]:
+        """Variables this family's templates read besides `tools`, which the caller must set."""
+        return {}
 
     def call_grammar(self, tools: Sequence[Tool], choice: ToolChoice, parallel: bool) -> str:
         """GBNF that forces a call (tool_choice required or named), in this format's own

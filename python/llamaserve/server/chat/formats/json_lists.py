@@ -53,6 +53,10 @@ class FireFunction(JsonListFormat):
     opener = "functools"
     spelled = (" functools[", "]")
 
+    def template_variables(self, tools: Sequence[Tool]) -> dict[str, Any]:
+        # Its template lists the tools from `functions`, a JSON text, and fails without it.
+        return {"functions": json.dumps([t.to_openai() for t in tools], indent=2) if tools else ""}
+
 
 class Apriel(JsonListFormat):
     name = "apriel"
