@@ -190,6 +190,16 @@ def test_bad_requests_name_the_field(client, base_url, served_model, extra, fiel
     assert info.value.type == "invalid_request_error"
 
 
+def test_llama_server_leniencies_no_model_and_empty_messages(base_url, served_model):
+    # Clients written for llama-server send no model, and may send no messages.
+    answer = httpx.post(base_url + "/v1/messages", json={"max_tokens": 2, "messages": QUESTION}, timeout=60)
+    assert answer.status_code == 200 and answer.json()["model"] == served_model
+    empty = httpx.post(base_url + "/v1/messages", json={"max_tokens": 2, "messages": []}, timeout=60)
+    assert empty.status_code == 200 and empty.json()["type"] == "message"
+    count = httpx.post(base_url + "/v1/messages/count_tokens", json={"messages": QUESTION}, timeout=60)
+    assert count.status_code == 200 and count.json()["input_tokens"] > 0
+
+
 def test_unknown_model_and_endpoint(client, base_url, served_model):
     # One model served: any name is served by it (unknown names: tests/test_model_names.py).
     assert client.messages.create(model="claude-sonnet-4-5", max_tokens=2, messages=QUESTION).model == served_model

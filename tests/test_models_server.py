@@ -458,10 +458,15 @@ def test_asleep_as_llama_server_says_it_and_wakes_on_use(tiny_models, tmp_path):
     the model (is_sleeping), /v1/models still lists the server's model, /tokenize wakes it."""
     folder = make_folder(tiny_models, tmp_path / "models")
     with serve(folder, tmp_path, idle_unload=1.0, served_model_name=("house",)) as live:
-        awake = api(live, "GET", "/props").json()
-        assert awake["is_sleeping"] is False
-        wait_for(lambda: api(live, "GET", "/props").json()["is_sleeping"], timeout=20, interval=0.05)
+        # Asked first while asleep: described when it was loaded, so not woken to answer.
+        wait_for(lambda: api(live, "GET", "/health").json()["status"] == "idle", timeout=20, interval=0.05)
+        asleep = api(live, "GET", "/props").json()
+        assert asleep["is_sleeping"] is True and asleep["model_alias"] == "house"
         assert api(live, "GET", "/health").json()["status"] == "idle"  # /props did not wake it
-        assert api(live, "GET", "/v1/models").json()["data"][0]["aliases"][0] == "house"
+        ids = [m["id"] for m in api(live, "GET", "/v1/models").json()["data"]]
+        assert ids[0] == "house" and "llama-2-7b-chat.F16" not in ids  # its file is not listed a second time
+        assert api(live, "POST", "/tokenize", json={"content": "Hello"}).json()["tokens"]
+        assert api(live, "GET", "/props").json()["is_sleeping"] is False
+        wait_for(lambda: api(live, "GET", "/props").json()["is_sleeping"], timeout=20, interval=0.05)
         assert api(live, "POST", "/tokenize", json={"content": "Hello"}).json()["tokens"]
         assert api(live, "GET", "/props").json()["is_sleeping"] is False

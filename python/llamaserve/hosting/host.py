@@ -13,6 +13,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ class ModelHost:
         self.error: str | None = None
         self.loads = Loads(self)
         self._retired: list[LoadedModel] = []
+        self.on_register: list[Callable[[LoadedModel], None]] = []  # told of each model loaded
         self._idle_task: asyncio.Task[None] | None = None
         if engine is not None:
             path = Path(engine.metadata.get("path") or "model.gguf")
@@ -255,6 +257,8 @@ class ModelHost:
         if self.current is None or self.current.retired:
             self.current = model
         self.state, self.error = "ready", None
+        for listener in self.on_register:
+            listener(model)
 
     # -- unloading ----------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ def routes(service: GenerationService) -> list[Route]:
 
     async def count_tokens(request: Request) -> Response:
         """The prompt's tokens as the model would see them (Claude Code asks every turn)."""
-        req = parse_messages(await read_json(request), required=("model", "messages"))
+        req = parse_messages(await read_json(request), required=("messages",))
         async with service.lease(req.model) as model:
             plan = await chat_plan.plan(req, model, service.config, as_tokens=True)
         return JSONResponse({"input_tokens": len(plan.prompt)})

@@ -26,7 +26,7 @@ GENERATION = {"max_tokens": "max_tokens", "temperature": "temperature", "top_p":
               "stop_sequences": "stop"}
 FIELDS = frozenset({*GENERATION, "model", "messages", "system", "stream", "tools", "tool_choice", "thinking"})
 IGNORED = frozenset({"metadata"})
-REQUIRED = ("model", "max_tokens", "messages")
+REQUIRED = ("max_tokens", "messages")  # no model: the server's (llama-server's habit)
 MAX_TEMPERATURE = 1.0  # Anthropic's documented range is 0 to 1, inside the request model's 0 to 2
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,128}$")
 # Anthropic's tool_choice types as the chat request's modes.
@@ -43,7 +43,7 @@ MESSAGES_SCHEMA: dict[str, Any] = {
         "temperature": {**properties_schema(["temperature"])["temperature"], "maximum": MAX_TEMPERATURE},
         "stop_sequences": {**PARAMETERS["stop"].schema["oneOf"][1], "maxItems": MAX_STOP},
         "model": {"type": "string", "minLength": 1, "maxLength": MAX_NAME},
-        "messages": {"type": "array", "minItems": 1, "items": {
+        "messages": {"type": "array", "items": {
             "type": "object", "required": ["role", "content"], "properties": {
                 "role": {"enum": ["user", "assistant"]},
                 "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": _BLOCK}]}}}},
@@ -59,7 +59,7 @@ MESSAGES_SCHEMA: dict[str, Any] = {
             "budget_tokens": {"type": "integer", "minimum": 1}}}}}
 
 # count_tokens: the same request, max_tokens optional.
-COUNT_SCHEMA: dict[str, Any] = {**MESSAGES_SCHEMA, "required": ["model", "messages"]}
+COUNT_SCHEMA: dict[str, Any] = {**MESSAGES_SCHEMA, "required": ["messages"]}
 
 def _fields(body: Any, required: tuple[str, ...]) -> dict[str, Any]:
     """The body without nulls (null = absent) and ignored fields; unknown ones refused."""
@@ -201,9 +201,7 @@ def _tool_choice(value: Any, tools: list[Tool]) -> ToolChoice:
 def parse_messages(body: Any, required: tuple[str, ...] = REQUIRED) -> ChatRequest:
     """A Messages request; count_tokens sends one without max_tokens (`required` then omits it)."""
     values = _fields(body, required)
-    raw = json_array("messages", values["messages"])
-    if not raw:
-        raise invalid("messages: must not be empty")
+    raw = json_array("messages", values["messages"])  # empty: the template's prompt alone, as llama-server
     tools = _tools(values["tools"]) if "tools" in values else []
     return ChatRequest(model_name(values), _messages(values.get("system"), raw), _sampling(values),
                        tools=tools, tool_choice=_tool_choice(values.get("tool_choice"), tools),

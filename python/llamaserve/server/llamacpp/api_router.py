@@ -5,6 +5,7 @@ same handlers as under /v1)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -98,6 +99,19 @@ def routes(service: GenerationService) -> list[Route]:
         return params
 
     awake: dict[str, dict[str, Any]] = {}  # the last answer while a model was loaded
+    describing: set[asyncio.Task[Any]] = set()
+
+    def describe_when_loaded(model: LoadedModel) -> None:
+        """Described at once, so that /props can answer about it once it is asleep."""
+        async def quietly() -> None:
+            with contextlib.suppress(Exception):  # a broken template: /props says so when asked
+                await described(model)
+
+        task = asyncio.get_running_loop().create_task(quietly())
+        describing.add(task)
+        task.add_done_callback(describing.discard)
+
+    host.on_register.append(describe_when_loaded)
 
     async def described(model: LoadedModel) -> dict[str, Any]:
         template = await prompts.template_of(model)

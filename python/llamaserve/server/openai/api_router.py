@@ -107,7 +107,9 @@ def routes(service: GenerationService) -> list[Route]:
         found = []
         current = host.current
         served = tuple(n.strip() for n in config.served_model_name)
-        if current is None and host.state == "idle" and served:  # unloaded when idle: still the server's
+        asleep = None  # the server's model, unloaded when idle: still listed as the server's
+        if current is None and host.state == "idle" and served:
+            asleep = host.configured_entry().path.resolve()
             found.append(model_object(served[0], 0, (*served, "default"), config.model_tags))
         if current is not None:
             names = host.listed_names(current)
@@ -115,7 +117,7 @@ def routes(service: GenerationService) -> list[Route]:
             found.append(model_object(names[0], _created(current.path),
                                       (*names, *(() if "default" in names else ("default",))), config.model_tags))
         for path in host.model_files():
-            if current is None or path.resolve() != current.path.resolve():
+            if path.resolve() != (current.path.resolve() if current is not None else asleep):
                 found.append(model_object(path.stem, _created(path)))
         return found
 
