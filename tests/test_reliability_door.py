@@ -180,3 +180,20 @@ def test_whole_requests_slow_but_in_time_and_long_streams_are_served(url):
             time.sleep(HEADER_TIMEOUT + BODY_TIMEOUT + 0.5)  # a slow reader, past every door timeout
             events = [first, *sse_events(lines)]
         assert events[-1]["finish_reason"] == "length" and events[-1]["usage"]["completion_tokens"] == 64
+
+
+def test_a_big_body_sent_with_its_head_is_no_oversized_head(url):
+    body = b'{"content": "' + b"hello " * 30_000 + b'"}'  # 180 KB, in the same write as the head
+    s = connect(url)
+    s.sendall(b"POST /tokenize HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
+              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    data, _ = answer(s)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 200")
+
+
+def test_header_names_are_written_capitalized(url):
+    # Clients that read headers through a plain dict look them up as llama-server writes them.
+    response = httpx.get(url + "/health", headers={"Origin": "http://localhost:3000"})
+    names = [name for name, _ in response.headers.raw]
+    assert b"Content-Type" in names and b"Access-Control-Allow-Origin" in names

@@ -22,6 +22,7 @@ from llamaserve.hosting.opening import Loader
 from llamaserve.server import described, errors, openapi, playground
 from llamaserve.server.auth import Authenticator, AuthMiddleware, client_ip, is_api_path
 from llamaserve.server.body import BodyLimitMiddleware
+from llamaserve.server.header_case import HeaderCaseMiddleware
 from llamaserve.server.cors import cors_middleware
 from llamaserve.server.families import FAMILIES
 from llamaserve.server.generation import GenerationService
@@ -85,7 +86,7 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None,
         *(route for family in FAMILIES.all for route in family.routes(ctx.service.for_family(family))),
     ]
 
-    middleware = [Middleware(MetricsMiddleware, metrics=metrics)]
+    middleware = [Middleware(HeaderCaseMiddleware), Middleware(MetricsMiddleware, metrics=metrics)]
     if (cors := cors_middleware(config.cors_origins)) is not None:
         middleware.append(cors)
     authenticator = Authenticator(config) if config.auth_enabled else None

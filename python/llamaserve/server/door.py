@@ -1,5 +1,7 @@
 """Limits at the door: how long a request may take to arrive, and how many connections may be
-open, enforced in uvicorn's HTTP protocol (a subclass of the one it picks: httptools, else h11).
+open, enforced in uvicorn's HTTP protocol (a subclass of its h11 one: httptools' writes every response
+header name in lower case, which clients reading headers through a plain dict miss; h11 costs
+about 0.1 ms a request and 3 us a streamed event more, nothing beside a token's time).
 
 uvicorn (0.55) times out only an idle connection between two requests (timeout_keep_alive). A
 connection that never finishes its request line and headers, or sends a body shorter than its
@@ -24,7 +26,7 @@ import logging
 from typing import Any, NamedTuple
 
 from starlette.responses import JSONResponse
-from uvicorn.protocols.http.auto import AutoHTTPProtocol
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from llamaserve.config import ServerConfig
 from llamaserve.server.errors import ApiError
@@ -77,6 +79,10 @@ class _Door:
         self._arm(self.limits.header_timeout, self._head_late)
 
     def data_received(self, data: bytes) -> None:
+        if self._phase == "head" and self._head_size(data) > self.limits.max_header_bytes:
+            self._refuse(ApiError(431, "HEADERS_TOO_LARGE", "request line and headers too large",
+                                  f"send at most {self.limits.max_header_bytes} bytes of headers"))
+            return
         super().data_received(data)  # type: ignore[misc]
         if self.transport.is_closing():
             self._disarm()
@@ -91,12 +97,15 @@ class _Door:
                 self._disarm()
         elif self._phase == "head":
             self._head_bytes += len(data)
-            if self._head_bytes > self.limits.max_header_bytes:
-                self._refuse(ApiError(431, "HEADERS_TOO_LARGE", "request line and headers too large",
-                                      f"send at most {self.limits.max_header_bytes} bytes of headers"))
         elif self._phase == "body" and not self.cycle.more_body:
             self._phase = "app"
             self._disarm()
+
+    def _head_size(self, data: bytes) -> int:
+        """The head's size so far with `data`, up to its blank line when `data` holds it (a body
+        may follow in the same read). Checked before h11 buffers it (its own limit answers 400)."""
+        end = data.find(b"\r\n\r\n")
+        return self._head_bytes + (end + 4 if end >= 0 else len(data))
 
     def on_response_complete(self) -> None:
         super().on_response_complete()  # type: ignore[misc]
@@ -155,7 +164,7 @@ class _Door:
 
 def guarded_protocol(limits: DoorLimits) -> type[asyncio.Protocol]:
     """uvicorn's HTTP protocol class with the door's limits (uvicorn.Config(http=...))."""
-    return type("GuardedHTTPProtocol", (_Door, AutoHTTPProtocol), {"limits": limits})
+    return type("GuardedHTTPProtocol", (_Door, H11Protocol), {"limits": limits})
 
 
 def door_limits(config: ServerConfig) -> DoorLimits:

@@ -12,7 +12,7 @@ import uvicorn
 from llamaserve.config import ServerConfig
 from llamaserve.server import vertex
 from llamaserve.server.app import create_app
-from llamaserve.server.door import door_limits, guarded_protocol
+from llamaserve.server.door import MAX_HEADER_BYTES, door_limits, guarded_protocol
 from llamaserve.server.listen import bind, hosts_of
 from llamaserve.server.preflight import check_models
 from llamaserve.server.shutdown import GracefulServer
@@ -31,7 +31,8 @@ def run(config: ServerConfig) -> None:
     port = sockets[0].getsockname()[1]
     server = GracefulServer(uvicorn.Config(
         app, host=hosts_of(config.host)[0], port=port, log_level=config.log_level, lifespan="on",
-        ws="none", http=guarded_protocol(door_limits(config)), timeout_keep_alive=config.keep_alive_timeout),
+        ws="none", http=guarded_protocol(door_limits(config)), timeout_keep_alive=config.keep_alive_timeout,
+        h11_max_incomplete_event_size=2 * MAX_HEADER_BYTES),  # the door answers 431 first
         config.drain_timeout, app.state.llamaserve.host.end_generations)
     # uvicorn names no address when it is handed sockets
     log.info("listening on %s (Ctrl-C to stop)", ", ".join(_url(s.getsockname()) for s in sockets))
