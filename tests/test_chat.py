@@ -64,6 +64,21 @@ def test_chatglm3_format():
     assert prompt == "[gMASK]sop<|system|>\n Be brief.<|user|>\n Hi<|assistant|>\n Hello!<|user|>\n 2+2?<|assistant|>"
 
 
+def test_llama3_and_command_r_formats_as_llama_cpp_writes_them():
+    assert ChatTemplate.builtin("llama3").render(CONVERSATION) == (
+        "<|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\n2+2?<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n")
+    assert ChatTemplate.builtin("command-r").render(CONVERSATION) == (
+        "<|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|>Be brief.<|END_OF_TURN_TOKEN|>"
+        "<|START_OF_TURN_TOKEN|><|USER_TOKEN|>Hi<|END_OF_TURN_TOKEN|>"
+        "<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>Hello!<|END_OF_TURN_TOKEN|>"
+        "<|START_OF_TURN_TOKEN|><|USER_TOKEN|>2+2?<|END_OF_TURN_TOKEN|>"
+        "<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>")
+
+
 def test_generation_prompt_can_be_left_out():
     assert not ChatTemplate.builtin("gemma").render(CONVERSATION, add_generation_prompt=False).endswith(
         "<start_of_turn>model\n")
@@ -73,7 +88,8 @@ def test_generation_prompt_can_be_left_out():
 
 @pytest.mark.parametrize(("architecture", "name"), [
     ("gemma", "gemma"), ("gemma2", "gemma"), ("gemma3", "gemma"), ("llama", "llama2"), ("qwen", "chatml"),
-    ("qwen2", "chatml"), ("chatglm", "chatglm3"), ("mamba", "chatml"), (None, "chatml")])
+    ("qwen2", "chatml"), ("chatglm", "chatglm3"), ("command-r", "command-r"), ("cohere2", "command-r"),
+    ("mamba", "chatml"), (None, "chatml")])
 def test_builtin_chosen_by_architecture(architecture, name):
     template = ChatTemplate.for_model({"architecture": architecture, "chat_template": None})
     assert template.name == name

@@ -213,7 +213,7 @@ def test_server_wide_seed_temperature_and_template(engine, tmp_path):
         settings = post(server.url, "/completion", {"prompt": "Hi", "n_predict": 1}).json()["generation_settings"]
         assert settings["seed"] == 7 and settings["temperature"] == 1.5  # what a request naming none runs with
     with pytest.raises(ValueError, match="--chat-template: must be a built-in"):
-        ServerConfig(chat_template="command-r")
+        ServerConfig(chat_template="command-r7b")
 
 
 TEMPLATES = Path(__file__).parents[1] / "vendor/llama.cpp/models/templates"
@@ -235,6 +235,17 @@ def test_reasoning_switch_as_llama_server(engine):
         assert applied(server, {"chat_template_kwargs": {"enable_thinking": True}}).endswith("<think>\n")
     with pytest.raises(ValueError, match="--reasoning: must be on, off or auto"):
         ServerConfig(reasoning="maybe")
+
+
+def test_server_verbose_puts_the_prompt_in_every_answer(engine):
+    body = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+    with LiveServer(create_app(ServerConfig(verbose=True, chat_template="llama3"), engine)) as server:
+        shown = post(server.url, "/chat/completions", body).json()["__verbose"]["prompt"]
+        assert shown.endswith("Hi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+        assert "__verbose" not in post(server.url, "/chat/completions", {**body, "verbose": False}).json()
+        parts = [{"role": "user", "content": [{"type": "text", "text": "Wh"}, {"type": "text", "text": "ill"}]}]
+        shown = post(server.url, "/chat/completions", {**body, "messages": parts}).json()["__verbose"]["prompt"]
+        assert "Wh\n\nill<|eot_id|>" in shown  # text parts joined as llama-server joins them
 
 
 def test_templates_get_todays_date_and_firefunction_its_functions(engine):

@@ -23,7 +23,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
                                   "cache_type_k", "cache_type_v", "flash_attn", "swa_full"),
     "speculative decoding": ("spec", "draft_model", "spec_draft_max"),
     "chat templates and reasoning models": ("chat_template", "chat_template_file", "chat_template_kwargs",
-                                            "reasoning", "reasoning_format", "reasoning_budget", "grammar_budget_ms"),
+                                            "reasoning", "reasoning_format", "verbose", "reasoning_budget", "grammar_budget_ms"),
     "auth": ("api_keys", "admin_keys", "jwt_secret", "jwt_public_key", "jwt_algorithms",
              "jwt_audience", "jwt_issuer", "jwt_max_lifetime", "metrics_auth"),
     "rate limits": ("rate_limit", "rate_limit_window", "rate_limit_redis", "rate_limit_redis_fallback"),

@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
+from functools import cached_property
 from typing import Any
 
 from llamaserve.errors import InvalidRequest
@@ -148,6 +149,9 @@ class ServerConfig:
     reasoning_format: str = _opt("--reasoning-format", "auto: reasoning apart from the answer "
                                  "(reasoning_content, thinking blocks, reasoning items); none: left in the "
                                  "content, for clients that parse it", "auto")
+    verbose: bool = _opt("--verbose", "every answer of the OpenAI and llama-server routes carries __verbose "
+                         "(the prompt the template made), as llama-server's --verbose; a request's verbose "
+                         "wins", False)
     reasoning: str = _opt("--reasoning", "thinking of a request that does not say, as llama-server's "
                           "--reasoning: on, off, or auto (the same as on: templates with a thinking switch get "
                           "it on; one without it does what it always does)", "auto")
@@ -288,9 +292,9 @@ class ServerConfig:
         need(template is None or template in BUILTIN_TEMPLATES or "{{" in template or "{%" in template,
              "chat_template", "must be a built-in's name (" + ", ".join(BUILTIN_TEMPLATES) + ") or Jinja source")
 
-    @property
+    @cached_property
     def template_override(self) -> str | None:
-        """--chat-template, or the text of --chat-template-file (read when asked: at load)."""
+        """--chat-template, or the text of --chat-template-file (read once, as llama-server does)."""
         if self.chat_template_file is None:
             return self.chat_template
         try:
@@ -299,9 +303,10 @@ class ServerConfig:
         except (OSError, UnicodeDecodeError) as exc:
             raise ValueError(f"chat_template_file: cannot read {self.chat_template_file}: {exc}") from None
 
-    @property
+    @cached_property
     def request_defaults(self) -> dict[str, Any]:
-        """What a request gets for the parameters it leaves out (checked by their one validator)."""
+        """What a request gets for the parameters it leaves out (checked by their one validator,
+        once); read-only: callers copy it."""
         defaults: dict[str, Any] = {"max_tokens": self.default_max_tokens}
         if self.default_seed is not None:
             defaults["seed"] = self.default_seed

@@ -22,10 +22,11 @@ SAME_VALUE = {"--port": "--port", "--host": "--host", "--threads": "--threads", 
               "--sleep-idle-seconds": "--idle-unload"}
 SAME_SWITCH = {"--kv-unified": "--kv-unified", "--swa-full": "--swa-full", "--slots": "--slots",
                "--no-slots": "--no-slots", "--no-ui": "--no-ui",
-               "--reranking": "--reranking"}
+               "--reranking": "--reranking",
+               "--verbose": "--verbose"}
 # Switches llama-server needs and llamaserve has on anyway (or has no use for).
 NO_VALUE = {"--cont-batching", "--embedding", "--embeddings", "--metrics", "--jinja", "--no-jinja",
-            "--offline", "--verbose", "--no-webui", "--context-shift",
+            "--offline", "--no-webui", "--context-shift",
             "--no-models-autoload", "--no-mmproj", "--no-cache-idle-slots", "--ui-mcp-proxy", "--backend_sampling"}
 
 

@@ -293,6 +293,31 @@ def _chatglm3(messages: Sequence[Message], tools: Sequence[dict[str, Any]] | Non
     return "".join(out)
 
 
+def _llama3(messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None, add_generation_prompt: bool) -> str:
+    system, turns = _system_and_turns(messages, tools)
+    roles = [("system", system)] if system else []
+    roles += [("ipython" if m["role"] == "tool" else m["role"], _text(m)) for m in turns]
+    out = [f"<|start_header_id|>{role}<|end_header_id|>\n\n{text.strip()}<|eot_id|>" for role, text in roles]
+    if add_generation_prompt:
+        out.append("<|start_header_id|>assistant<|end_header_id|>\n\n")
+    return "".join(out)
+
+
+_COMMAND_R_ROLES = {"system": "SYSTEM", "assistant": "CHATBOT"}  # the rest speak as the user
+
+
+def _command_r(messages: Sequence[Message], tools: Sequence[dict[str, Any]] | None,
+               add_generation_prompt: bool) -> str:
+    system, turns = _system_and_turns(messages, tools)
+    roles = [("system", system)] if system else []
+    roles += [(m["role"], _text(m)) for m in turns]
+    out = [f"<|START_OF_TURN_TOKEN|><|{_COMMAND_R_ROLES.get(role, 'USER')}_TOKEN|>{text.strip()}<|END_OF_TURN_TOKEN|>"
+           for role, text in roles]
+    if add_generation_prompt:
+        out.append("<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>")
+    return "".join(out)
+
+
 Renderer = Callable[[Sequence[Message], Sequence[dict[str, Any]] | None, bool], str]
 
 
@@ -309,6 +334,8 @@ BUILTIN_TEMPLATES: dict[str, BuiltinTemplate] = {
     "llama2": BuiltinTemplate("llama2", _llama2, ("</s>", "[INST]")),
     "chatml": BuiltinTemplate("chatml", _chatml, ("<|im_end|>", "<|im_start|>")),
     "chatglm3": BuiltinTemplate("chatglm3", _chatglm3, ("<|user|>", "<|observation|>")),
+    "llama3": BuiltinTemplate("llama3", _llama3, ("<|eot_id|>", "<|start_header_id|>")),
+    "command-r": BuiltinTemplate("command-r", _command_r, ("<|END_OF_TURN_TOKEN|>", "<|START_OF_TURN_TOKEN|>")),
 }
 
 _ARCHITECTURE_TEMPLATES = {
@@ -316,6 +343,7 @@ _ARCHITECTURE_TEMPLATES = {
     "llama": "llama2",
     "qwen": "chatml", "qwen2": "chatml", "qwen2moe": "chatml", "qwen3": "chatml", "qwen3moe": "chatml",
     "chatglm": "chatglm3",
+    "command-r": "command-r", "cohere2": "command-r",
 }
 
 

@@ -69,7 +69,8 @@ def routes(service: GenerationService) -> list[Route]:
         async with service.lease(completion_protocol.model_of(body)) as model:
             if framed is not None:
                 body = await framed(model)
-            req = completion_protocol.parse(body, lambda text: model.engine.tokenize(text, add_special=False))
+            req = completion_protocol.parse(body, lambda text: model.engine.tokenize(text, add_special=False),
+                                           config.verbose)
             openai_req = req.reports.limited(req.request, model.engine.n_ctx)
             comp, chat = await serving_completions.start(openai_req, model, service, config.request_defaults)
         shape = serving_completion.Shape(model.name, comp, token_text(model), model.engine.n_ctx, req.return_tokens,

@@ -40,9 +40,10 @@ def model_of(body: Any) -> str | None:
     return model_name({k: v for k, v in json_object("body", body).items() if v is not None})
 
 
-def parse(body: Any, tokenize: Callable[[str], list[int]]) -> LlamaCompletion:
-    """`tokenize`: the leased model's, for logit_bias keyed by text (each of its tokens biased)."""
-    translated = extensions.translate(body, keep=frozenset(OWN))
+def parse(body: Any, tokenize: Callable[[str], list[int]], verbose: bool = False) -> LlamaCompletion:
+    """`tokenize`: the leased model's, for logit_bias keyed by text (each of its tokens biased);
+    `verbose`: the server's --verbose."""
+    translated = extensions.translate(body, keep=frozenset(OWN), verbose=verbose)
     openai = {k: v for k, v in translated.body.items() if v is not None}
     if isinstance(openai.get("seed"), int) and openai["seed"] < 0:
         del openai["seed"]  # llama-server's -1: a random seed

@@ -50,9 +50,10 @@ class Translated:
     n_probs: int | None  # the alternatives per token asked for by llama-server's name
 
 
-def translate(body: Any, keep: frozenset[str] = frozenset()) -> Translated:
+def translate(body: Any, keep: frozenset[str] = frozenset(), verbose: bool = False) -> Translated:
     """`body` with llama-server's fields turned into the request model's names; `keep`: fields
-    the route itself reads (left as they are). OpenAI's own name wins where both are sent."""
+    the route itself reads (left as they are); `verbose`: the server's --verbose, what a request
+    that does not say gets. OpenAI's own name wins where both are sent."""
     out: dict[str, Any] = {}
     reports: dict[str, bool] = {}
     n_probs = schema = None
@@ -80,7 +81,7 @@ def translate(body: Any, keep: frozenset[str] = frozenset()) -> Translated:
         if out.get("grammar") is not None:
             raise invalid("json_schema: cannot be combined with grammar")
         out["grammar"] = schema_grammar(schema)
-    return Translated(out, Reports(reports.get("verbose", False), reports.get("timings_per_token", False),
+    return Translated(out, Reports(reports.get("verbose", verbose), reports.get("timings_per_token", False),
                                    unlimited), n_probs)
 
 

@@ -57,7 +57,7 @@ def routes(service: GenerationService) -> list[Route]:
             return await serving_chat.start(reports.limited(req, model.engine.n_ctx), model, service, config)
 
     async def chat_completions(request: Request) -> Response:
-        translated = extensions.translate(await read_json(request))
+        translated = extensions.translate(await read_json(request), verbose=config.verbose)
         req = parse_chat(extensions.chat_logprobs(translated))
         plan, chat = await start_chat(req, translated.reports)
         env, text_of = envelope("chatcmpl", plan.model), token_text(plan.model)
@@ -68,7 +68,8 @@ def routes(service: GenerationService) -> list[Route]:
 
     async def chat_input_tokens(request: Request) -> Response:
         """The tokens a chat request's messages would take (its chat template applied)."""
-        req = parse_chat(extensions.chat_logprobs(extensions.translate(await read_json(request))))
+        translated = extensions.translate(await read_json(request), verbose=config.verbose)
+        req = parse_chat(extensions.chat_logprobs(translated))
         async with service.lease(req.model) as model:
             plan = await chat_plan.plan(req, model, config, as_tokens=True)
         return JSONResponse({"input_tokens": len(plan.prompt)})
@@ -89,7 +90,7 @@ def routes(service: GenerationService) -> list[Route]:
         return JSONResponse({"object": "response.input_tokens", "input_tokens": len(plan.prompt)})
 
     async def completions(request: Request) -> Response:
-        translated = extensions.translate(await read_json(request))
+        translated = extensions.translate(await read_json(request), verbose=config.verbose)
         req = parse_completion(extensions.completion_logprobs(translated))
         async with service.lease(req.model) as model:
             comp, chat = await serving_completions.start(translated.reports.limited(req, model.engine.n_ctx), model,

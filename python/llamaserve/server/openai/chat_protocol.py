@@ -85,7 +85,7 @@ def _content(name: str, value: Any, role: str) -> str:
             texts.append(text(f"{name}[{j}].refusal", part.get("refusal")))
         else:
             raise invalid(f"{name}[{j}].type: only text content is supported, got {str(kind)[:32]!r}")
-    return "\n".join(texts)
+    return "\n\n".join(texts)  # as llama-server joins them
 
 
 def _tool_call(name: str, value: Any) -> dict[str, Any]:
