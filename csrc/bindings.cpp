@@ -288,6 +288,7 @@ PYBIND11_MODULE(_native, m) {
         .def_readwrite("prediction_tokens", &GenerationOptions::prediction_tokens)
         .def_readwrite("add_special", &GenerationOptions::add_special)
         .def_readwrite("parse_special", &GenerationOptions::parse_special)
+        .def_readwrite("post_sampling_probs", &GenerationOptions::post_sampling_probs)
         .def_readwrite("preserved_tokens", &GenerationOptions::preserved_tokens)
         .def_readwrite("reasoning_start", &GenerationOptions::reasoning_start)
         .def_readwrite("reasoning_end", &GenerationOptions::reasoning_end)

@@ -286,6 +286,8 @@ std::shared_ptr<TokenStream> Engine::submit_tokens(std::vector<llama_token> prom
     }
     request->stop = options.stop;
     request->logprobs = options.logprobs;
+    if (options.post_sampling_probs && options.logprobs >= 0) request->sampler->keep_final_probs(options.logprobs);
+    request->post_sampling_probs = options.post_sampling_probs;
     request->cache_prompt = options.cache_prompt;
     request->speculative = options.speculative;
     if (options.prediction_tokens) {

@@ -120,6 +120,9 @@ struct GenerationOptions {
     // The prediction tokenized once for all the choices that share it (instead of `prediction`).
     std::shared_ptr<TokenIds> prediction_tokens;
     int32_t logprobs = -1;  // -1 = off; 0 = the sampled token's; N = and the top N alternatives
+    // The log-probabilities after the sampler chain (top-k, top-p, min-p, temperature), over the
+    // tokens it left, instead of the model's own (llama-server's post_sampling_probs).
+    bool post_sampling_probs = false;
     bool add_special = true;    // BOS etc. as the model wants
     bool parse_special = true;  // "<start_of_turn>" in a prompt is the control token
     // Control tokens written out as text (a chat format's markers, for its output parser);

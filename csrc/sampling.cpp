@@ -62,6 +62,7 @@ Sampler::Sampler(const Model & model, const SamplingParams & p, bool ignore_eos,
         }
         if (p.temperature <= 0.0f) {
             llama_sampler_chain_add(chain_, llama_sampler_init_greedy());
+            chain_greedy_ = true;
             return;
         }
         if (p.top_k > 0) llama_sampler_chain_add(chain_, llama_sampler_init_top_k(p.top_k));
@@ -94,10 +95,10 @@ llama_token Sampler::sample(llama_context * ctx, int32_t batch_index) {
 llama_token Sampler::free_choice(const float * logits) {
     switch (mode_) {
         case Mode::Greedy:
-            return selector_->argmax(logits);
+            return certain(selector_->argmax(logits));
         case Mode::TopK:
             selector_->top_k(logits, top_k_, candidates_);
-            if (candidates_.empty()) return selector_->argmax(logits);  // no finite logit at all
+            if (candidates_.empty()) return certain(selector_->argmax(logits));  // no finite logit at all
             return apply_chain({candidates_.data(), candidates_.size(), -1, true});
         case Mode::Chain:
             break;
@@ -122,7 +123,7 @@ llama_token Sampler::choice_within_grammar(const float * logits) {
         for (size_t i = 1; i < cur.size; ++i) {
             if (cur.data[i].logit > cur.data[best].logit) best = i;
         }
-        return cur.data[best].id;
+        return certain(cur.data[best].id);
     }
     if (top_k_sampler_) llama_sampler_apply(top_k_sampler_, &cur);
     return apply_chain(cur);
@@ -137,7 +138,27 @@ llama_token_data_array Sampler::all_candidates(const float * logits, bool biased
 
 llama_token Sampler::apply_chain(llama_token_data_array cur) {
     llama_sampler_apply(chain_, &cur);
+    if (chain_greedy_) return certain(cur.data[cur.selected].id);
+    if (keep_n_ >= 0) {  // the dist sampler, last in the chain, left each candidate's probability
+        chosen_p_ = cur.data[cur.selected].p;
+        final_.clear();
+        for (size_t i = 0; i < cur.size; ++i) {
+            if (cur.data[i].p > 0.0f) final_.emplace_back(cur.data[i].id, cur.data[i].p);
+        }
+        const auto end = final_.begin() + std::min<size_t>(final_.size(), static_cast<size_t>(keep_n_));
+        std::partial_sort(final_.begin(), end, final_.end(),
+                          [](const auto & a, const auto & b) { return a.second > b.second; });
+        final_.erase(end, final_.end());
+    }
     return cur.data[cur.selected].id;
+}
+
+llama_token Sampler::certain(llama_token token) {
+    if (keep_n_ >= 0) {
+        chosen_p_ = 1.0f;
+        final_.assign(keep_n_ > 0 ? 1 : 0, {token, 1.0f});
+    }
+    return token;
 }
 
 }  // namespace llamaserve

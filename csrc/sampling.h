@@ -62,6 +62,11 @@ public:
     void begin_step() {
         if (grammar_) budget_ = GrammarBudget(grammar_budget_);
     }
+    // Keep the probabilities the chain left of the last sample(): the chosen token's and the
+    // n most likely (llama-server's post_sampling_probs). Greedy: the choice, certain.
+    void keep_final_probs(int32_t n) { keep_n_ = n; }
+    float chosen_prob() const { return chosen_p_; }
+    const std::vector<std::pair<llama_token, float>> & final_probs() const { return final_; }
 
 private:
     enum class Mode { Greedy, TopK, Chain };
@@ -70,6 +75,7 @@ private:
     llama_token choice_within_grammar(const float * logits);
     llama_token_data_array all_candidates(const float * logits, bool biased);
     llama_token apply_chain(llama_token_data_array cur);
+    llama_token certain(llama_token token);  // a choice without a chain: probability 1
 
     Mode mode_ = Mode::Chain;
     int32_t top_k_ = 0;
@@ -77,6 +83,10 @@ private:
     llama_sampler * chain_ = nullptr;          // TopK: what follows top-k; Chain: all of it
     std::unique_ptr<Grammar> grammar_;         // kept out of the chain: see sample()
     bool grammar_waiting_ = false;             // see set_grammar_waiting()
+    bool chain_greedy_ = false;                // the chain ends in greedy (penalties at temperature 0)
+    int32_t keep_n_ = -1;                      // see keep_final_probs(); -1: not kept
+    float chosen_p_ = 0.0f;
+    std::vector<std::pair<llama_token, float>> final_;
     std::chrono::milliseconds grammar_budget_;
     GrammarBudget budget_{std::chrono::milliseconds(0)};
     llama_sampler * top_k_sampler_ = nullptr;  // TopK with a grammar: for refused tokens

@@ -268,6 +268,15 @@ llama_token Slot::sample(llama_context * ctx, int32_t n_vocab) {
     const llama_token token = request_->sampler->sample(ctx, batch_index_);
     if (request_->logprobs < 0 || token == LLAMA_TOKEN_NULL) return token;
 
+    if (request_->post_sampling_probs) {
+        const Sampler & sampler = *request_->sampler;
+        TokenLogprob record;
+        record.token = token;
+        record.logprob = std::log(sampler.chosen_prob());
+        for (const auto & [id, p] : sampler.final_probs()) record.top.emplace_back(id, std::log(p));
+        request_->stream->push_logprob(std::move(record));
+        return token;
+    }
     const float * logits = llama_get_logits_ith(ctx, batch_index_);
     const float max_logit = *std::max_element(logits, logits + n_vocab);
     double sum = 0.0;

@@ -31,6 +31,7 @@ struct Request {
     int32_t max_tokens = -1;  // -1 = until the context is full
     std::vector<std::string> stop;
     int32_t logprobs = -1;  // see GenerationOptions::logprobs
+    bool post_sampling_probs = false;  // see GenerationOptions::post_sampling_probs
     bool cache_prompt = true;
     bool speculative = true;  // drafts may be verified for it (when the engine speculates)
     std::shared_ptr<const TokenIds> prediction;  // text the output will largely repeat (a draft source)

@@ -5,6 +5,7 @@ the /v1-less OpenAI paths answering any model name, and its error shape."""
 from __future__ import annotations
 
 import json
+import math
 from datetime import date
 from pathlib import Path
 
@@ -235,6 +236,29 @@ def test_reasoning_switch_as_llama_server(engine):
         assert applied(server, {"chat_template_kwargs": {"enable_thinking": True}}).endswith("<think>\n")
     with pytest.raises(ValueError, match="--reasoning: must be on, off or auto"):
         ServerConfig(reasoning="maybe")
+
+
+def test_post_sampling_probs_are_the_chains_own(url, engine):
+    body = {"prompt": "Today was the day. Today I would finally become a", "n_probs": 10, "temperature": 1.0,
+            "n_predict": 5, "seed": 3, "post_sampling_probs": True}
+    out = post(url, "/completion", body).json()["completion_probabilities"]
+    assert len(out) == 5
+    for tok in out:
+        assert 0.0 < tok["prob"] <= 1.0 and "logprob" not in tok
+        probs = [alt["prob"] for alt in tok["top_probs"]]
+        assert probs == sorted(probs, reverse=True) and 0.0 < sum(probs) <= 1.0 + 1e-6
+    model = post(url, "/completion", {**body, "post_sampling_probs": False}).json()["completion_probabilities"]
+    # The chain keeps top_k 40 and renormalizes: the same first choices, each likelier than the model says.
+    assert out[0]["top_probs"][0]["id"] == model[0]["top_logprobs"][0]["id"]
+    assert out[0]["top_probs"][0]["prob"] > math.exp(model[0]["top_logprobs"][0]["logprob"])
+    greedy = post(url, "/completion", {**body, "temperature": 0}).json()["completion_probabilities"]
+    assert all(tok["prob"] == 1.0 and len(tok["top_probs"]) == 1 for tok in greedy)
+    # Asked for every token the chain keeps (top_k 20), they add up to one.
+    stream = engine.stream(body["prompt"], max_tokens=1, temperature=1.0, top_k=20, logprobs=20,
+                           post_sampling_probs=True)
+    "".join(stream)
+    [(_, _, kept)] = stream.take_token_logprobs()
+    assert abs(sum(math.exp(lp) for _, lp in kept) - 1.0) < 1e-4
 
 
 def test_server_verbose_puts_the_prompt_in_every_answer(engine):

@@ -67,13 +67,17 @@ class Shape:
         return [record[0] for record in choice.records] if self.return_tokens else []
 
     def probabilities(self, records: list[Any]) -> list[dict[str, Any]]:
-        out = []
-        for token, logprob, alternatives in records:
+        """Each token's log-probability and its top alternatives'; after the sampler chain
+        (post_sampling_probs) as probabilities, `prob` and `top_probs`, as llama-server."""
+        post = bool(self.plan.arguments[0].get("post_sampling_probs"))
+        value, top = ("prob", "top_probs") if post else ("logprob", "top_logprobs")
+
+        def entry(token: int, logprob: float) -> dict[str, Any]:
             raw, text = self.text_of(token)
-            out.append({"id": token, "token": text, "bytes": list(raw), "logprob": logprob,
-                        "top_logprobs": [{"id": alt, "token": self.text_of(alt)[1], "bytes": list(self.text_of(alt)[0]),
-                                          "logprob": lp} for alt, lp in alternatives[: self.n_probs or 0]]})
-        return out
+            return {"id": token, "token": text, "bytes": list(raw), value: math.exp(logprob) if post else logprob}
+
+        return [{**entry(token, logprob), top: [entry(alt, lp) for alt, lp in alternatives[: self.n_probs or 0]]}
+                for token, logprob, alternatives in records]
 
     def result(self, i: int, content: str, choice: Choice) -> dict[str, Any]:
         stats = choice.stats or {}
