@@ -175,6 +175,7 @@ def test_file_tools_write_read_edit(tools_url, tmp_path):
     assert "overlap" in call(tools_url, "edit_file", {"path": path, "edits": [
         {"old_text": "dup dup", "new_text": "x"}, {"old_text": "p d", "new_text": "y"}]}).json()["error"]
     assert "cannot stat" in call(tools_url, "read_file", {"path": str(tmp_path / "none")}).json()["error"]
+    assert "not a regular file" in call(tools_url, "read_file", {"path": "/dev/zero"}).json()["error"]
     assert Path(path).read_text() == "dup dup\n"  # a refused edit changes nothing
 
 
@@ -242,10 +243,16 @@ def test_only_the_named_tools_are_served_and_they_need_a_key_when_auth_is_on(ser
 
 
 def test_cors_allows_local_pages_only_by_default(tools_url):
-    def preflight(origin: str) -> httpx.Response:
-        return httpx.options(tools_url + "/tools", headers={
-            "Origin": origin, "Access-Control-Request-Method": "POST"})
-    assert preflight("http://localhost:5173").headers.get("access-control-allow-origin") == "http://localhost:5173"
+    def preflight(origin: str, path: str = "/tools", headers: str = "content-type, x-tool-cwd") -> httpx.Response:
+        return httpx.options(tools_url + path, headers={
+            "Origin": origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": headers})
+    local = preflight("http://localhost:5173")
+    assert local.status_code == 200 and local.headers["access-control-allow-origin"] == "http://localhost:5173"
+    assert "x-tool-cwd" in local.headers["access-control-allow-headers"].lower()
+    proxied = preflight("http://127.0.0.1:8080", "/cors-proxy", "x-llama-server-proxy-header-mcp-session-id")
+    assert proxied.status_code == 200
+    assert "x-llama-server-proxy-header-mcp-session-id" in proxied.headers["access-control-allow-headers"]
+    assert preflight("http://localhost", headers="x-not-allowed").status_code == 400
     assert "access-control-allow-origin" not in preflight("https://evil.example").headers
 
 

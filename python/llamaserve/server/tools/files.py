@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import stat
 from typing import Any
 
 from llamaserve.server.tools.params import ToolParamError, boolean, integer, resolve, string
@@ -20,9 +21,12 @@ def read_file(params: dict[str, Any]) -> dict[str, Any]:
     append_loc = boolean(params, "append_loc")
     full = resolve(params, path)
     try:
-        size = os.stat(full).st_size
+        info = os.stat(full)
     except OSError:
         return {"error": f"cannot stat file: {path}"}
+    if not stat.S_ISREG(info.st_mode):  # a device or a pipe could be read forever
+        return {"error": f"not a regular file: {path}"}
+    size = info.st_size
     if params.get("resp_type") == "base64":
         if size > READ_MAX_BASE64:
             return {"error": f"file too large ({size} bytes, max {READ_MAX_BASE64})"}
@@ -60,6 +64,8 @@ def write_file(params: dict[str, Any]) -> dict[str, Any]:
     path = string(params, "path")
     content = string(params, "content")
     full = resolve(params, path)
+    if os.path.exists(full) and not os.path.isfile(full):
+        return {"error": f"not a regular file: {path}"}
     try:
         os.makedirs(os.path.dirname(full) or ".", exist_ok=True)
         with open(full, "w", encoding="utf-8", newline="") as f:
@@ -83,6 +89,8 @@ def edit_file(params: dict[str, Any]) -> dict[str, Any]:
             return {"error": f"edits[{i}].old_text must not be empty"}
         pairs.append((old, new))
     full = resolve(params, path)
+    if not os.path.isfile(full):
+        return {"error": f"failed to open file: {path}"}
     try:
         with open(full, encoding="utf-8", newline="") as f:
             content = f.read()

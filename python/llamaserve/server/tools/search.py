@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from typing import Any
 
-from llamaserve.server.tools.listing import glob_match, list_entries
+from llamaserve.server.tools.listing import TIME_BUDGET, glob_match, list_entries
 from llamaserve.server.tools.params import boolean, integer, resolve, string
 
 GLOB_MAX_RESULTS = 100
@@ -70,10 +71,14 @@ def grep_search(params: dict[str, Any]) -> dict[str, Any]:
     else:
         return {"error": f"path does not exist: {path}"}
     out: list[str] = []
-    total, limited = 0, False
+    total, limited, late = 0, False, False
     show_num = show_lineno or ctx > 0
+    deadline = time.monotonic() + TIME_BUDGET
     for file_path, shown in files:
         if limited:
+            break
+        if time.monotonic() > deadline:
+            late = True
             break
         try:
             with open(file_path, "rb") as f:
@@ -100,4 +105,6 @@ def grep_search(params: dict[str, Any]) -> dict[str, Any]:
     text = "".join(out) + f"\n---\nTotal matches: {total}\n"
     if limited:
         text += f"[{GREP_MAX_RESULTS} matches limit reached. Narrow the path/pattern/include to see more.]\n"
+    if late:
+        text += "[search stopped: time budget reached. Narrow the path/include to see the rest.]\n"
     return {"plain_text_response": text}
