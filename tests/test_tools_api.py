@@ -258,6 +258,21 @@ def test_cors_allows_local_pages_only_by_default(tools_url):
 
 class _Target(BaseHTTPRequestHandler):
     def do_GET(self):
+        if self.path == "/big":  # says it is larger than the proxy passes on
+            self.send_response(200)
+            self.send_header("Content-Length", str(40 * 1024 * 1024))
+            self.end_headers()
+            self.wfile.write(b"x" * 1024)
+            return
+        if self.path == "/events":  # an event stream that stays open a while (an MCP server's)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            for n in (1, 2):
+                self.wfile.write(f"data: {n}\n\n".encode())
+                self.wfile.flush()
+                time.sleep(1.5)
+            return
         body = json.dumps({"path": self.path, "x-foo": self.headers.get("x-foo"),
                            "authorization": self.headers.get("authorization")}).encode()
         self.send_response(201)
@@ -312,6 +327,14 @@ def test_cors_proxy_forwards_method_body_and_named_headers_only(serve_app, targe
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]
     assert httpx.get(url, params={"url": f"http://127.0.0.1:{dead}/"}).status_code == 502
+    started = time.monotonic()
+    with httpx.stream("GET", url, params={"url": target + "/events"}, timeout=30) as events:
+        assert events.headers["content-type"] == "text/event-stream"
+        lines = events.iter_lines()
+        assert next(lines) == "data: 1" and time.monotonic() - started < 1.2  # relayed as it came
+        assert [line for line in lines if line] == ["data: 2"]
+    big = httpx.get(url, params={"url": target + "/big"})
+    assert big.status_code == 502 and "larger than" in big.json()["error"]["message"]
 
 
 def test_serve_stops_at_once_with_a_tool_call_in_flight(tmp_path):

@@ -49,4 +49,4 @@ def cors_middleware(origins: Sequence[str]) -> Middleware | None:
         allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type", "X-API-Key", "Accept",
                        "X-Tool-Cwd", "X-Tool-Runtime", "X-Resp-Type"],  # /tools' headers
-        expose_headers=["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"])
+        expose_headers=["Mcp-Session-Id", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"])
