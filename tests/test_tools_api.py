@@ -65,6 +65,7 @@ def tools_url(engine):
 
 def test_tools_and_the_proxy_are_off_by_default(serve_app):
     url = serve_app(ServerConfig()).url
+    assert httpx.get(url + "/props").json()["cors_proxy_enabled"] is False
     for res in (httpx.get(url + "/tools"), call(url, "read_file", {"path": "/etc/hostname"}),
                 httpx.get(url + "/cors-proxy", params={"url": "http://127.0.0.1:1/"})):
         assert res.status_code == 403
@@ -309,7 +310,9 @@ def target():
 
 
 def test_cors_proxy_forwards_method_body_and_named_headers_only(serve_app, target):
-    url = serve_app(ServerConfig(ui_mcp_proxy=True)).url + "/cors-proxy"
+    server = serve_app(ServerConfig(ui_mcp_proxy=True))
+    assert httpx.get(server.url + "/props").json()["cors_proxy_enabled"] is True
+    url = server.url + "/cors-proxy"
     got = httpx.get(url, params={"url": target + "/mcp?x=1"}, headers={
         "x-llama-server-proxy-header-x-foo": "bar", "authorization": "Bearer mine"})
     assert got.status_code == 201 and got.headers["content-type"] == "application/json"

@@ -107,7 +107,8 @@ def routes(service: GenerationService) -> list[Route]:
             "total_slots": model.engine.n_parallel, "model_alias": model.name, "model_path": str(model.path),
             "chat_template": template.source or "", "bos_token": meta.get("bos_token", ""),
             "eos_token": meta.get("eos_token", ""), "modalities": {"vision": False, "audio": False},
-            "build_info": f"llamaserve {llamaserve.__version__}", "is_sleeping": False}
+            "build_info": f"llamaserve {llamaserve.__version__}", "is_sleeping": False,
+            "cors_proxy_enabled": config.ui_mcp_proxy}  # a web UI offers its MCP proxy when true
         return awake["props"]
 
     async def rerank(request: Request) -> Response:

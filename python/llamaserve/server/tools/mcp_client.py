@@ -139,7 +139,8 @@ class McpServer:
             if time.monotonic() < self._retry_at:
                 return None
             try:
-                self._conn = await _Connection.open(self.spec, self.spec.timeout_ms / 1000)
+                # starting (the interpreter, the SDK's imports) may take longer than a call may
+                self._conn = await _Connection.open(self.spec, max(self.spec.timeout_ms / 1000, WARMUP_TIMEOUT))
             except Exception as exc:  # a bad command, a server that dies or hangs at initialize
                 log.warning("MCP server %r failed to start: %s", self.spec.name, _message(exc))
                 self._retry_at = time.monotonic() + COOLDOWN
