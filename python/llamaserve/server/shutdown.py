@@ -2,8 +2,9 @@
 requests in flight finish for --drain-timeout; then, or at a second Ctrl-C, every generation
 still running is ended, so each open stream closes with its API's error event (and [DONE]
 where the API has one) instead of being cut off; a third Ctrl-C forces the exit. The MCP
-servers of /tools stop at the first signal: a tool call in flight answers its error at once. uvicorn's own
-deadline comes later, so it never has to cancel a request's task (a CancelledError traceback)."""
+servers of /tools stop at the first signal: a tool call in flight answers its error at once.
+uvicorn's own deadline comes later, so it never has to cancel a request's task (a
+CancelledError traceback)."""
 from __future__ import annotations
 
 import asyncio
