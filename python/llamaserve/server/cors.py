@@ -49,4 +49,5 @@ def cors_middleware(origins: Sequence[str]) -> Middleware | None:
         allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
         allow_headers=["Authorization", "Content-Type", "X-API-Key", "Accept",
                        "X-Tool-Cwd", "X-Tool-Runtime", "X-Resp-Type"],  # /tools' headers
-        expose_headers=["Mcp-Session-Id", "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"])
+        expose_headers=["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After",
+                        "Mcp-Session-Id"])  # /cors-proxy passes an MCP server's session id back
