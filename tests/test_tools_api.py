@@ -231,6 +231,13 @@ def test_bad_params_and_runtimes_are_400s(tools_url, params, headers, says):
     assert res.status_code == 400 and says in res.json()["error"]["message"]
 
 
+def test_a_shell_command_cannot_read_the_servers_secrets(tools_url, monkeypatch):
+    monkeypatch.setenv("LLAMASERVE_API_KEYS", "secret-key-from-the-environment")
+    monkeypatch.setenv("LLAMASERVE_PUBLIC_NOTE", "visible")
+    out = call(tools_url, "exec_shell_command", {"command": "env"}).json()["plain_text_response"]
+    assert "LLAMASERVE_PUBLIC_NOTE=visible" in out and "secret-key-from-the-environment" not in out
+
+
 def test_only_the_named_tools_are_served_and_they_need_a_key_when_auth_is_on(serve_app, tmp_path):
     url = serve_app(ServerConfig(tools=("read_file", "get_info"), api_keys=(KEY,))).url
     assert httpx.get(url + "/tools").status_code == 401
@@ -376,3 +383,22 @@ def test_serve_stops_at_once_with_a_tool_call_in_flight(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("pattern, path, matches", [
+    ("*.py", "a/b/c.py", True),  # no '/': the name, at any depth
+    ("*.py", "c.pyc", False),
+    ("src/*.py", "x/src/a.py", True),  # with '/': anchored with **/
+    ("src/*.py", "src/sub/a.py", False),
+    ("/src/*.py", "x/src/a.py", False),  # a leading '/': from the top only
+    ("/src/*.py", "src/a.py", True),
+    ("src/**/*.cpp", "src/a/b/c.cpp", True),
+    ("src/**/*.cpp", "src/c.cpp", True),
+    ("**", "any/thing", True),
+    ("file?.[ch]", "d/file1.c", True),
+    ("file?.[!ch]", "d/file1.c", False),
+])
+def test_glob_rules(pattern, path, matches):
+    from llamaserve.server.tools.listing import glob_match
+
+    assert glob_match(pattern, path) is matches

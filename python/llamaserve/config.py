@@ -379,8 +379,16 @@ def _size(name: str, text: str) -> int:
         raise ValueError(f"{flag_of(name)}: {exc}") from None
 
 
+SECRET_FIELDS = ("api_keys", "admin_keys", "jwt_secret", "rate_limit_redis")  # a Redis URL may hold a password
+
+
 def _is_secret(name: str) -> bool:
-    return name in ("api_keys", "admin_keys", "jwt_secret", "rate_limit_redis")  # a Redis URL may hold a password
+    return name in SECRET_FIELDS
+
+
+def secret_env_names() -> frozenset[str]:
+    """The LLAMASERVE_* variables that hold secrets: never passed to a child a tool runs."""
+    return frozenset(env_name(name) for name in SECRET_FIELDS)
 
 
 def flag_of(field_name: str) -> str:

@@ -18,6 +18,8 @@ import anyio
 from mcp import types
 from mcp.shared.message import SessionMessage
 
+from llamaserve.server.tools.params import child_env
+
 log = logging.getLogger("llamaserve.tools")
 
 MAX_LINE = 16 * 1024 * 1024  # one JSON-RPC message (a long tools/list)
@@ -38,7 +40,7 @@ class StdioProcess:
         """Start the server (OSError if it cannot be started)."""
         proc = await asyncio.create_subprocess_exec(
             command, *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=None,
-            env={**os.environ, **env}, cwd=cwd, start_new_session=True, limit=MAX_LINE)
+            env=child_env(env), cwd=cwd, start_new_session=True, limit=MAX_LINE)
         return cls(name, proc)
 
     @property

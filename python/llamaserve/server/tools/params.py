@@ -34,6 +34,16 @@ def boolean(params: dict[str, Any], name: str, default: bool = False) -> bool:
     return value
 
 
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of what a tool starts (a shell command, an MCP server): the server's,
+    less the variables that hold its secrets (API keys, JWT secret), which a command could
+    print for the model to read."""
+    from llamaserve.config import secret_env_names
+
+    hidden = secret_env_names()
+    return {**{k: v for k, v in os.environ.items() if k not in hidden}, **(extra or {})}
+
+
 def resolve(params: dict[str, Any], path: str) -> str:
     """`path` as the file tools open it: ~ expanded, a relative one under the x-tool-cwd header's
     directory (else the server's working directory)."""

@@ -12,7 +12,7 @@ import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
-from llamaserve.server.tools.params import integer, string
+from llamaserve.server.tools.params import child_env, integer, string
 
 DEFAULT_TIMEOUT = 10
 MAX_TIMEOUT = 60  # seconds
@@ -31,7 +31,7 @@ async def run_command(argv: list[str], cwd: str | None, timeout: float, max_outp
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv, cwd=cwd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+            stderr=asyncio.subprocess.STDOUT, start_new_session=True, env=child_env())
     except OSError as exc:
         raise ShellError(f"failed to spawn process: {exc.strerror or exc}") from None
     assert proc.stdout is not None
