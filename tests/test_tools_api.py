@@ -153,6 +153,17 @@ def test_bad_mcp_definitions_stop_the_server_from_starting(text, flag, says):
         ServerConfig(tools=("read_file", "rm_rf"))
 
 
+def test_mcp_servers_from_a_file_and_inline_together(serve_app, tmp_path):
+    path = tmp_path / "mcp.json"
+    path.write_text(mcp_json(files=mcp(), both=mcp(), nocommand={"args": ["x"]}))
+    inline = mcp_json(both={"command": "/nonexistent/second-definition"}, inline=mcp())
+    url = serve_app(ServerConfig(mcp_servers_config=str(path), mcp_servers_json=inline)).url
+    listed = names(url)
+    assert {"files_greet", "inline_greet", "both_greet"} <= listed  # "both": the file's definition wins
+    assert not any(name.startswith("nocommand_") for name in listed)  # no command: skipped
+    assert call(url, "both_add", {"a": 1, "b": 1}).json() == {"plain_text_response": "2"}
+
+
 def test_serve_names_the_bad_flag_and_exits():
     proc = subprocess.run([sys.executable, "-m", "llamaserve", "serve", "--mcp-servers-json", "{oops", "--port", "0"],
                           capture_output=True, text=True, timeout=60)
