@@ -42,7 +42,16 @@ class ToolService:
 
     @classmethod
     def from_config(cls, config: Any) -> ToolService:
-        return cls(config.tools, config.mcp_servers_json, config.mcp_servers_config)
+        service = cls(config.tools, config.mcp_servers_json, config.mcp_servers_config)
+        on = [what for what, yes in (("built-in tools " + ",".join(t.name for t in service.builtin), service.builtin),
+                                     (f"{len(service.specs)} MCP server(s)", service.specs),
+                                     ("/cors-proxy", config.ui_mcp_proxy)) if yes]
+        if on:
+            log.warning("experimental, for trusted machines only: %s", "; ".join(on))
+            if "*" in config.cors_origins and not config.auth_enabled:
+                log.warning("security: no API key is set and CORS allows every origin: any web page this "
+                            "machine's browser opens can use them (set --api-keys, or --cors-origins localhost)")
+        return service
 
     @property
     def enabled(self) -> bool:
