@@ -26,6 +26,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
                                             "reasoning", "reasoning_format", "verbose", "reasoning_budget", "grammar_budget_ms"),
     "auth": ("api_keys", "admin_keys", "jwt_secret", "jwt_public_key", "jwt_algorithms",
              "jwt_audience", "jwt_issuer", "jwt_max_lifetime", "metrics_auth"),
+    "llama-server's /tools and /cors-proxy (experimental; off by default)": (
+        "tools", "mcp_servers_json", "mcp_servers_config", "ui_mcp_proxy"),
     "rate limits": ("rate_limit", "rate_limit_window", "rate_limit_redis", "rate_limit_redis_fallback"),
     "Ray Serve (pip install 'llamaserve[ray]')": (
         "ray", "replicas", "max_replicas", "target_ongoing_requests", "replica_cpus", "replica_gpus",

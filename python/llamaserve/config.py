@@ -189,6 +189,19 @@ class ServerConfig:
                                          "origins, 'localhost' (any page served from this machine: localhost, "
                                          "127.0.0.1, [::1], any port, as llama-server), '*' for any, or '' for "
                                          "none", ("localhost",))
+    # -- llama-server's /tools and /cors-proxy (server/tools/): off unless asked for --
+    tools: tuple[str, ...] = _opt("--tools", "comma-separated built-in tools /tools serves, or 'all': read_file, "
+                                  "file_glob_search, grep_search, exec_shell_command, write_file, edit_file, "
+                                  "get_info. They read and write files and run commands with the server's "
+                                  "rights: enable them only on a trusted machine, with --api-keys when others "
+                                  "can reach the port (default: none)", ())
+    mcp_servers_json: str | None = _opt("--mcp-servers-json", "MCP servers whose tools /tools serves, as JSON: "
+                                        "{\"mcpServers\": {NAME: {\"command\", \"args\", \"env\", \"cwd\", "
+                                        "\"timeout_ms\"}}}; each is a child process with the server's rights", None)
+    mcp_servers_config: str | None = _opt("--mcp-servers-config", "file holding --mcp-servers-json's JSON", None)
+    ui_mcp_proxy: bool = _opt("--ui-mcp-proxy", "answer /cors-proxy?url=...: fetch any http(s) URL for a "
+                              "browser page (a web UI reaching remote MCP servers); this server then reaches "
+                              "whatever the caller names: enable only on a trusted machine (off: 403)", False)
     request_timeout: float = _opt("--request-timeout", "seconds a generation may take, queueing included, "
                                   "before it is cancelled with 504 (0: no limit)", 0.0)
     sse_ping: float = _opt("--sse-ping", "seconds of silence after which a stream sends an SSE comment "
@@ -249,6 +262,10 @@ class ServerConfig:
         need(all(self.admin_keys), "admin_keys", "must not contain an empty key")
         need(self.reasoning_format in ("auto", "none"), "reasoning_format", "must be auto or none")
         need(self.reasoning in ("on", "off", "auto"), "reasoning", "must be on, off or auto")
+        from llamaserve.server.tools.builtin import NAMES as TOOL_NAMES
+
+        unknown = [name for name in self.tools if name != "all" and name not in TOOL_NAMES]
+        need(not unknown, "tools", f"unknown tool {', '.join(unknown)}; the tools are all, " + ", ".join(TOOL_NAMES))
         need(0 <= self.grammar_budget_ms <= 60_000, "grammar_budget_ms", "must be between 0 and 60000")
         need(self.reasoning_budget == -1 or self.reasoning_budget >= 1, "reasoning_budget",
              "must be at least 1 (or -1: no limit)")
@@ -367,8 +384,16 @@ def _size(name: str, text: str) -> int:
         raise ValueError(f"{flag_of(name)}: {exc}") from None
 
 
+SECRET_FIELDS = ("api_keys", "admin_keys", "jwt_secret", "rate_limit_redis")  # a Redis URL may hold a password
+
+
 def _is_secret(name: str) -> bool:
-    return name in ("api_keys", "admin_keys", "jwt_secret", "rate_limit_redis")  # a Redis URL may hold a password
+    return name in SECRET_FIELDS
+
+
+def secret_env_names() -> frozenset[str]:
+    """The LLAMASERVE_* variables that hold secrets: never passed to a child a tool runs."""
+    return frozenset(env_name(name) for name in SECRET_FIELDS)
 
 
 def flag_of(field_name: str) -> str:

@@ -19,15 +19,16 @@ SAME_VALUE = {"--port": "--port", "--host": "--host", "--threads": "--threads", 
               "--api-key": "--api-keys", "--models-dir": "--models-dir", "--cache-reuse": "--cache-reuse",
               "--reasoning-budget": "--reasoning-budget", "--reasoning": "--reasoning", "--seed": "--seed", "--temp": "--temp",
               "--chat-template": "--chat-template", "--chat-template-file": "--chat-template-file", "--tags": "--tags",
-              "--sleep-idle-seconds": "--idle-unload"}
+              "--sleep-idle-seconds": "--idle-unload", "--tools": "--tools",
+              "--mcp-servers-json": "--mcp-servers-json", "--mcp-servers-config": "--mcp-servers-config"}
 SAME_SWITCH = {"--kv-unified": "--kv-unified", "--swa-full": "--swa-full", "--slots": "--slots",
                "--no-slots": "--no-slots", "--no-ui": "--no-ui",
                "--reranking": "--reranking",
-               "--verbose": "--verbose"}
+               "--verbose": "--verbose", "--ui-mcp-proxy": "--ui-mcp-proxy"}
 # Switches llama-server needs and llamaserve has on anyway (or has no use for).
 NO_VALUE = {"--cont-batching", "--embedding", "--embeddings", "--metrics", "--jinja", "--no-jinja",
             "--offline", "--no-webui", "--context-shift",
-            "--no-models-autoload", "--no-mmproj", "--no-cache-idle-slots", "--ui-mcp-proxy", "--backend_sampling"}
+            "--no-models-autoload", "--no-mmproj", "--no-cache-idle-slots", "--backend_sampling"}
 
 
 def llamaserve_argv(args: list[str], model: str) -> list[str]:

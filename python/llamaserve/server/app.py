@@ -30,6 +30,7 @@ from llamaserve.server.metrics import MetricsMiddleware, ServerMetrics, metrics_
 from llamaserve.server.ratelimit import FixedWindowLimiter, RateLimitMiddleware
 from llamaserve.server.ratelimit_redis import RedisWindowLimiter
 from llamaserve.server.sse import ClientGone
+from llamaserve.server.tools.service import ToolService
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class ServerContext:
     host: ModelHost
     metrics: ServerMetrics
     service: GenerationService
+    tools: ToolService  # llama-server's /tools (built-in tools, MCP servers)
 
 
 async def _client_gone(request: Request, exc: Exception) -> Response:
@@ -63,7 +65,8 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None,
     config = config or ServerConfig()
     host = ModelHost(config, engine, loader)
     metrics = ServerMetrics(host, [family.metrics() for family in FAMILIES.all if family.metrics])
-    ctx = ServerContext(config, host, metrics, GenerationService(host, metrics, config))
+    tools = ToolService.from_config(config)  # a bad --mcp-servers-* is a ValueError naming the flag, here
+    ctx = ServerContext(config, host, metrics, GenerationService(host, metrics, config), tools)
 
     limiter = _rate_limiter(config)
 
@@ -71,8 +74,10 @@ def create_app(config: ServerConfig | None = None, engine: Engine | None = None,
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         loading = asyncio.create_task(host.start())
         try:
+            await tools.start()  # the MCP servers' warmup: their tools are listed before the first request
             yield
         finally:
+            await tools.stop()
             await asyncio.gather(loading, return_exceptions=True)
             await host.close(config.drain_timeout)
             if isinstance(limiter, RedisWindowLimiter):

@@ -29,6 +29,7 @@ _REASONS = {200: "OK", 202: "Accepted", 400: "Bad request", 401: "Unauthorized",
             404: "Not found", 409: "Conflict", 413: "Body too large", 422: "Unusable model file",
             501: "Not supported",
             429: "Rate limited", 500: "Server error", 503: "Unavailable (loading, overloaded; see Retry-After)",
+            502: "The fetched site failed (unreachable, or its answer too large)", 504: "Timed out",
             507: "Quantize cache full"}
 # Every API route may answer these: bad input, auth, body limit, rate limit, a model loading.
 COMMON_ERRORS = (400, 401, 413, 429, 503)

@@ -33,7 +33,7 @@ def run(config: ServerConfig) -> None:
         app, host=hosts_of(config.host)[0], port=port, log_level=config.log_level, lifespan="on",
         ws="none", http=guarded_protocol(door_limits(config)), timeout_keep_alive=config.keep_alive_timeout,
         h11_max_incomplete_event_size=2 * MAX_HEADER_BYTES),  # the door answers 431 first
-        config.drain_timeout, app.state.llamaserve.host.end_generations)
+        config.drain_timeout, app.state.llamaserve.host.end_generations, app.state.llamaserve.tools.stop)
     # uvicorn names no address when it is handed sockets
     log.info("listening on %s (Ctrl-C to stop)", ", ".join(_url(s.getsockname()) for s in sockets))
     try:

@@ -27,7 +27,7 @@ from llamaserve.server.errors import ApiError, invalid
 from llamaserve.server.generation import GenerationService
 from llamaserve.hosting.loaded import LoadedModel
 from llamaserve.server.llamacpp import (
-    completion_protocol, infill_protocol, protocol, rerank_protocol, serving_completion)
+    completion_protocol, cors_proxy, tools_router, infill_protocol, protocol, rerank_protocol, serving_completion)
 from llamaserve.server.offloop import json_response
 from llamaserve.server.openai import api_router as openai_router, serving_completions
 from llamaserve.server.openai.api_router import OPENAPI_PATHS as OPENAI_PATHS
@@ -122,7 +122,8 @@ def routes(service: GenerationService) -> list[Route]:
             "total_slots": model.engine.n_parallel, "model_alias": model.name, "model_path": str(model.path),
             "chat_template": template.source or "", "bos_token": meta.get("bos_token", ""),
             "eos_token": meta.get("eos_token", ""), "modalities": {"vision": False, "audio": False},
-            "build_info": f"llamaserve {llamaserve.__version__}", "is_sleeping": False}
+            "build_info": f"llamaserve {llamaserve.__version__}", "is_sleeping": False,
+            "cors_proxy_enabled": config.ui_mcp_proxy}  # a web UI offers its MCP proxy when true
         return awake["props"]
 
     async def rerank(request: Request) -> Response:
@@ -182,7 +183,8 @@ def routes(service: GenerationService) -> list[Route]:
             Route("/props", props, methods=["GET"]),
             Route("/slots", slots, methods=["GET"]),
             Route("/apply-template", apply_template, methods=["POST"]),
-            *(Route(alias, openai[path].endpoint, methods=openai[path].methods) for alias, path in OPENAI_ALIASES.items())]
+            *(Route(alias, openai[path].endpoint, methods=openai[path].methods) for alias, path in OPENAI_ALIASES.items()),
+            *tools_router.routes(), *cors_proxy.routes(config.ui_mcp_proxy)]
 
 
 _TAG = "llama-server endpoints"
@@ -238,4 +240,6 @@ OPENAPI_PATHS = {
                           error_schema="LlamaCppError"), CHAT_SCHEMA)},
     **{alias: {method: {**op, "summary": op["summary"] + f" (as {path})"}
                for method, op in OPENAI_PATHS[path].items()} for alias, path in OPENAI_ALIASES.items()},
+    **tools_router.OPENAPI_PATHS,
+    **cors_proxy.OPENAPI_PATHS,
 }

@@ -1,4 +1,5 @@
-"""llama-server's own API's declaration: /completion, /infill, /rerank, /props, /slots, /apply-template, the
+"""llama-server's own API's declaration: /completion, /infill, /rerank, /props, /slots, /apply-template, /tools,
+/cors-proxy, the
 older /embeddings, /tokenize and /detokenize, its /v1-less paths of the OpenAI routes, errors in
 llama-server's shape (an aliased OpenAI route's stream ends as under /v1), and its llamacpp:
 series on /metrics. Like llama-server, one loaded model answers to any name."""
@@ -18,7 +19,7 @@ from llamaserve.server.prompt_pieces import blocks, text
 
 ALIASES = api_router.OPENAI_ALIASES
 PATHS = ("/tokenize", "/detokenize", "/completion", "/completions", "/infill", *api_router.RERANK_PATHS,
-         "/embedding", "/embeddings", "/props", "/slots", "/apply-template", *ALIASES)
+         "/embedding", "/embeddings", "/props", "/slots", "/apply-template", "/tools", "/cors-proxy", *ALIASES)
 
 
 def _infill_pieces(body: dict[str, Any]) -> list[str]:
