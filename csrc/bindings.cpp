@@ -289,6 +289,7 @@ PYBIND11_MODULE(_native, m) {
         .def_readwrite("add_special", &GenerationOptions::add_special)
         .def_readwrite("parse_special", &GenerationOptions::parse_special)
         .def_readwrite("post_sampling_probs", &GenerationOptions::post_sampling_probs)
+        .def_readwrite("return_progress", &GenerationOptions::return_progress)
         .def_readwrite("preserved_tokens", &GenerationOptions::preserved_tokens)
         .def_readwrite("reasoning_start", &GenerationOptions::reasoning_start)
         .def_readwrite("reasoning_end", &GenerationOptions::reasoning_end)
@@ -344,6 +345,11 @@ PYBIND11_MODULE(_native, m) {
             for (auto & r : s.take_logprobs()) out.append(py::make_tuple(r.token, r.logprob, py::cast(r.top)));
             return out;
         }, "[(token, logprob, [(token, logprob), ...]), ...] since the last call.")
+        .def("take_progress", [](TokenStream & s) {
+            py::list out;
+            for (auto & p : s.take_progress()) out.append(py::make_tuple(p.total, p.cache, p.processed, p.ms));
+            return out;
+        }, "[(total, cache, processed, ms), ...]: the prompt's progress reports since the last call.")
         .def("cancel", &TokenStream::cancel)
         .def_property_readonly("cancelled", &TokenStream::cancelled)
         .def_property_readonly("finished", &TokenStream::finished)

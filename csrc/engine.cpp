@@ -288,6 +288,7 @@ std::shared_ptr<TokenStream> Engine::submit_tokens(std::vector<llama_token> prom
     request->logprobs = options.logprobs;
     if (options.post_sampling_probs && options.logprobs >= 0) request->sampler->keep_final_probs(options.logprobs);
     request->post_sampling_probs = options.post_sampling_probs;
+    request->return_progress = options.return_progress;
     request->cache_prompt = options.cache_prompt;
     request->speculative = options.speculative;
     if (options.prediction_tokens) {
@@ -440,6 +441,7 @@ void Engine::start_request(Slot & slot, std::unique_ptr<Request> & request) {
         departed = departure(slot, request->prompt);
     }
     slot_used_at_[slot.seq()] = ++admissions_;
+    request->started_at = std::chrono::steady_clock::now();
     slot.start(std::move(request), ctx_, plan);
     if (departed.at >= 0) ++requests_departed_;
     slot.set_departure(std::move(departed));
@@ -452,6 +454,7 @@ void Engine::start_request(Slot & slot, std::unique_ptr<Request> & request) {
     cached_tokens_ += slot.served_from_cache();
     reused_tokens_ += slot.reused_tokens();
     if (slot.served_from_cache() > 0) ++requests_hit_;
+    slot.report_progress();  // before any of it is processed: the cached part only
 }
 
 void Engine::plan_snapshots(Slot & slot) {
@@ -687,6 +690,7 @@ void Engine::build_batch() {
     }
     batch_.n_tokens = 0;
     step_prompt_tokens_ = 0;
+    prefilled_.clear();
     for (auto & slot : slots_) {
         if (!slot.busy()) continue;
         const bool prefilling = slot.prefilling();
@@ -696,7 +700,10 @@ void Engine::build_batch() {
             batch_.n_tokens = before;  // no tokens of an ended request
         } else if (batch_.n_tokens > before) {
             in_batch_.push_back(&slot);
-            if (prefilling) step_prompt_tokens_ += batch_.n_tokens - before;
+            if (prefilling) {
+                step_prompt_tokens_ += batch_.n_tokens - before;
+                prefilled_.push_back(&slot);
+            }
         }
     }
 }
@@ -767,6 +774,7 @@ void Engine::decode_and_sample() {
         }
         return;
     }
+    for (Slot * slot : prefilled_) slot->report_progress();  // before the first token it may bring
     const int32_t n_vocab = model_->metadata().n_vocab;
     uint64_t generated = 0;
     uint64_t verify_steps = 0;

@@ -123,6 +123,7 @@ struct GenerationOptions {
     // The log-probabilities after the sampler chain (top-k, top-p, min-p, temperature), over the
     // tokens it left, instead of the model's own (llama-server's post_sampling_probs).
     bool post_sampling_probs = false;
+    bool return_progress = false;  // the prompt's progress reported as it is processed (PromptProgress)
     bool add_special = true;    // BOS etc. as the model wants
     bool parse_special = true;  // "<start_of_turn>" in a prompt is the control token
     // Control tokens written out as text (a chat format's markers, for its output parser);
@@ -255,6 +256,7 @@ private:
     std::vector<Slot> slots_;
     llama_batch batch_{};
     std::vector<Slot *> in_batch_;  // the slots with tokens in batch_ (scheduler thread only)
+    std::vector<Slot *> prefilled_;  // of which those with prompt tokens in it
     std::string spec_;  // see speculation()
     std::unique_ptr<DraftModel> draft_model_;
     StepCost step_cost_;

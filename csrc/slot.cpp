@@ -72,6 +72,17 @@ bool Slot::move_chunks(llama_memory_t mem, const ReusePlan & plan) {
     return llama_memory_seq_pos_max(mem, seq_) == end - 1;
 }
 
+void Slot::report_progress() const {
+    if (!request_->return_progress) return;
+    const auto processed = static_cast<int32_t>(n_prompt_fed_);
+    // Nothing processed yet (the first report): no time spent on it either.
+    const double ms = processed > cached_prompt_tokens_
+        ? std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - request_->started_at).count()
+        : 0.0;
+    request_->stream->push_progress({static_cast<int32_t>(request_->prompt.size()), cached_prompt_tokens_,
+                                     processed, ms});
+}
+
 void Slot::start(std::unique_ptr<Request> request, llama_context * ctx, const ReusePlan & plan) {
     request_ = std::move(request);
     llama_memory_t mem = llama_get_memory(ctx);

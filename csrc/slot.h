@@ -1,5 +1,6 @@
 // One sequence of the shared context: the request it serves and where it stands.
 #pragma once
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,6 +33,8 @@ struct Request {
     std::vector<std::string> stop;
     int32_t logprobs = -1;  // see GenerationOptions::logprobs
     bool post_sampling_probs = false;  // see GenerationOptions::post_sampling_probs
+    bool return_progress = false;      // see GenerationOptions::return_progress
+    std::chrono::steady_clock::time_point started_at;  // when a slot took it (its prefill's start)
     bool cache_prompt = true;
     bool speculative = true;  // drafts may be verified for it (when the engine speculates)
     std::shared_ptr<const TokenIds> prediction;  // text the output will largely repeat (a draft source)
@@ -79,6 +82,8 @@ public:
     size_t reused_tokens() const { return reused_tokens_; }
     // Prompt tokens the cache serves: its prefix, and the chunks reused past a divergence.
     size_t served_from_cache() const { return static_cast<size_t>(cached_prompt_tokens_); }
+    // The prompt's progress now, sent to a request that asked for it.
+    void report_progress() const;
     bool has_parked() const { return !parked_.empty(); }
     // Where the prompt left the cache, reported with the request's stats.
     void set_departure(CacheDeparture departure) { departure_ = std::move(departure); }

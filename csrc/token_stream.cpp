@@ -92,6 +92,20 @@ void TokenStream::push_logprob(TokenLogprob record) {
     logprobs_.push_back(std::move(record));
 }
 
+void TokenStream::push_progress(PromptProgress progress) {
+    std::lock_guard<std::mutex> lock(mu_);
+    progress_.push_back(progress);
+    notify_locked();
+    cv_.notify_one();
+}
+
+std::vector<PromptProgress> TokenStream::take_progress() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<PromptProgress> out;
+    out.swap(progress_);
+    return out;
+}
+
 std::vector<TokenLogprob> TokenStream::take_logprobs() {
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<TokenLogprob> out;

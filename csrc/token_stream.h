@@ -43,6 +43,15 @@ struct TokenLogprob {
     std::vector<std::pair<int32_t, float>> top;
 };
 
+// How far a request's prompt is (llama-server's prompt_progress): sent when its prefill starts
+// and after each chunk of it, to a request that asked (GenerationOptions::return_progress).
+struct PromptProgress {
+    int32_t total = 0;      // prompt tokens
+    int32_t cache = 0;      // of which served from a cache
+    int32_t processed = 0;  // of which in the KV now (the cached ones included)
+    double ms = 0.0;        // since the prefill started
+};
+
 struct StreamStats {
     int32_t prompt_tokens = 0;
     int32_t completion_tokens = 0;
@@ -74,6 +83,7 @@ public:
     void finish(StreamStats stats, std::string last_piece = "");
     void mark_token();  // a token was generated now (its time is kept: time to first token, gaps)
     void push_logprob(TokenLogprob record);
+    void push_progress(PromptProgress progress);  // wakes the consumer, as a piece does
 
     // Consumer side.
     enum class Wait { Piece, Finished, Timeout };
@@ -83,6 +93,7 @@ public:
     bool finished() const;
     StreamStats stats() const;
     std::vector<TokenLogprob> take_logprobs();  // records since the last call, in order
+    std::vector<PromptProgress> take_progress();  // reports since the last call, in order
     std::vector<float> token_times() const;  // seconds from submit at which each token came
 
     // The first cancel also runs the hook (the engine's: a queued request leaves the queue).
@@ -102,6 +113,7 @@ private:
     std::condition_variable cv_;
     std::deque<std::string> pieces_;
     std::vector<TokenLogprob> logprobs_;
+    std::vector<PromptProgress> progress_;
     std::vector<float> token_times_;
     bool finished_ = false;
     bool notified_ = false;  // our id is already in the notifier's ready list

@@ -261,6 +261,31 @@ def test_post_sampling_probs_are_the_chains_own(url, engine):
     assert abs(sum(math.exp(lp) for _, lp in kept) - 1.0) < 1e-4
 
 
+def progress_of(url: str, path: str, body: dict) -> tuple[list[dict], list[dict]]:
+    """The streamed events of a request, and among them the progress reports (before any text)."""
+    with httpx.stream("POST", url + path, json={**body, "stream": True}, timeout=120) as r:
+        events = list(sse_events(line for line in r.iter_lines() if line != "data: [DONE]"))
+    return events, [e for e in events if "prompt_progress" in e]
+
+
+def test_return_progress_reports_the_prompt_as_it_is_processed(url):
+    body = {"prompt": "the quick brown fox jumps over the lazy dog " * 8, "n_predict": 2, "return_progress": True,
+            "timings_per_token": True, "cache_prompt": False}
+    events, reports = progress_of(url, "/completion", body)
+    first, *_, last = [e["prompt_progress"] for e in reports]
+    assert first["total"] > 60 and first["processed"] == first["cache"] and first["time_ms"] == 0.0
+    assert last["processed"] == last["total"] and last["time_ms"] > 0
+    assert reports[0]["timings"]["prompt_n"] == 0 and reports[-1]["timings"]["prompt_n"] == last["total"] - last["cache"]
+    assert events.index(reports[-1]) < next(i for i, e in enumerate(events) if e["content"])  # before the text
+    chat = {"messages": [{"role": "user", "content": "This is a test" * 10}], "max_tokens": 2, "return_progress": True}
+    progress_of(url, "/v1/chat/completions", chat)
+    events, reports = progress_of(url, "/v1/chat/completions", chat)  # the same prompt again: cached
+    assert reports and all(e["choices"] == [] for e in reports)
+    assert reports[0]["prompt_progress"]["cache"] > 0 and reports[-1]["prompt_progress"]["processed"] == \
+        reports[-1]["prompt_progress"]["total"]
+    assert not progress_of(url, "/v1/chat/completions", {**chat, "return_progress": False})[1]  # only when asked
+
+
 def test_server_verbose_puts_the_prompt_in_every_answer(engine):
     body = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
     with LiveServer(create_app(ServerConfig(verbose=True, chat_template="llama3"), engine)) as server:

@@ -247,6 +247,8 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
         "type": "array", "maxItems": MAX_PRESERVED_TOKENS, "items": {"type": "integer", "minimum": 0, "maximum": INT32_MAX}},
         "control tokens written out as text in the output (a chat format's markers)"),
     _integer("logprobs", 0, MAX_TOP_LOGPROBS, "log-probabilities of each token and its top N alternatives"),
+    _flag("return_progress", "report the prompt's progress while it is processed (streams: "
+          "AsyncTextStream.take_progress)"),
     _flag("post_sampling_probs", "the logprobs after the sampler chain (top_k, top_p, min_p, temperature) over "
           "the tokens it left, instead of the model's own"),
     _flag("cache_prompt", "reuse cached KV for the prompt's longest cached prefix (default true; "

@@ -133,6 +133,7 @@ class AsyncTextStream:
         self._waiter = _Waiter()
         pump.waiters[native.id] = self._waiter
         self._pieces: deque[str] = deque()
+        self._progress: list[tuple[int, int, int, float]] = []  # with return_progress: not yet taken
         self._text: list[str] = []
         self._finished = False
         self._failure: EngineError | None = None
@@ -140,9 +141,10 @@ class AsyncTextStream:
     def __aiter__(self) -> AsyncTextStream:
         return self
 
-    async def _fill(self) -> bool:
-        """Wait until some pieces are buffered; False once the stream is over."""
-        while not self._pieces or self._failure is not None:
+    async def _fill(self, progress: bool = False) -> bool:
+        """Wait until some pieces (or, with `progress`, a progress report) are buffered; False
+        once the stream is over."""
+        while not (self._pieces or (progress and self._progress)) or self._failure is not None:
             if self._failure is not None:
                 self._release()
                 raise self._failure
@@ -151,9 +153,10 @@ class AsyncTextStream:
                 raise_if_failed(self._native)
                 return False
             pieces, self._finished = self._native.drain()
+            self._progress += self._native.take_progress()  # reported before the pieces they precede
             self._pieces.extend(pieces)
             self._text.extend(pieces)
-            if not pieces and not self._finished:
+            if not pieces and not self._finished and not (progress and self._progress):
                 await self._waiter.wait()
         return True
 
@@ -163,6 +166,19 @@ class AsyncTextStream:
             return []
         out = list(self._pieces)
         self._pieces.clear()
+        return out
+
+    async def next_update(self) -> tuple[list[str], list[tuple[int, int, int, float]]]:
+        """What came since the last call: pieces and, with return_progress, the prompt's progress
+        reports (total, cache, processed, ms); ([], []) at the end."""
+        if not await self._fill(progress=True):
+            return [], self.take_progress()
+        out = list(self._pieces)
+        self._pieces.clear()
+        return out, self.take_progress()
+
+    def take_progress(self) -> list[tuple[int, int, int, float]]:
+        out, self._progress = self._progress, []
         return out
 
     async def __anext__(self) -> str:

@@ -46,6 +46,8 @@ class Run:
                  prompts: Sequence[Prompt], arguments: Sequence[dict[str, Any]]) -> None:
         self.generations: list[Submitted] = []
         self.logprobs = any(a.get("logprobs") is not None for a in arguments)
+        # return_progress: each choice's prompt progress reports not yet taken (take_progress)
+        self.progress: list[list[tuple[int, int, int, float]]] = [[] for _ in arguments]
         try:
             for prompt, args in zip(prompts, arguments, strict=True):
                 self.generations.append(service.submit(model, prompt, args))
@@ -61,16 +63,26 @@ class Run:
         """End one choice early (its reader needs nothing more); it still reports its stats."""
         self.generations[choice].stream.cancel()
 
+    def take_progress(self, choice: int) -> list[tuple[int, int, int, float]]:
+        out, self.progress[choice] = self.progress[choice], []
+        return out
+
+    async def _next(self, i: int, stream: AsyncTextStream) -> list[str] | None:
+        """Choice i's new pieces (progress reports kept aside); None at its end."""
+        pieces, progress = await stream.next_update()
+        self.progress[i] += progress
+        return pieces if pieces or progress else None
+
     async def events(self) -> AsyncIterator[RunEvent]:
         """(choice, new text pieces, new logprob records, stats once finished else None),
-        across all choices as they come."""
+        across all choices as they come; an event without pieces brings progress reports."""
         streams = [g.stream for g in self.generations]
         if len(streams) == 1:  # the usual n=1: no task and no asyncio.wait per token
             async for event in self._single_events(streams[0]):
                 yield event
             return
-        pending: dict[asyncio.Future[list[str]], int] = {
-            asyncio.ensure_future(s.next_pieces()): i for i, s in enumerate(streams)}
+        pending: dict[asyncio.Future[list[str] | None], int] = {
+            asyncio.ensure_future(self._next(i, s)): i for i, s in enumerate(streams)}
         try:
             while pending:
                 done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -78,8 +90,8 @@ class Run:
                     i = pending.pop(future)
                     pieces = future.result()
                     records = streams[i].take_token_logprobs() if self.logprobs else []
-                    if pieces:
-                        pending[asyncio.ensure_future(streams[i].next_pieces())] = i
+                    if pieces is not None:
+                        pending[asyncio.ensure_future(self._next(i, streams[i]))] = i
                         yield i, pieces, records, None
                     else:
                         self.generations[i].close()
@@ -92,7 +104,7 @@ class Run:
 
     async def _single_events(self, stream: Any) -> AsyncIterator[RunEvent]:
         try:
-            while pieces := await stream.next_pieces():
+            while (pieces := await self._next(0, stream)) is not None:
                 yield 0, pieces, stream.take_token_logprobs() if self.logprobs else [], None
             records = stream.take_token_logprobs() if self.logprobs else []
             self.generations[0].close()

@@ -32,6 +32,8 @@ class Update:
     stats: dict[str, Any] | None = None  # set once the choice ended
     finish: str | None = None  # stop | length | tool_calls, once it ended
     tokens: int = 0  # tokens generated since the last update
+    # with return_progress: the prompt's progress reports, (total, cache, processed, ms) each
+    progress: list[tuple[int, int, int, float]] = field(default_factory=list)
 
 
 class ChatRun:
@@ -79,7 +81,7 @@ class ChatRun:
             except MalformedCall as exc:
                 yield Update(i, getattr(exc, "events", []), records, tokens=len(pieces))
                 raise call_failed(exc) from None
-            update = Update(i, events, records, tokens=len(pieces))
+            update = Update(i, events, records, tokens=len(pieces), progress=self.run.take_progress(i))
             if stats is not None:
                 update.stats, update.finish = self.finished(i, stats)
             yield update

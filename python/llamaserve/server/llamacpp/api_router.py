@@ -71,12 +71,12 @@ def routes(service: GenerationService) -> list[Route]:
                 body = await framed(model)
             req = completion_protocol.parse(body, lambda text: model.engine.tokenize(text, add_special=False),
                                            config.verbose)
-            openai_req = req.reports.limited(req.request, model.engine.n_ctx)
+            openai_req = req.reports.applied(req.request, model.engine.n_ctx)
             comp, chat = await serving_completions.start(openai_req, model, service, config.request_defaults)
         shape = serving_completion.Shape(model.name, comp, token_text(model), model.engine.n_ctx, req.return_tokens,
                                          openai_req.logprobs, req.fields)
         if openai_req.sampling.stream:
-            return EventStreamResponse(serving_completion.CompletionEvents(chat, shape))
+            return EventStreamResponse(serving_completion.CompletionEvents(chat, shape, req.reports))
         try:
             choices = await until_disconnect(collect(chat), request.receive)
         finally:

@@ -39,7 +39,8 @@ SCHEMA: dict[str, Any] = {
     **{name: {"type": "boolean", "description": "llama-server's: " + why} for name, why in (
         ("verbose", "the answer carries __verbose (the prompt as the template made it)"),
         ("timings_per_token", "every streamed chunk carries timings"),
-        ("return_progress", "accepted; the prompt is reported once, with the first token"))},
+        ("return_progress", "streamed: chunks with prompt_progress (total, cache, processed, time_ms) as the "
+                            "prompt is processed"))},
 }
 
 
@@ -82,7 +83,7 @@ def translate(body: Any, keep: frozenset[str] = frozenset(), verbose: bool = Fal
             raise invalid("json_schema: cannot be combined with grammar")
         out["grammar"] = schema_grammar(schema)
     return Translated(out, Reports(reports.get("verbose", verbose), reports.get("timings_per_token", False),
-                                   unlimited), n_probs)
+                                   unlimited, reports.get("return_progress", False)), n_probs)
 
 
 def schema_grammar(schema: Any) -> str:

@@ -12,6 +12,7 @@ from llamaserve.server.chat.stream import ChatRun, Choice, FamilyStream, Update
 from llamaserve.server.chat.token_text import TokenText
 from llamaserve.server.errors import ApiError
 from llamaserve.server.llamacpp.errors import llamacpp_body
+from llamaserve.server.llamacpp.reports import Reports
 from llamaserve.server.llamacpp.timings import timings
 from llamaserve.server.openai.serving_completions import CompletionPlan
 
@@ -100,9 +101,9 @@ def body(shape: Shape, choices: list[Choice]) -> dict[str, Any] | list[dict[str,
 
 
 class CompletionEvents(FamilyStream):
-    def __init__(self, chat: ChatRun, shape: Shape) -> None:
+    def __init__(self, chat: ChatRun, shape: Shape, reports: Reports | None = None) -> None:
         super().__init__(chat)
-        self.shape = shape
+        self.shape, self.reports = shape, reports
         self.predicted = [0] * chat.choices
         self._piece = sse.ChoiceTextEvents(lambda i: {"index": i, "content": sse.TEXT_HOLE, "tokens": [],
                                                       "stop": False, "id_slot": -1})
@@ -112,6 +113,8 @@ class CompletionEvents(FamilyStream):
 
     def update(self, update: Update) -> bytes:
         i, out = update.choice, []
+        for fields in self.reports.progress_reports(update) if self.reports is not None else ():
+            out.append(sse.event({"index": i, "content": "", "tokens": [], "stop": False, "id_slot": -1, **fields}))
         text = "".join(e.text for e in update.events if isinstance(e, TextDelta))
         if text or update.records:
             if self.shape.return_tokens or self.shape.n_probs:

@@ -17,6 +17,11 @@ def timings(stats: dict[str, Any]) -> dict[str, Any]:
                     max(0.0, total - first))
 
 
+def prompt_timings(cache_n: int, prompt_n: int, prompt_s: float) -> dict[str, Any]:
+    """While the prompt is processed: no token generated yet."""
+    return _timings(cache_n, prompt_n, prompt_s, 0, 0.0)
+
+
 def _timings(cache_n: int, prompt_n: int, prompt_s: float, predicted_n: int, predicted_s: float) -> dict[str, Any]:
     """`predicted_s`: the time after the first token, which came with the prompt's last batch: the
     generation rate is over the decode steps after it (predicted_n - 1), as llama-server's."""

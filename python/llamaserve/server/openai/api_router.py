@@ -54,7 +54,7 @@ def routes(service: GenerationService) -> list[Route]:
     async def start_chat(req: ChatRequest, reports: Reports = Reports()) -> tuple[chat_plan.ChatPlan, ChatRun]:
         """Lease the model once, plan on it, submit every choice to it."""
         async with service.lease(req.model) as model:
-            return await serving_chat.start(reports.limited(req, model.engine.n_ctx), model, service, config)
+            return await serving_chat.start(reports.applied(req, model.engine.n_ctx), model, service, config)
 
     async def chat_completions(request: Request) -> Response:
         translated = extensions.translate(await read_json(request), verbose=config.verbose)
@@ -93,7 +93,7 @@ def routes(service: GenerationService) -> list[Route]:
         translated = extensions.translate(await read_json(request), verbose=config.verbose)
         req = parse_completion(extensions.completion_logprobs(translated))
         async with service.lease(req.model) as model:
-            comp, chat = await serving_completions.start(translated.reports.limited(req, model.engine.n_ctx), model,
+            comp, chat = await serving_completions.start(translated.reports.applied(req, model.engine.n_ctx), model,
                                                          service, config.request_defaults)
         env, text_of, n = envelope("cmpl", model), token_text(model), req.sampling.n
         if req.sampling.stream:

@@ -76,9 +76,15 @@ class ChatEvents(FamilyStream):
         return b"".join(self._chunk(i, delta) for i in range(self.chat.choices))
 
     def update(self, update: Update) -> bytes:
+        progress = b""
+        if self.reports is not None and update.progress:  # before the text its last chunk brought
+            progress = b"".join(sse.event({**self.env.chat_chunk([]), **fields})
+                                for fields in self.reports.progress_reports(update))
+            if not update.events and update.stats is None and not update.records:
+                return progress
         per_token = self.timings is not None and self.reports is not None and self.reports.timings_per_token
         self._timings_now = self.timings.after(update) if per_token and self.timings is not None else None
-        return self._update(update)
+        return progress + self._update(update)
 
     def _update(self, update: Update) -> bytes:
         i, out = update.choice, []
