@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 import llamaserve
+from serverutil import wait_healthy
 
 SYSTEM = ("You are the support assistant of a hardware shop. " +
           " ".join(f"Rule {i}: answer questions about item {i} politely and briefly." for i in range(24)))
@@ -176,16 +177,8 @@ def serve(folder: Path, log: Path, port: int) -> subprocess.Popen[bytes]:
             "--parallel", "1", "--ctx", "2048", "--log-level", "warning"]
     with open(log, "ab") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while True:
-        assert proc.poll() is None, log.read_text()
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "the server did not get ready"
-        time.sleep(0.1)
+    wait_healthy(proc, f"http://127.0.0.1:{port}", log, timeout=120)
+    return proc
 
 
 def test_a_server_killed_between_turns_answers_the_next_from_disk(tmp_path):

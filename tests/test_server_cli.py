@@ -8,14 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 from llamaserve.cli import build_parser
 from llamaserve.config import ServerConfig, env_name, from_arguments
-from serverutil import sse_events
+from serverutil import sse_events, wait_healthy
 
 
 def test_defaults_are_local_and_open():
@@ -89,16 +88,7 @@ def test_serve_answers_curl_and_drains_on_sigterm(tmp_path):
         proc = subprocess.Popen([sys.executable, "-m", "llamaserve", "serve", "--log-level", "warning"],
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(url + "/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not get ready"
-            time.sleep(0.1)
+        wait_healthy(proc, url, tmp_path / "serve.log")
         # The README's curl: `curl localhost:8000/api/v1/generate -d '{"prompt":"Hi"}'`
         # (curl -d sends a form content type).
         r = httpx.post(url + "/api/v1/generate", content=b'{"prompt":"Hi"}',

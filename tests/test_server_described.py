@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import httpx
-import openai
 import pytest
 
 from llamaserve.config import ServerConfig

@@ -21,7 +21,7 @@ import pytest
 
 from llamaserve.config import ServerConfig
 from llamaserve.server.app import create_app
-from serverutil import sse_events
+from serverutil import sse_events, wait_healthy
 
 MCP_SERVER = str(Path(__file__).with_name("mcp_tool_server.py"))
 KEY = "k" * 16
@@ -371,16 +371,7 @@ def test_serve_stops_at_once_with_a_tool_call_in_flight(tmp_path):
                                  "--port", str(port), "--ctx", "256", "--parallel", "1",
                                  "--mcp-servers-json", config], stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(url + "/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not get ready"
-            time.sleep(0.1)
+        wait_healthy(proc, url, tmp_path / "serve.log")
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             pending = pool.submit(call, url, "t_nap", {"seconds": 30})
             time.sleep(1.5)

@@ -25,9 +25,8 @@ from llamaserve.server.chat.token_text import token_text
 from llamaserve.server.embeddings import embed
 from llamaserve.server.errors import ApiError, invalid
 from llamaserve.server.generation import GenerationService
-from llamaserve.hosting.loaded import LoadedModel
 from llamaserve.server.llamacpp import (
-    completion_protocol, cors_proxy, tools_router, infill_protocol, protocol, rerank_protocol, serving_completion)
+    completion_protocol, cors_proxy, infill_protocol, protocol, rerank_protocol, serving_completion, tools_router)
 from llamaserve.server.offloop import json_response
 from llamaserve.server.openai import api_router as openai_router, serving_completions
 from llamaserve.server.openai.api_router import OPENAPI_PATHS as OPENAI_PATHS
