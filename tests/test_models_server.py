@@ -467,6 +467,15 @@ def test_asleep_as_llama_server_says_it_and_wakes_on_use(tiny_models, tmp_path):
         assert ids[0] == "house" and "llama-2-7b-chat.F16" not in ids  # its file is not listed a second time
         assert api(live, "POST", "/tokenize", json={"content": "Hello"}).json()["tokens"]
         assert api(live, "GET", "/props").json()["is_sleeping"] is False
+        assert api(live, "POST", "/completion", json={"prompt": "Hi", "n_predict": 4}).status_code == 200
         wait_for(lambda: api(live, "GET", "/props").json()["is_sleeping"], timeout=20, interval=0.05)
+        # Asleep, /metrics still has the llamacpp: series: the last figures, the throughput of
+        # the last generation once, then an empty window.
+        def metric(name: str) -> float:
+            text = api(live, "GET", "/metrics").text
+            return float(next(line for line in text.splitlines() if line.startswith(f"llamacpp:{name} ")).split()[1])
+        assert metric("predicted_tokens_seconds") > 0 and metric("predicted_tokens_seconds") == 0.0
+        assert metric("tokens_predicted_total") >= 4
+        assert api(live, "GET", "/health").json()["status"] == "idle"  # scraping did not wake it
         assert api(live, "POST", "/tokenize", json={"content": "Hello"}).json()["tokens"]
         assert api(live, "GET", "/props").json()["is_sleeping"] is False

@@ -52,6 +52,9 @@ class ModelHost:
         self.loads = Loads(self)
         self._retired: list[LoadedModel] = []
         self.on_register: list[Callable[[LoadedModel], None]] = []  # told of each model loaded
+        # The model unloaded for being idle, while none is loaded (llama-server's sleep): its engine
+        # is closed, its counters still read (what /metrics shows meanwhile).
+        self.asleep: LoadedModel | None = None
         self._idle_task: asyncio.Task[None] | None = None
         if engine is not None:
             path = Path(engine.metadata.get("path") or "model.gguf")
@@ -257,6 +260,7 @@ class ModelHost:
         if self.current is None or self.current.retired:
             self.current = model
         self.state, self.error = "ready", None
+        self.asleep = None
         for listener in self.on_register:
             listener(model)
 
@@ -309,6 +313,8 @@ class ModelHost:
                 if model.owned and model.active == 0 and limit is not None and now - model.last_used >= limit:
                     log.info("unloading %s: idle for %.0fs", model.name, now - model.last_used)
                     self.retire(model)
+                    if self.current is None:
+                        self.asleep = model
 
     def _close(self, model: LoadedModel) -> None:
         if model in self._retired:

@@ -187,7 +187,9 @@ def metrics_endpoint(metrics: ServerMetrics, enabled: bool = True):  # noqa: ANN
             raise ApiError(501, "NOT_SUPPORTED", "metrics are off (--no-metrics)")
         host = metrics.host
         name = request.query_params.get("model")  # whose own series the families write
-        model = host.current if name is None else next((m for m in host.loaded.values() if m.answers_to(name)), None)
+        # Asleep (unloaded when idle), the llamacpp: series are the sleeping model's last figures.
+        model = (host.current or host.asleep) if name is None else next(
+            (m for m in host.loaded.values() if m.answers_to(name)), None)
         if name is not None and model is None:
             raise ModelNotLoaded(f"model: {name[:64]!r} is not loaded",
                                  f"loaded: {', '.join(host.loaded) or 'none'}")
