@@ -16,6 +16,7 @@ from llamaserve.hosting.host import ModelHost
 from llamaserve.hosting.loaded import LoadedModel
 from llamaserve.models import RegistryError
 from llamaserve.server.metrics import ServerMetrics
+from llamaserve.server.resumable import StreamSessions
 
 if TYPE_CHECKING:
     from llamaserve.server.family import ApiFamily
@@ -62,6 +63,7 @@ class GenerationService:
         self.metrics = metrics
         self.config = config
         self.family: ApiFamily | None = None  # whose routes use this service (for_family)
+        self.resumable = StreamSessions()  # shared by every family's copy (for_family)
 
     def for_family(self, family: ApiFamily) -> GenerationService:
         """This service as one API family's routes use it: its declaration says whether a

@@ -12,13 +12,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from llamaserve.server import openapi
+from llamaserve.server import openapi, resumable
 from llamaserve.server.body import read_json
 from llamaserve.server.chat import plan as chat_plan
 from llamaserve.server.chat.request import ChatRequest
 from llamaserve.server.chat.stream import ChatRun, Choice, collect
 from llamaserve.server.chat.token_text import token_text
-from llamaserve.server.errors import ApiError
+from llamaserve.server.errors import ApiError, invalid
 from llamaserve.server.embeddings import embed
 from llamaserve.server.generation import GenerationService
 from llamaserve.server.llamacpp import extensions
@@ -30,6 +30,7 @@ from llamaserve.server.openai.embeddings_protocol import EMBEDDINGS_SCHEMA, embe
 from llamaserve.server.openai.protocol import COMPLETION_SCHEMA, parse_completion
 from llamaserve.server.openai.responses import envelope, model_object
 from llamaserve.server.openai.responses_protocol import RESPONSES_SCHEMA, parse_responses
+from llamaserve.server.protocol_values import json_array, json_object
 from llamaserve.server.sse import EventStreamResponse, until_disconnect
 
 
@@ -50,6 +51,7 @@ async def whole(chat: ChatRun, request: Request) -> list[Choice]:
 
 def routes(service: GenerationService) -> list[Route]:
     host, config = service.host, service.config
+    sessions = service.resumable  # streams a client may reattach to (X-Conversation-Id), one set per app
 
     async def start_chat(req: ChatRequest, reports: Reports = Reports()) -> tuple[chat_plan.ChatPlan, ChatRun]:
         """Lease the model once, plan on it, submit every choice to it."""
@@ -62,8 +64,11 @@ def routes(service: GenerationService) -> list[Route]:
         plan, chat = await start_chat(req, translated.reports)
         env, text_of = envelope("chatcmpl", plan.model), token_text(plan.model)
         if req.sampling.stream:
-            return EventStreamResponse(serving_chat.ChatEvents(chat, env, plan, req.sampling.include_usage, text_of,
-                                                               translated.reports))
+            events = serving_chat.ChatEvents(chat, env, plan, req.sampling.include_usage, text_of, translated.reports)
+            if (conversation := request.headers.get(resumable.HEADER)) is not None:
+                session = sessions.start(resumable.conv_id(conversation, "X-Conversation-Id"), events)
+                return EventStreamResponse(session.read(0))  # the client may go: the generation goes on
+            return EventStreamResponse(events)
         return JSONResponse(serving_chat.body(env, plan, await whole(chat, request), text_of, translated.reports))
 
     async def chat_input_tokens(request: Request) -> Response:
@@ -139,6 +144,23 @@ def routes(service: GenerationService) -> list[Route]:
         raise ApiError(404, "MODEL_NOT_FOUND", f"The model {wanted[:64]!r} does not exist",
                        "GET /v1/models lists the models")
 
+    async def stream_session(request: Request) -> Response:
+        """GET: a resumable stream's events from byte `from` on; DELETE: stop it."""
+        conv_id = resumable.conv_id(request.query_params.get("conv_id"))
+        if request.method == "DELETE":
+            sessions.stop(conv_id)
+            return Response(status_code=204)
+        session = sessions.find(conv_id)
+        return EventStreamResponse(session.read(resumable.offset(request.query_params.get("from"), session)))
+
+    async def lookup_streams(request: Request) -> Response:
+        ids = json_array("conversation_ids", json_object("body", await read_json(request)).get("conversation_ids"))
+        if len(ids) > resumable.MAX_SESSIONS:
+            raise invalid(f"conversation_ids: at most {resumable.MAX_SESSIONS}")
+        states = [sessions.state(resumable.conv_id(i if isinstance(i, str) else None, "conversation_ids[]"))
+                  for i in ids]
+        return JSONResponse({"sessions": [state for state in states if state is not None]})
+
     async def embeddings(request: Request) -> Response:
         req = parse_embeddings(await read_json(request))
         model, result = await embed(service, req.model, req.inputs, req.dimensions)
@@ -154,6 +176,8 @@ def routes(service: GenerationService) -> list[Route]:
         Route("/v1/responses/input_tokens", input_tokens, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", get_model, methods=["GET"]),
+        Route("/v1/stream", stream_session, methods=["GET", "DELETE"]),
+        Route("/v1/streams/lookup", lookup_streams, methods=["POST"]),
     ]
 
 
@@ -163,6 +187,10 @@ _CHAT = {**CHAT_SCHEMA, "properties": {**CHAT_SCHEMA["properties"], **extensions
 _COMPLETION = {**COMPLETION_SCHEMA, "properties": {**COMPLETION_SCHEMA["properties"], **extensions.SCHEMA}}
 _ERRORS = (*openapi.COMMON_ERRORS, 404, 500)
 _OBJECT = {"type": "object"}
+_CONV_ID = {"name": "conv_id", "in": "query", "required": True, "description": "the X-Conversation-Id the "
+            "stream was started with", "schema": {"type": "string", "minLength": 1, "maxLength": resumable.MAX_ID}}
+_FROM = {"name": "from", "in": "query", "required": False, "description": "byte offset to replay from (0)",
+         "schema": {"type": "integer", "minimum": 0}}
 _LIST = {"type": "object", "required": ["object", "data"],
          "properties": {"object": {"const": "list"}, "data": {"type": "array"}}}
 OPENAPI_PATHS = {
@@ -191,6 +219,19 @@ OPENAPI_PATHS = {
         openapi.responses({200: _LIST}, _ERRORS, error_schema="OpenAIError"), EMBEDDINGS_SCHEMA)},
     "/v1/models": {"get": openapi.operation(
         "The models", _TAG, openapi.responses({200: _LIST}, (401, 429), error_schema="OpenAIError"))},
+    "/v1/stream": {
+        "get": openapi.operation(
+            "Reattach to a resumable chat stream (X-Conversation-Id): its events from byte `from` on, then live",
+            _TAG, openapi.responses({200: _OBJECT}, (400, 401, 404, 429), error_schema="OpenAIError",
+                                    event_stream=True), parameters=[_CONV_ID, _FROM]),
+        "delete": openapi.operation(
+            "Stop a resumable chat stream's generation and forget it", _TAG,
+            {"204": {"description": "stopped (or unknown)"}}, parameters=[_CONV_ID])},
+    "/v1/streams/lookup": {"post": openapi.operation(
+        "The state of the resumable streams named (no listing: only ids the caller knows)", _TAG,
+        openapi.responses({200: _OBJECT}, (400, 401, 429), error_schema="OpenAIError"),
+        {"type": "object", "required": ["conversation_ids"], "properties": {
+            "conversation_ids": {"type": "array", "items": {"type": "string"}}}})},
     "/v1/models/{model_id}": {"get": openapi.operation(
         "One model", _TAG, openapi.responses({200: _OBJECT}, (401, 404, 429), error_schema="OpenAIError"),
         parameters=[openapi.path_parameter("model_id", "a model's id")])},
