@@ -478,6 +478,24 @@ PYBIND11_MODULE(_native, m) {
             return d;
         }, "What the decode loop has done since the engine started: llama_decode calls, requests in them "
            "summed, draft verifications, prompt and generated tokens and the time each took, the longest sequence.")
+        .def("save_slot", [](Engine & e, int32_t slot, const std::string & path) {
+            Engine::SlotFile f;
+            {
+                py::gil_scoped_release release;
+                f = e.save_slot(slot, path);
+            }
+            return py::make_tuple(f.tokens, f.bytes, f.ms);
+        }, "A slot's cached prompt written to `path`: (tokens, state bytes, ms).")
+        .def("restore_slot", [](Engine & e, int32_t slot, const std::string & path) {
+            Engine::SlotFile f;
+            {
+                py::gil_scoped_release release;
+                f = e.restore_slot(slot, path);
+            }
+            return py::make_tuple(f.tokens, f.bytes, f.ms);
+        }, "A slot file read back into an idle slot: (tokens, state bytes, ms).")
+        .def("erase_slot", &Engine::erase_slot, py::call_guard<py::gil_scoped_release>(),
+             "Drop an idle slot's cached prompt; the tokens it held.")
         .def("close", &Engine::close, py::call_guard<py::gil_scoped_release>());
 
     py::class_<Embedder>(m, "Embedder",

@@ -154,12 +154,13 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
     params.n_threads_batch = options_.n_threads;
     params.kv_unified = options_.kv_unified;
     params.no_perf = true;
+    const KvIdentity identity{model_path, options_.type_k, options_.type_v, options_.flash_attn,
+                              options_.swa_full, options_.kv_unified ? 1u : params.n_seq_max};
+    fingerprint_ = kv_fingerprint(identity);
     if (!options_.cache_dir.empty()) {
         // Before the context: a folder that cannot be used fails the load with nothing to free.
-        const KvIdentity identity{model_path, options_.type_k, options_.type_v, options_.flash_attn,
-                                  options_.swa_full, options_.kv_unified ? 1u : params.n_seq_max};
         prefix_cache_.attach_disk(std::make_unique<DiskPrefixTier>(options_.cache_dir, options_.cache_disk,
-                                                                   kv_fingerprint(identity)));
+                                                                   fingerprint_));
     }
     ctx_ = llama_init_from_model(model_->get(), params);
     if (!ctx_) throw ModelLoadError("cannot create a context for " + model_path);
@@ -608,14 +609,21 @@ void Engine::run() {
 void Engine::step() {
     in_batch_.clear();
     std::vector<std::pair<Slot *, std::unique_ptr<Request>>> admitted;
+    std::deque<std::function<void()>> tasks;
     {
         std::unique_lock<std::mutex> lock(waiting_->mu);
         waiting_->cv.wait(lock, [&] {
-            return waiting_->stopping || !waiting_->queue.empty() || busy_slots_.load() > 0;
+            return waiting_->stopping || !waiting_->queue.empty() || !waiting_->tasks.empty() ||
+                   busy_slots_.load() > 0;
         });
-        if (waiting_->stopping) return;
+        if (waiting_->stopping) {
+            waiting_->tasks.clear();  // their callers' waits fail: the engine is closed
+            return;
+        }
+        tasks.swap(waiting_->tasks);
         admit_locked(admitted);
     }
+    for (auto & task : tasks) task();  // before the admitted requests start: their slots are still idle
     // Restoring a prefix copies its KV: outside the lock, so submitters never wait on it.
     for (auto & [slot, request] : admitted) {
         Slot & s = *slot;

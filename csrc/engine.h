@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -174,6 +175,20 @@ public:
     int32_t busy_slots() const { return busy_slots_.load(); }
     const std::vector<MemoryUse> & memory_use() const { return memory_use_; }
 
+    // llama-server's /slots?action=save|restore|erase (slot_files.cpp): a slot's cached prompt
+    // to a snapshot file and back, run on the scheduler thread between steps while the caller
+    // waits. A restored file goes to the prefix cache (slots are chosen by prefix), where the
+    // next prompt it starts is served from it. InvalidRequest for a busy or unknown slot, a file
+    // that is not a snapshot of this model and KV settings, or one that cannot be written.
+    struct SlotFile {
+        int32_t tokens = 0;
+        uint64_t bytes = 0;
+        double ms = 0.0;
+    };
+    SlotFile save_slot(int32_t slot, const std::string & path);
+    SlotFile restore_slot(int32_t slot, const std::string & path);
+    int32_t erase_slot(int32_t slot);  // the tokens dropped from the slot's cache
+
     // Stops the scheduler; unfinished requests end as "cancelled". Idempotent.
     void close();
 
@@ -185,6 +200,9 @@ private:
         std::mutex mu;
         std::condition_variable cv;
         std::deque<std::unique_ptr<Request>> queue;
+        // Work for the scheduler thread between steps (on_scheduler); dropped unrun at close,
+        // which fails its caller's wait.
+        std::deque<std::function<void()>> tasks;
         std::atomic<bool> stopping{false};  // written under mu; read by the decode abort check
 
         void withdraw(uint64_t stream_id);
@@ -192,6 +210,9 @@ private:
 
     void run();
     void step();
+    template <class F>
+    auto on_scheduler(F work) -> decltype(work());
+    Slot & idle_slot(int32_t slot);
     // Takes queued requests into free slots (under the queue lock: cheap work only).
     void admit_locked(std::vector<std::pair<Slot *, std::unique_ptr<Request>>> & admitted);
     Slot * pick_slot(const Request & request, const std::vector<Slot *> & taken);
@@ -255,6 +276,7 @@ private:
     std::vector<MemoryUse> memory_use_;  // fixed once the context exists
     std::vector<Slot> slots_;
     llama_batch batch_{};
+    uint64_t fingerprint_ = 0;  // of the model and KV settings: what a snapshot file is bound to
     std::vector<Slot *> in_batch_;  // the slots with tokens in batch_ (scheduler thread only)
     std::vector<Slot *> prefilled_;  // of which those with prompt tokens in it
     std::string spec_;  // see speculation()

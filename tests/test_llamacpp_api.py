@@ -286,6 +286,53 @@ def test_return_progress_reports_the_prompt_as_it_is_processed(url):
     assert not progress_of(url, "/v1/chat/completions", {**chat, "return_progress": False})[1]  # only when asked
 
 
+def test_slot_files_save_erase_and_restore(url, engine, tmp_path):
+    assert post(url, "/slots/0?action=save", {"filename": "a.bin"}).status_code == 501  # no --slot-save-path
+    assert post(url, "/slots/0?action=erase", {}).json()["id_slot"] == 0  # erase needs no folder
+    prompt = "Slot files keep a prompt: " + "the quick brown fox jumps over the lazy dog. " * 4
+    with LiveServer(create_app(ServerConfig(slot_save_path=str(tmp_path)), engine)) as server:
+        first = post(server.url, "/completion", {"prompt": prompt, "n_predict": 1}).json()
+        assert first["timings"]["prompt_n"] > 40
+        saved = [post(server.url, f"/slots/{i}?action=save", {"filename": f"s{i}.bin"}).json() for i in range(8)]
+        [kept] = [s for s in saved if s["n_saved"] > 0]  # the slot that served the prompt
+        assert kept["n_written"] > 0 and kept["timings"]["save_ms"] >= 0 and (tmp_path / kept["filename"]).is_file()
+        for i in range(8):  # every slot forgets: the prompt is now only in the file (and the host cache)
+            post(server.url, f"/slots/{i}?action=erase", {})
+        other = (kept["id_slot"] + 1) % 8
+        restored = post(server.url, f"/slots/{other}?action=restore", {"filename": kept["filename"]}).json()
+        assert restored["n_restored"] == kept["n_saved"] and restored["n_read"] == kept["n_written"]
+        again = post(server.url, "/completion", {"prompt": prompt, "n_predict": 1, "cache_prompt": True}).json()
+        assert again["timings"]["cache_n"] >= kept["n_saved"] - 1
+        (tmp_path / "junk.bin").write_bytes(b"not a slot file" * 10)
+        for path, body, what in [
+                ("/slots/0?action=restore", {"filename": "junk.bin"}, "filename"),
+                ("/slots/0?action=restore", {"filename": "missing.bin"}, "filename"),
+                ("/slots/0?action=save", {"filename": "../escape.bin"}, "filename"),
+                ("/slots/0?action=save", {}, "filename"),
+                ("/slots/0?action=nap", {}, "action"),
+                ("/slots/99?action=erase", {}, "slot")]:
+            r = post(server.url, path, body)
+            assert r.status_code == 400 and r.json()["error"]["message"].startswith(what + ":"), (path, r.text)
+        assert not (tmp_path.parent / "escape.bin").exists()
+
+
+def test_slot_files_refuse_a_busy_slot_and_a_closed_engine(smollm2_path, tmp_path):
+    from llamaserve import Engine
+    from llamaserve.errors import EngineError, InvalidRequest
+
+    eng = Engine.load(str(smollm2_path), n_ctx=256, n_parallel=1)
+    try:
+        stream = eng.stream("Count to a hundred:", max_tokens=200, ignore_eos=True)
+        next(iter(stream))  # the one slot is generating
+        with pytest.raises(InvalidRequest, match="slot 0 is busy"):
+            eng.save_slot(0, tmp_path / "busy.bin")
+        stream.cancel()
+    finally:
+        eng.close()
+    with pytest.raises(EngineError, match="closed"):
+        eng.save_slot(0, tmp_path / "closed.bin")
+
+
 def test_server_verbose_puts_the_prompt_in_every_answer(engine):
     body = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
     with LiveServer(create_app(ServerConfig(verbose=True, chat_template="llama3"), engine)) as server:

@@ -15,7 +15,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
                        "probe_timeout", "quantize_cache", "quantize_cache_size"),
     "listening and connections": ("host", "port", "cors_origins", "header_timeout", "body_timeout",
                                   "keep_alive_timeout", "max_connections", "max_body_bytes",
-                                  "sse_ping", "drain_timeout", "log_level", "metrics", "slots_endpoint", "ui"),
+                                  "sse_ping", "drain_timeout", "log_level", "metrics", "slots_endpoint", "slot_save_path", "ui"),
     "engine": ("n_parallel", "n_ctx", "n_threads", "n_gpu_layers", "max_queue", "default_max_tokens",
                "default_seed", "default_temperature",
                "request_timeout", "max_batch_size", "reranking"),

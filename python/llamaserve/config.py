@@ -180,6 +180,9 @@ class ServerConfig:
     ui: bool = _opt("--ui", "serve the playground at / (--no-ui: 404 there, as llama-server)", True)
     slots_endpoint: bool = _opt("--slots", "answer llama-server's GET /slots (--no-slots: 501, as "
                                 "llama-server)", True)
+    slot_save_path: str | None = _opt("--slot-save-path", "folder for llama-server's slot files (POST "
+                                      "/slots/ID?action=save|restore, made if missing); without it those "
+                                      "actions are refused", None)
     rate_limit: int = _opt("--rate-limit", "requests per window per client to /api/v1 and /v1 "
                            "(0: off)", 0)
     rate_limit_window: float = _opt("--rate-limit-window", "rate limit window in seconds", 60.0)

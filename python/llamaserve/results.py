@@ -67,3 +67,11 @@ def completion_of(text: str, stats: dict[str, Any]) -> Completion:
         latency=stats["total_time"],
         time_to_first_token=stats["time_to_first_token"],
     )
+
+
+@dataclass(frozen=True)
+class SlotFile:
+    """A slot file written or read (Engine.save_slot, restore_slot)."""
+    tokens: int  # the cached prompt's tokens
+    bytes: int  # its KV state's size
+    ms: float  # the time it took on the scheduler

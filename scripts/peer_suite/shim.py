@@ -19,7 +19,7 @@ SAME_VALUE = {"--port": "--port", "--host": "--host", "--threads": "--threads", 
               "--api-key": "--api-keys", "--models-dir": "--models-dir", "--cache-reuse": "--cache-reuse",
               "--reasoning-budget": "--reasoning-budget", "--reasoning": "--reasoning", "--seed": "--seed", "--temp": "--temp",
               "--chat-template": "--chat-template", "--chat-template-file": "--chat-template-file", "--tags": "--tags",
-              "--sleep-idle-seconds": "--idle-unload", "--tools": "--tools",
+              "--sleep-idle-seconds": "--idle-unload", "--slot-save-path": "--slot-save-path", "--tools": "--tools",
               "--mcp-servers-json": "--mcp-servers-json", "--mcp-servers-config": "--mcp-servers-config"}
 SAME_SWITCH = {"--kv-unified": "--kv-unified", "--swa-full": "--swa-full", "--slots": "--slots",
                "--no-slots": "--no-slots", "--no-ui": "--no-ui",

@@ -22,7 +22,7 @@ from llamaserve.engine import fim
 from llamaserve.engine.arguments import Prompt, native_settings
 from llamaserve.engine.rerank import check_documents, pair_tokens, ranked
 from llamaserve.engine.streams import AsyncPump, AsyncTextStream, TextStream
-from llamaserve.results import Completion, Embeddings, Reranking
+from llamaserve.results import Completion, Embeddings, Reranking, SlotFile
 
 if TYPE_CHECKING:
     from llamaserve.local_chat.api import LocalChat
@@ -368,6 +368,23 @@ class Engine:
 
                 self._chat = LocalChat(self)
             return self._chat
+
+    # -- slot files (llama-server's /slots?action=...) ------------------------------------------
+
+    def save_slot(self, slot: int, path: str | os.PathLike[str]) -> SlotFile:
+        """Write an idle slot's cached prompt to `path` (a snapshot file bound to this model and
+        its KV settings). Blocks until the scheduler has done it: call it from a thread."""
+        return SlotFile(*self._native.save_slot(check_integer("slot", slot, 0, self.n_parallel - 1), os.fspath(path)))
+
+    def restore_slot(self, slot: int, path: str | os.PathLike[str]) -> SlotFile:
+        """Read a slot file back into an idle slot: a prompt starting with its tokens is served
+        from it. InvalidRequest for a file of another model or KV settings, or a damaged one."""
+        return SlotFile(*self._native.restore_slot(check_integer("slot", slot, 0, self.n_parallel - 1),
+                                                   os.fspath(path)))
+
+    def erase_slot(self, slot: int) -> int:
+        """Drop an idle slot's cached prompt; the number of tokens it held."""
+        return self._native.erase_slot(check_integer("slot", slot, 0, self.n_parallel - 1))
 
     def close(self) -> None:
         """Stop the scheduler; unfinished requests end as cancelled, and whoever waits on one

@@ -13,16 +13,18 @@ from llamaserve.hosting.host import ModelHost
 
 def check_models(config: ServerConfig, host: ModelHost) -> None:
     """ValueError naming the flag when the configured folders or model cannot be found (or, for
-    --cache-dir, made)."""
+    --cache-dir and --slot-save-path, made)."""
     if config.models_dir is not None and not Path(config.models_dir).expanduser().is_dir():
         raise ValueError(f"--models-dir: {config.models_dir} is not a folder")
     if config.models_config is not None and not Path(config.models_config).expanduser().is_file():
         raise ValueError(f"--models-config: {config.models_config} is not a file")
-    if config.cache_dir is not None:
+    for flag, folder in (("--cache-dir", config.cache_dir), ("--slot-save-path", config.slot_save_path)):
+        if folder is None:
+            continue
         try:  # made now, as the engine would: a path it cannot be made at ends serve here
-            Path(config.cache_dir).expanduser().mkdir(parents=True, exist_ok=True)
+            Path(folder).expanduser().mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ValueError(f"--cache-dir: {config.cache_dir} cannot be a folder ({exc.strerror or exc})") from None
+            raise ValueError(f"{flag}: {folder} cannot be a folder ({exc.strerror or exc})") from None
     try:
         host.configured_entry()
     except ModelLoadError:

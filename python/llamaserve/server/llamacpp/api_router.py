@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from llamaserve.hosting.loaded import LoadedModel
+from llamaserve.results import SlotFile
 from llamaserve.server import openapi
 from llamaserve.server.body import read_json
 from llamaserve.server.chat import plan as chat_plan
@@ -26,7 +27,8 @@ from llamaserve.server.embeddings import embed
 from llamaserve.server.errors import ApiError, invalid
 from llamaserve.server.generation import GenerationService
 from llamaserve.server.llamacpp import (
-    completion_protocol, cors_proxy, infill_protocol, protocol, rerank_protocol, serving_completion, tools_router)
+    completion_protocol, cors_proxy, infill_protocol, protocol, rerank_protocol, serving_completion, slots_protocol,
+    tools_router)
 from llamaserve.server.offloop import json_response
 from llamaserve.server.openai import api_router as openai_router, serving_completions
 from llamaserve.server.openai.api_router import OPENAPI_PATHS as OPENAI_PATHS
@@ -143,14 +145,28 @@ def routes(service: GenerationService) -> list[Route]:
     async def slots(request: Request) -> Response:
         if not config.slots_endpoint:  # llama-server's answer under --no-slots
             raise ApiError(501, "NOT_SUPPORTED", "the slots endpoint is off (--no-slots)")
-        if request.query_params.get("action"):
-            raise invalid("action: slot save, restore and erase are not supported: llamaserve's prefix cache "
-                          "keeps and restores prompts by itself (--cache-ram)")
         async with service.lease(None) as model:
             busy = model.engine.busy_slots
             return JSONResponse([{"id": i, "id_task": -1, "n_ctx": model.engine.n_ctx, "is_processing": i < busy,
                                   "speculative": model.engine.speculation != "off"}
                                  for i in range(model.engine.n_parallel)])
+
+    async def slot_action(request: Request) -> Response:
+        if not config.slots_endpoint:
+            raise ApiError(501, "NOT_SUPPORTED", "the slots endpoint is off (--no-slots)")
+        body = await read_json(request) if request.query_params.get("action") != "erase" else None
+        req = slots_protocol.parse(request.path_params["id_slot"], request.query_params.get("action"), body,
+                                   config.slot_save_path)
+        async with service.lease(None) as model:
+            engine = model.engine
+            # A thread: the scheduler does it between two steps, and the file takes a while.
+            if req.action == "erase":
+                done: SlotFile | int = await asyncio.to_thread(engine.erase_slot, req.slot)
+            elif req.action == "save":
+                done = await asyncio.to_thread(engine.save_slot, req.slot, req.path)
+            else:
+                done = await asyncio.to_thread(engine.restore_slot, req.slot, req.path)
+        return JSONResponse(slots_protocol.answer(req, done))
 
     async def apply_template(request: Request) -> Response:
         req = parse_chat(await read_json(request))
@@ -181,6 +197,7 @@ def routes(service: GenerationService) -> list[Route]:
             Route("/embeddings", embeddings, methods=["POST"]),
             Route("/props", props, methods=["GET"]),
             Route("/slots", slots, methods=["GET"]),
+            Route("/slots/{id_slot}", slot_action, methods=["POST"]),
             Route("/apply-template", apply_template, methods=["POST"]),
             *(Route(alias, openai[path].endpoint, methods=openai[path].methods) for alias, path in OPENAI_ALIASES.items()),
             *tools_router.routes(), *cors_proxy.routes(config.ui_mcp_proxy)]
@@ -230,9 +247,15 @@ OPENAPI_PATHS = {
         openapi.responses({200: {"type": "object"}}, (401, 429, 503), error_schema="LlamaCppError"))},
     "/slots": {"get": openapi.operation(
         "The slots: each one's context and whether it is busy", _TAG,
-        openapi.responses({200: {"type": "array"}}, (400, 401, 429, 501, 503), error_schema="LlamaCppError"),
-        parameters=[{"name": "action", "in": "query", "required": False, "schema": {"type": "string"},
-                     "description": "save, restore or erase: not supported (400)"}])},
+        openapi.responses({200: {"type": "array"}}, (401, 429, 501, 503), error_schema="LlamaCppError"))},
+    "/slots/{id_slot}": {"post": openapi.operation(
+        "An idle slot's cached prompt saved to a file of --slot-save-path, restored from one, or erased", _TAG,
+        openapi.responses({200: {"type": "object", "required": ["id_slot"]}}, (400, 401, 429, 501, 503),
+                          error_schema="LlamaCppError"),
+        {"type": "object", "properties": {"filename": {"type": "string", "minLength": 1, "maxLength": 255}}},
+        parameters=[openapi.path_parameter("id_slot", "the slot's number"),
+                    {"name": "action", "in": "query", "required": True, "description": "save, restore or erase",
+                     "schema": {"enum": ["save", "restore", "erase"]}}], body_required=False)},
     "/apply-template": {"post": openapi.operation(
         "The chat template applied to messages: {prompt}", _TAG,
         openapi.responses({200: {"type": "object", "required": ["prompt"]}}, (*openapi.COMMON_ERRORS, 404),
