@@ -290,6 +290,7 @@ PYBIND11_MODULE(_native, m) {
         .def_readwrite("parse_special", &GenerationOptions::parse_special)
         .def_readwrite("post_sampling_probs", &GenerationOptions::post_sampling_probs)
         .def_readwrite("return_progress", &GenerationOptions::return_progress)
+        .def_readwrite("id_slot", &GenerationOptions::slot)
         .def_readwrite("preserved_tokens", &GenerationOptions::preserved_tokens)
         .def_readwrite("reasoning_start", &GenerationOptions::reasoning_start)
         .def_readwrite("reasoning_end", &GenerationOptions::reasoning_end)

@@ -252,6 +252,10 @@ std::shared_ptr<TokenStream> Engine::submit_tokens(std::vector<llama_token> prom
                                     " tokens but the context holds " + std::to_string(n_ctx_seq_) +
                                     " (prompt and completion together)");
     }
+    if (options.slot < -1 || options.slot >= static_cast<int32_t>(slots_.size())) {
+        throw InvalidRequest("id_slot: no slot " + std::to_string(options.slot) + " (the slots are 0 to " +
+                             std::to_string(slots_.size() - 1) + ", or -1 for any)");
+    }
     if (options.logprobs < -1 || options.logprobs > kMaxTopLogprobs) {
         throw InvalidRequest("logprobs: must be between 0 and " + std::to_string(kMaxTopLogprobs));
     }
@@ -290,6 +294,7 @@ std::shared_ptr<TokenStream> Engine::submit_tokens(std::vector<llama_token> prom
     if (options.post_sampling_probs && options.logprobs >= 0) request->sampler->keep_final_probs(options.logprobs);
     request->post_sampling_probs = options.post_sampling_probs;
     request->return_progress = options.return_progress;
+    request->slot = options.slot;
     request->cache_prompt = options.cache_prompt;
     request->speculative = options.speculative;
     if (options.prediction_tokens) {
@@ -332,6 +337,7 @@ Slot * Engine::pick_slot(const Request & request, const std::vector<Slot *> & ta
     std::tuple<size_t, bool, uint64_t> best_score{};
     for (auto & slot : slots_) {
         if (slot.busy() || std::find(taken.begin(), taken.end(), &slot) != taken.end()) continue;
+        if (request.slot >= 0 && slot.seq() != request.slot) continue;  // it asked for another one
         size_t reuse = 0;
         if (request.cache_prompt) {
             const auto plan = reuse_plan(slot, request.prompt);
@@ -377,27 +383,33 @@ bool Engine::make_room(const std::vector<Slot *> & taken) {
 }
 
 void Engine::admit_locked(std::vector<std::pair<Slot *, std::unique_ptr<Request>>> & admitted) {
+    // Oldest first; a request waiting for its own busy slot (id_slot) lets those behind it by.
     auto & queue = waiting_->queue;
     std::vector<Slot *> taken;
-    while (!queue.empty()) {
-        if (queue.front()->stream->cancelled()) {
+    for (auto it = queue.begin(); it != queue.end();) {
+        Request & request = **it;
+        if (request.stream->cancelled()) {
             // Cancelled just now: its cancel is about to look for it in the queue.
-            end_unstarted(*queue.front());
-            queue.pop_front();
+            end_unstarted(request);
+            it = queue.erase(it);
             continue;
         }
-        Slot * slot = pick_slot(*queue.front(), taken);
+        Slot * slot = pick_slot(request, taken);
+        if (!slot && request.slot >= 0) {
+            ++it;
+            continue;
+        }
         if (!slot) return;
         // Promise it the cells it may grow to (the prefix its slot holds for it among them).
-        reserved_[slot->seq()] = cells_needed(*queue.front());
+        reserved_[slot->seq()] = cells_needed(request);
         taken.push_back(slot);
         if (!make_room(taken)) {
             // The pool is promised to running requests: this one waits for their cells.
             reserved_[slot->seq()] = 0;
             return;
         }
-        admitted.emplace_back(slot, std::move(queue.front()));
-        queue.pop_front();
+        admitted.emplace_back(slot, std::move(*it));
+        it = queue.erase(it);
         ++busy_slots_;
     }
 }

@@ -125,6 +125,9 @@ struct GenerationOptions {
     // tokens it left, instead of the model's own (llama-server's post_sampling_probs).
     bool post_sampling_probs = false;
     bool return_progress = false;  // the prompt's progress reported as it is processed (PromptProgress)
+    // The slot that runs it (llama-server's id_slot), waiting for it while it is busy; -1: the
+    // slot whose cache serves most of the prompt.
+    int32_t slot = -1;
     bool add_special = true;    // BOS etc. as the model wants
     bool parse_special = true;  // "<start_of_turn>" in a prompt is the control token
     // Control tokens written out as text (a chat format's markers, for its output parser);

@@ -34,6 +34,7 @@ struct Request {
     int32_t logprobs = -1;  // see GenerationOptions::logprobs
     bool post_sampling_probs = false;  // see GenerationOptions::post_sampling_probs
     bool return_progress = false;      // see GenerationOptions::return_progress
+    int32_t slot = -1;                 // see GenerationOptions::slot
     std::chrono::steady_clock::time_point started_at;  // when a slot took it (its prefill's start)
     bool cache_prompt = true;
     bool speculative = true;  // drafts may be verified for it (when the engine speculates)

@@ -93,8 +93,6 @@ def test_props_slots_template_and_embeddings(url):
     assert props["default_generation_settings"]["n_ctx"] == 4096 and "im_start" in props["chat_template"]
     slots = httpx.get(url + "/slots").json()
     assert [s["id"] for s in slots] == [0, 1] and all(s["n_ctx"] == 4096 for s in slots)
-    saved = httpx.get(url + "/slots?action=save")
-    assert saved.status_code == 400 and saved.json()["error"]["message"].startswith("action")
     prompt = post(url, "/apply-template", {"messages": [{"role": "user", "content": "Hi"}]}).json()["prompt"]
     assert prompt.endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
     [row] = post(url, "/embeddings", {"content": "Hi"}).json()
@@ -291,10 +289,11 @@ def test_slot_files_save_erase_and_restore(url, engine, tmp_path):
     assert post(url, "/slots/0?action=erase", {}).json()["id_slot"] == 0  # erase needs no folder
     prompt = "Slot files keep a prompt: " + "the quick brown fox jumps over the lazy dog. " * 4
     with LiveServer(create_app(ServerConfig(slot_save_path=str(tmp_path)), engine)) as server:
-        first = post(server.url, "/completion", {"prompt": prompt, "n_predict": 1}).json()
+        first = post(server.url, "/completion", {"prompt": prompt, "n_predict": 1, "id_slot": 5}).json()
         assert first["timings"]["prompt_n"] > 40
         saved = [post(server.url, f"/slots/{i}?action=save", {"filename": f"s{i}.bin"}).json() for i in range(8)]
-        [kept] = [s for s in saved if s["n_saved"] > 0]  # the slot that served the prompt
+        [kept] = [s for s in saved if s["n_saved"] > 0]  # the slot that served the prompt: the one it asked for
+        assert kept["id_slot"] == 5
         assert kept["n_written"] > 0 and kept["timings"]["save_ms"] >= 0 and (tmp_path / kept["filename"]).is_file()
         for i in range(8):  # every slot forgets: the prompt is now only in the file (and the host cache)
             post(server.url, f"/slots/{i}?action=erase", {})
@@ -331,6 +330,27 @@ def test_slot_files_refuse_a_busy_slot_and_a_closed_engine(smollm2_path, tmp_pat
         eng.close()
     with pytest.raises(EngineError, match="closed"):
         eng.save_slot(0, tmp_path / "closed.bin")
+
+
+def test_id_slot_waits_for_its_slot_while_others_go_by(smollm2_path, url):
+    from llamaserve import Engine
+
+    for bad in (99, -2):
+        r = post(url, "/completion", {"prompt": "Hi", "n_predict": 1, "id_slot": bad})
+        assert r.status_code == 400 and r.json()["error"]["message"].startswith("id_slot:")
+    eng = Engine.load(str(smollm2_path), n_ctx=256, n_parallel=2)
+    try:
+        long = eng.stream("Count:", max_tokens=60, ignore_eos=True, id_slot=0)
+        next(iter(long))  # slot 0 is busy
+        pinned = eng.stream("Hello", max_tokens=2, ignore_eos=True, id_slot=0)  # waits for slot 0
+        free = eng.stream("Hello", max_tokens=2, ignore_eos=True)  # slot 1 is free: goes first
+        done = free.completion()
+        assert not long.finished and not pinned.finished
+        long.completion()
+        # Submitted before the free one, it got its first token only after the free one had ended.
+        assert pinned.completion().time_to_first_token > done.latency
+    finally:
+        eng.close()
 
 
 def test_server_verbose_puts_the_prompt_in_every_answer(engine):

@@ -247,6 +247,8 @@ PARAMETERS: dict[str, Parameter] = {p.name: p for p in (
         "type": "array", "maxItems": MAX_PRESERVED_TOKENS, "items": {"type": "integer", "minimum": 0, "maximum": INT32_MAX}},
         "control tokens written out as text in the output (a chat format's markers)"),
     _integer("logprobs", 0, MAX_TOP_LOGPROBS, "log-probabilities of each token and its top N alternatives"),
+    _integer("id_slot", -1, INT32_MAX, "the slot that runs the request, waiting for it while it is busy "
+             "(llama-server's id_slot; -1: the one whose cache serves most of the prompt)"),
     _flag("return_progress", "report the prompt's progress while it is processed (streams: "
           "AsyncTextStream.take_progress)"),
     _flag("post_sampling_probs", "the logprobs after the sampler chain (top_k, top_p, min_p, temperature) over "

@@ -12,7 +12,7 @@ from llamaserve.generation_params import validate
 Prompt = str | Sequence[int]
 _SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "presence_penalty",
                    "frequency_penalty", "penalty_last_n", "seed", "grammar")
-_OPTION_FIELDS = ("max_tokens", "stop", "ignore_eos", "logprobs", "post_sampling_probs", "return_progress",
+_OPTION_FIELDS = ("max_tokens", "stop", "ignore_eos", "logprobs", "post_sampling_probs", "return_progress", "id_slot",
                   "add_special", "parse_special",
                   "cache_prompt", "speculative", "prediction", "preserved_tokens", "reasoning_start", "reasoning_end",
                   "reasoning_open", "reasoning_budget")

@@ -18,9 +18,8 @@ from llamaserve.server.protocol_values import json_object
 RENAMED = {"n_predict": "max_tokens", "repeat_last_n": "penalty_last_n"}
 # What the answer reports (reports.py).
 REPORTS = ("verbose", "timings_per_token", "return_progress")
-# Accepted without effect: slots are chosen by prefix here, the prompt is never shifted, and the
-# answer's fields are always all there.
-NO_EFFECT = ("id_slot", "n_keep", "n_indent", "response_fields", "n_cmpl",
+# Accepted without effect: the prompt is never shifted, and the answer's fields are always all there.
+NO_EFFECT = ("n_keep", "n_indent", "response_fields", "n_cmpl",
              "t_max_prompt_ms", "n_discard", "backend_sampling")
 # Samplers llamaserve does not run: refused unless neutral.
 NEUTRAL = {"typical_p": 1.0, "tfs_z": 1.0, "mirostat": 0, "dynatemp_range": 0.0, "xtc_probability": 0.0,

@@ -29,7 +29,7 @@ IGNORED = frozenset({"user", "store", "metadata", "service_tier",
 GENERATION_PARAMETERS = ("max_tokens", "temperature", "top_p", "stop", "seed", "presence_penalty",
                          "frequency_penalty", "logit_bias", "top_k", "min_p", "repeat_penalty",
                          "penalty_last_n", "ignore_eos", "cache_prompt", "speculative", "prediction", "grammar",
-                         "post_sampling_probs")
+                         "post_sampling_probs", "id_slot")
 SAMPLING_PARAMETERS = frozenset({*GENERATION_PARAMETERS, "n", "stream"})
 COMPLETION_PARAMETERS = SAMPLING_PARAMETERS | {"model", "prompt", "logprobs", "echo", "best_of", "suffix"}
 
