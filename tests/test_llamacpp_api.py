@@ -289,6 +289,8 @@ def test_slot_files_save_erase_and_restore(url, engine, tmp_path):
     assert post(url, "/slots/0?action=erase", {}).json()["id_slot"] == 0  # erase needs no folder
     prompt = "Slot files keep a prompt: " + "the quick brown fox jumps over the lazy dog. " * 4
     with LiveServer(create_app(ServerConfig(slot_save_path=str(tmp_path)), engine)) as server:
+        for i in range(8):  # the shared engine's slots hold other tests' prompts
+            post(server.url, f"/slots/{i}?action=erase", {})
         first = post(server.url, "/completion", {"prompt": prompt, "n_predict": 1, "id_slot": 5}).json()
         assert first["timings"]["prompt_n"] > 40
         saved = [post(server.url, f"/slots/{i}?action=save", {"filename": f"s{i}.bin"}).json() for i in range(8)]
