@@ -285,7 +285,8 @@ def test_return_progress_reports_the_prompt_as_it_is_processed(url):
 
 
 def test_slot_files_save_erase_and_restore(url, engine, tmp_path):
-    assert post(url, "/slots/0?action=save", {"filename": "a.bin"}).status_code == 501  # no --slot-save-path
+    off = post(url, "/slots/0?action=save", {"filename": "a.bin"})  # no --slot-save-path
+    assert off.status_code == 403 and off.json()["error"]["type"] == "feature_disabled"
     assert post(url, "/slots/0?action=erase", {}).json()["id_slot"] == 0  # erase needs no folder
     prompt = "Slot files keep a prompt: " + "the quick brown fox jumps over the lazy dog. " * 4
     with LiveServer(create_app(ServerConfig(slot_save_path=str(tmp_path)), engine)) as server:

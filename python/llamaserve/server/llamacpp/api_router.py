@@ -250,9 +250,11 @@ OPENAPI_PATHS = {
         openapi.responses({200: {"type": "array"}}, (401, 429, 501, 503), error_schema="LlamaCppError"))},
     "/slots/{id_slot}": {"post": openapi.operation(
         "An idle slot's cached prompt saved to a file of --slot-save-path, restored from one, or erased", _TAG,
-        openapi.responses({200: {"type": "object", "required": ["id_slot"]}}, (400, 401, 429, 501, 503),
+        openapi.responses({200: {"type": "object", "required": ["id_slot"]}}, (400, 401, 403, 429, 501, 503),
                           error_schema="LlamaCppError"),
-        {"type": "object", "properties": {"filename": {"type": "string", "minLength": 1, "maxLength": 255}}},
+        {"type": "object", "properties": {"filename": {
+            "type": "string", "minLength": 1, "maxLength": 255,
+            "description": "a file name in --slot-save-path (save and restore)"}}},
         parameters=[openapi.path_parameter("id_slot", "the slot's number"),
                     {"name": "action", "in": "query", "required": True, "description": "save, restore or erase",
                      "schema": {"enum": ["save", "restore", "erase"]}}], body_required=False)},

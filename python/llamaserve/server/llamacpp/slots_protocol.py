@@ -28,8 +28,9 @@ def parse(slot: str, action: str | None, body: Any, folder: str | None) -> SlotA
         raise invalid(f"action: must be one of {', '.join(ACTIONS)}")
     if action == "erase":
         return SlotAction(int(slot), action, None)
-    if folder is None:  # llama-server's answer without --slot-save-path
-        raise ApiError(501, "NOT_SUPPORTED", "slot save and restore are off: start the server with --slot-save-path")
+    if folder is None:  # a feature that is off, as /tools answers (llama-server: 501)
+        raise ApiError(403, "FORBIDDEN", "slot save and restore are off: start the server with --slot-save-path",
+                       fields={"type": "feature_disabled"})
     return SlotAction(int(slot), action, Path(folder).expanduser() / _file_name(json_object("body", body).get("filename")))
 
 

@@ -90,6 +90,8 @@ OPENAPI_PATHS = {
             "{chunk} events then {done}", _TAG,
             openapi.responses({200: {"type": "object"}}, _ERRORS, error_schema="LlamaCppError", event_stream=True),
             {"type": "object", "required": ["tool"], "properties": {
-                "tool": {"type": "string"}, "params": {"type": "object"}, "stream": {"type": "boolean"}}}),
+                "tool": {"type": "string", "description": "the tool's name, as GET /tools lists it"},
+                "params": {"type": "object", "description": "its arguments, as its definition describes them"},
+                "stream": {"type": "boolean", "description": "exec_shell_command: its output as it comes"}}}),
     },
 }

@@ -231,7 +231,8 @@ OPENAPI_PATHS = {
         "The state of the resumable streams named (no listing: only ids the caller knows)", _TAG,
         openapi.responses({200: _OBJECT}, (400, 401, 429), error_schema="OpenAIError"),
         {"type": "object", "required": ["conversation_ids"], "properties": {
-            "conversation_ids": {"type": "array", "items": {"type": "string"}}}})},
+            "conversation_ids": {"type": "array", "items": {"type": "string"},
+                                 "description": "the X-Conversation-Id of each stream asked about"}}})},
     "/v1/models/{model_id}": {"get": openapi.operation(
         "One model", _TAG, openapi.responses({200: _OBJECT}, (401, 404, 429), error_schema="OpenAIError"),
         parameters=[openapi.path_parameter("model_id", "a model's id")])},
