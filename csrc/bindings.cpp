@@ -232,6 +232,19 @@ py::array_t<float> pooled_rows(Embedder & e, const py::handle & inputs,
 
 }  // namespace
 
+// Engine::save_slot or restore_slot as a binding: the GIL released while the scheduler does it,
+// the result as a (tokens, state bytes, ms) tuple.
+static auto slot_file_action(Engine::SlotFile (Engine::*action)(int32_t, const std::string &)) {
+    return [action](Engine & e, int32_t slot, const std::string & path) {
+        Engine::SlotFile f;
+        {
+            py::gil_scoped_release release;
+            f = (e.*action)(slot, path);
+        }
+        return py::make_tuple(f.tokens, f.bytes, f.ms);
+    };
+}
+
 PYBIND11_MODULE(_native, m) {
     m.attr("MAX_STEP_DRAFTS") = kMaxStepDrafts;  // output rows reserved for drafted tokens
     m.attr("MIN_REUSE_CHUNK") = kMinReuseChunk;  // the shortest chunk --cache-reuse may ask for
@@ -479,22 +492,10 @@ PYBIND11_MODULE(_native, m) {
             return d;
         }, "What the decode loop has done since the engine started: llama_decode calls, requests in them "
            "summed, draft verifications, prompt and generated tokens and the time each took, the longest sequence.")
-        .def("save_slot", [](Engine & e, int32_t slot, const std::string & path) {
-            Engine::SlotFile f;
-            {
-                py::gil_scoped_release release;
-                f = e.save_slot(slot, path);
-            }
-            return py::make_tuple(f.tokens, f.bytes, f.ms);
-        }, "A slot's cached prompt written to `path`: (tokens, state bytes, ms).")
-        .def("restore_slot", [](Engine & e, int32_t slot, const std::string & path) {
-            Engine::SlotFile f;
-            {
-                py::gil_scoped_release release;
-                f = e.restore_slot(slot, path);
-            }
-            return py::make_tuple(f.tokens, f.bytes, f.ms);
-        }, "A slot file read back into an idle slot: (tokens, state bytes, ms).")
+        .def("save_slot", slot_file_action(&Engine::save_slot),
+             "A slot's cached prompt written to `path`: (tokens, state bytes, ms).")
+        .def("restore_slot", slot_file_action(&Engine::restore_slot),
+             "A slot file read back into an idle slot: (tokens, state bytes, ms).")
         .def("erase_slot", &Engine::erase_slot, py::call_guard<py::gil_scoped_release>(),
              "Drop an idle slot's cached prompt; the tokens it held.")
         .def("close", &Engine::close, py::call_guard<py::gil_scoped_release>());
