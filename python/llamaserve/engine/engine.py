@@ -333,7 +333,8 @@ class Engine:
     def astream(self, prompt: Prompt, **arguments: Any) -> AsyncTextStream:
         """Async text pieces; must be called from a running event loop."""
         pump = self._pump()
-        return AsyncTextStream(self._submit(prompt, arguments, pump.notifier), pump)
+        return AsyncTextStream(self._submit(prompt, arguments, pump.notifier), pump,
+                               progress=bool(arguments.get("return_progress")))
 
     async def agenerate(self, prompt: Prompt, **arguments: Any) -> Completion:
         return await self.astream(prompt, **arguments).completion()

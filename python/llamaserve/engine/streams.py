@@ -127,9 +127,11 @@ class AsyncPump:
 class AsyncTextStream:
     """Async iterator of text pieces; breaking out of it or aclose() cancels the request."""
 
-    def __init__(self, native: _native.TokenStream, pump: AsyncPump) -> None:
+    def __init__(self, native: _native.TokenStream, pump: AsyncPump, progress: bool = False) -> None:
+        """`progress`: the request asked for return_progress (only then are its reports read)."""
         self._native = native
         self._pump = pump
+        self._reports_progress = progress
         self._waiter = _Waiter()
         pump.waiters[native.id] = self._waiter
         self._pieces: deque[str] = deque()
@@ -153,7 +155,8 @@ class AsyncTextStream:
                 raise_if_failed(self._native)
                 return False
             pieces, self._finished = self._native.drain()
-            self._progress += self._native.take_progress()  # reported before the pieces they precede
+            if self._reports_progress:  # reported before the pieces they precede
+                self._progress += self._native.take_progress()
             self._pieces.extend(pieces)
             self._text.extend(pieces)
             if not pieces and not self._finished and not (progress and self._progress):
