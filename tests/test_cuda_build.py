@@ -7,12 +7,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 from llamaserve.hosting.devices import gpu_builds, gpu_devices
+from serverutil import wait_healthy
 
 pytestmark = pytest.mark.skipif("CUDA" not in gpu_builds(),
                                 reason="not a CUDA build (scripts/build_cuda_wheel.sh makes one)")
@@ -33,16 +33,7 @@ def test_serves_on_the_cpu_and_says_so_once(tmp_path, smollm2_path):
                                 env=os.environ, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, log_path.read_text()
-            try:
-                if httpx.get(url + "/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.2)
+        wait_healthy(proc, url, log_path, timeout=120)
         reply = httpx.post(url + "/v1/chat/completions", timeout=120, json={
             "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 8})
         assert reply.status_code == 200 and reply.json()["choices"][0]["message"]["content"]
