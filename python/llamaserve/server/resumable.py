@@ -139,7 +139,7 @@ def conv_id(value: str | None, name: str = "conv_id") -> str:
 def offset(value: str | None, session: Session) -> int:
     """`from`: a byte offset into the session's stream (0 by default)."""
     if value is None:
-        return session.dropped if session.dropped else 0
+        return session.dropped
     if not value.isdigit() or len(value) > 15:
         raise invalid("from: must be a byte offset (a whole number)")
     at = int(value)
