@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy
+if TYPE_CHECKING:
+    import numpy
+
 
 # (token id, log-probability, [(alternative id, log-probability), ...])
 TokenLogprob = tuple[int, float, list[tuple[int, float]]]

@@ -10,8 +10,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-import numpy
-
 from llamaserve.compat import calls
 from llamaserve.compat.constructor import LOG, settings
 from llamaserve.compat.errors import UnsupportedArgument, as_value_errors, checked_chunks
@@ -103,7 +101,7 @@ class Llama:
             raise UnsupportedArgument("normalize: llamaserve's embeddings are always L2-normalized")
         with as_value_errors():
             result = self._engine.embeddings(input)
-        vectors = [row.tolist() for row in numpy.asarray(result.vectors)]
+        vectors = result.vectors.tolist()
         out = vectors[0] if isinstance(input, str) else vectors
         return (out, sum(result.token_counts)) if return_count else out
 

@@ -10,8 +10,6 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy
-
 from llamaserve import _native
 from llamaserve.config import DEFAULT_CACHE_REUSE, FLASH_ATTN_MODES, KV_CACHE_TYPES, SPEC_MODES
 from llamaserve.default_model import default_model_path
@@ -25,6 +23,7 @@ from llamaserve.engine.streams import AsyncPump, AsyncTextStream, TextStream
 from llamaserve.results import Completion, Embeddings, Reranking, SlotFile
 
 if TYPE_CHECKING:
+    import numpy
     from llamaserve.local_chat.api import LocalChat
     from llamaserve.local_chat.results import ChatChunk, ChatReply
 

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy
 
 from llamaserve.errors import InvalidRequest
 from llamaserve.generation_params import check_text
 from llamaserve.results import Ranked, Reranking
+
+if TYPE_CHECKING:
+    import numpy
 
 Tokenize = Callable[[str, bool, bool], list[int]]  # (text, add_special, parse_special) -> ids
 _PLACEHOLDER = re.compile(r"\{(query|document)\}")

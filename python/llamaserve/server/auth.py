@@ -14,8 +14,6 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import jwt
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llamaserve.config import ServerConfig
@@ -49,6 +47,8 @@ def _digest(value: bytes) -> bytes:
 def _public_key(value: str | None) -> Any:
     if not value:
         return None
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key  # only when keys are set
+
     pem = value if value.lstrip().startswith("-----BEGIN") else Path(value).expanduser().read_text()
     return load_pem_public_key(pem.encode())
 
@@ -102,6 +102,8 @@ class Authenticator:
         return None, "invalid API key or token"
 
     def _verify_jwt(self, token: str, digest: bytes) -> tuple[Identity | None, str]:
+        import jwt  # PyJWT and its cryptography: loaded by a server that takes tokens, not by every one
+
         try:
             algorithm = jwt.get_unverified_header(token).get("alg")
             if algorithm not in self._algorithms:

@@ -11,9 +11,8 @@ import asyncio
 import os
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -23,6 +22,9 @@ from llamaserve.server.errors import invalid
 from llamaserve.server.family import ApiFamily
 from llamaserve.server.llamacpp.errors import llamacpp_body, stream_error
 from llamaserve.server.protocol_values import json_array, json_object
+
+if TYPE_CHECKING:
+    import httpx
 
 MAX_INSTANCES = 128
 PREDICT_ROUTE = os.environ.get("AIP_PREDICT_ROUTE", "/predict")  # the family's one path, read at start
@@ -66,6 +68,8 @@ def routes(service: Any) -> list[Route]:
             raise invalid(f"instances: at most {MAX_INSTANCES}")
         headers = {k: v for k, v in request.headers.items() if k in FORWARDED}
         by_format = _formats(request.app.routes)
+        import httpx  # loaded on Vertex AI only (see cors_proxy.py)
+
         transport = httpx.ASGITransport(app=request.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://vertex", timeout=None) as client:
             answers = await asyncio.gather(*(_one(client, by_format, headers, i, instance)
@@ -73,6 +77,8 @@ def routes(service: Any) -> list[Route]:
         return JSONResponse({"predictions": answers})
 
     async def health(request: Request) -> Response:
+        import httpx
+
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=request.app), base_url="http://vertex") as c:
             reply = await c.get("/health")
         return Response(reply.content, reply.status_code, media_type=reply.headers.get("content-type"))

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import httpx
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -17,11 +17,15 @@ from llamaserve.server import openapi
 from llamaserve.server.errors import ApiError, invalid
 from llamaserve.server.llamacpp.tools_router import disabled
 
+if TYPE_CHECKING:
+    import httpx
+
 log = logging.getLogger("llamaserve.server")
 
 PROXY_HEADER = "x-llama-server-proxy-header-"
 MAX_RESPONSE = 32 * 1024 * 1024  # bytes of the fetched answer
-TIMEOUT = httpx.Timeout(600.0, connect=30.0)  # as llama-server: 10 minutes to read
+READ_TIMEOUT = 600.0  # seconds, as llama-server: 10 minutes to read
+CONNECT_TIMEOUT = 30.0
 PASSED_BACK = ("content-type", "cache-control", "mcp-session-id", "www-authenticate", "location")
 
 
@@ -46,7 +50,10 @@ def routes(enabled: bool) -> list[Route]:
         headers = {k[len(PROXY_HEADER):]: v for k, v in request.headers.items()
                    if k.lower().startswith(PROXY_HEADER) and len(k) > len(PROXY_HEADER)}
         body = await request.body() if request.method == "POST" else None
-        client = httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False, trust_env=False)
+        import httpx  # with its CLI's rich and pygments: loaded when the proxy is used, not by every server
+
+        client = httpx.AsyncClient(timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT),
+                                   follow_redirects=False, trust_env=False)
         try:
             answer = await client.send(client.build_request(request.method, url, headers=headers, content=body),
                                        stream=True)

@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy
 
 from llamaserve.generation_params import INT32_MAX, check_integer
 from llamaserve.server.errors import invalid
 from llamaserve.server.embeddings import INPUT_SCHEMA, parse_inputs
 from llamaserve.server.offloop import dumps, write_list, write_object
 from llamaserve.server.openai.protocol import MAX_NAME, json_object, model_name, present
+
+if TYPE_CHECKING:
+    import numpy
 
 EMBEDDING_PARAMETERS = frozenset({"model", "input", "encoding_format", "dimensions"})
 EMBEDDINGS_SCHEMA: dict[str, Any] = {
