@@ -1,5 +1,5 @@
 """Writing GBNF for llama.cpp's grammar sampler: the terminals of JSON text, string
-formats, literals and bounded repetitions (json_grammar.py builds grammars from these)."""
+formats, literals and bounded repetitions (json_grammar/ builds grammars from these)."""
 from __future__ import annotations
 
 import json

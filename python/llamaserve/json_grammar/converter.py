@@ -1,37 +1,15 @@
-"""JSON Schema -> GBNF: a grammar whose every sentence is JSON that validates against the
-schema, for llama.cpp's grammar sampler (root rule `root`).
-
-The grammar may be stricter than the schema (it never has to produce every valid document,
-only valid ones): properties come in the order the schema lists them, additional properties
-are allowed only when the schema says so explicitly, numbers have bounded digits, and
-whitespace between tokens is bounded so that generation cannot run away in it.
-
-Supported: type (one or a list), properties, required, additionalProperties, items,
-prefixItems, minItems, maxItems, enum, const, anyOf, oneOf, allOf (of objects), $ref to
-#, #/$defs/... and #/definitions/..., string minLength/maxLength and format (date, time,
-date-time, uuid; other formats are annotations), integer minimum/maximum (a bounded range,
-or a lower bound of 0 or 1), number minimum 0, nullable. Annotations (title, description,
-default, examples, ...) are ignored. Anything else raises SchemaError naming the keyword.
-"""
+"""A JSON Schema's keywords, each turned into the grammar rules that match what it allows."""
 from __future__ import annotations
 
 import json
 import math
-import re
-from collections.abc import Callable
 from typing import Any
 
-from llamaserve.gbnf import FORMATS, PRIMITIVE_DEPS, PRIMITIVES, json_literal, json_text, literal, repeat
-from llamaserve.native import MAX_GRAMMAR_BYTES, MAX_GRAMMAR_WIDTH
-
-MAX_RULES = 4000
-MAX_DEPTH = 64
-MAX_REPEAT = 1000  # largest minItems/maxItems/minLength/maxLength spelled out
-MAX_ENUM_RANGE = 2000  # a bounded integer range becomes this many literals at most
-MAX_ENUM = 4096  # values of one enum (matched as a prefix tree: cheap, but the grammar grows)
-# Alternatives that can all come next: anyOf/oneOf options, optional properties in a row. The
-# grammar sampler weighs each of them at every character (see the engine's grammar limits).
-MAX_ALTERNATIVES = MAX_GRAMMAR_WIDTH // 2
+from llamaserve.gbnf import FORMATS, json_literal, json_text, literal, repeat
+from llamaserve.json_grammar.limits import (
+    MAX_ALTERNATIVES, MAX_DEPTH, MAX_ENUM, MAX_ENUM_RANGE, MAX_REPEAT, SchemaError,
+)
+from llamaserve.json_grammar.rule_book import RuleBook
 
 ANNOTATIONS = frozenset({
     "title", "description", "default", "examples", "$schema", "$id", "$comment", "$anchor",
@@ -45,82 +23,12 @@ SUPPORTED = frozenset({
 })
 TYPES = ("object", "array", "string", "number", "integer", "boolean", "null")
 
-class SchemaError(ValueError):
-    """The schema cannot be turned into a grammar; the message names the keyword and where."""
 
-
-class _Converter:
+class SchemaConverter(RuleBook):
     def __init__(self, root: Any) -> None:
+        super().__init__()
         self.root = root
-        self.rules: dict[str, str] = {}
         self.refs: dict[str, str] = {}
-        self.named: dict[str, str] = {}  # body -> the rule that has it
-        self.suffix: dict[str, int] = {}  # base name -> the last number given to it
-
-    # -- rules ----------------------------------------------------------------------------
-
-    def use(self, name: str) -> str:
-        """Reference a shared primitive rule (adding it and what it needs)."""
-        if name not in self.rules:
-            self.rules[name] = PRIMITIVES[name]
-            for dep in PRIMITIVE_DEPS.get(name, ()):
-                self.use(dep)
-        return name
-
-    def rule(self, hint: str, body: str) -> str:
-        """Add a rule named after `hint` (made unique) and return its name; an identical
-        rule already present is reused."""
-        if body in self.named:
-            return self.named[body]
-        base = re.sub(r"[^a-zA-Z0-9-]+", "-", hint).strip("-").lower()[:64] or "r"
-        if base in PRIMITIVES or base == "root":
-            base += "-"
-        name = base
-        while name in self.rules:  # numbered on from the last number this base got
-            self.suffix[base] = self.suffix.get(base, 1) + 1
-            name = f"{base}{self.suffix[base]}"
-        if len(self.rules) >= MAX_RULES:
-            raise SchemaError("schema too large: the grammar would need too many rules")
-        self.rules[name] = body
-        self.named[body] = name
-        return name
-
-    def choice(self, texts: list[str], hint: str) -> str:
-        """An expression matching exactly one of `texts` (distinct), as a prefix tree: texts that
-        share a prefix share its match, so each character weighs the few that can follow it,
-        not every text. Built without recursion (a text may be long)."""
-        end = ""  # a key no character takes: a text ends here
-        root: dict[str, Any] = {}
-        for text in texts:
-            node = root
-            for ch in text:
-                node = node.setdefault(ch, {})
-            node[end] = {}
-        expressions: dict[int, str] = {}
-        stack: list[tuple[dict[str, Any], bool]] = [(root, False)]
-        while stack:
-            node, ready = stack.pop()
-            if not ready:
-                stack.append((node, True))
-                stack.extend((child, False) for ch, child in node.items() if ch != end)
-                continue
-            options = []
-            for ch, child in node.items():
-                if ch == end:
-                    options.append("")
-                    continue
-                label = ch
-                while len(child) == 1 and end not in child:  # a chain without branches: one literal
-                    (ch2, child), = child.items()
-                    label += ch2
-                options.append(f"{literal(label)} {expressions[id(child)]}".strip())
-            if len(options) == 1:
-                expressions[id(node)] = options[0]
-            else:
-                expressions[id(node)] = self.rule(f"{hint}-choice", " | ".join(o or '""' for o in options))
-        return expressions[id(root)] or '""'
-
-    # -- schemas --------------------------------------------------------------------------
 
     def visit(self, schema: Any, hint: str, path: str, depth: int = 0) -> str:
         """A GBNF expression matching JSON valid against `schema`."""
@@ -435,54 +343,3 @@ class _Converter:
             return self.rule("non-negative", '("0" | [1-9] [0-9]{0,15}) ("." [0-9]{1,16})?')
         raise SchemaError(f"unsupported keyword 'minimum'/'maximum' at {path or '/'}: for numbers only "
                           "minimum 0 is supported")
-
-
-def schema_to_grammar(schema: Any) -> str:
-    """GBNF for JSON documents valid against `schema`; SchemaError if it cannot be done."""
-    converter = _Converter(schema)
-    return _built(lambda: {"root": converter.visit(schema, "root-value", ""), **converter.rules})
-
-
-def _built(build: Callable[[], dict[str, str]]) -> str:
-    """The rules `build` makes as GBNF text. Values nested deeper than Python compares or
-    writes them, and grammars over the engine's size limit, are SchemaErrors too."""
-    try:
-        rules = build()
-    except RecursionError:
-        raise SchemaError("schema nested too deeply") from None
-    text = _emit(rules)
-    size = len(text.encode())
-    if size > MAX_GRAMMAR_BYTES:
-        raise SchemaError(f"schema too large: its grammar would take {size} bytes (at most {MAX_GRAMMAR_BYTES})")
-    return text
-
-
-def _emit(rules: dict[str, str]) -> str:
-    return "".join(f"{name} ::= {body}\n" for name, body in rules.items())
-
-
-def json_object_grammar() -> str:
-    """GBNF for any JSON object (response_format {"type": "json_object"})."""
-    converter = _Converter({})
-    root = converter.use("object")
-    return _emit({"root": root, **converter.rules})
-
-
-def json_value_grammar() -> str:
-    """GBNF for any JSON value."""
-    converter = _Converter({})
-    return _emit({"root": converter.use("value"), **converter.rules})
-
-
-def grammar_with_rules(root: str, schemas: dict[str, Any], defs: dict[str, Any]) -> str:
-    """GBNF whose root rule body is `root`, where each key of `schemas` names a rule matching
-    the JSON valid against its schema (their $refs resolve against {"$defs": defs}); tool-call
-    formats spell the text around each tool's arguments in `root`."""
-    converter = _Converter({"$defs": defs})
-
-    def build() -> dict[str, str]:
-        rules = {"root": root}
-        for name, schema in schemas.items():
-            rules[name] = converter.visit(schema, f"{name}-value", "")
-        return {**rules, **converter.rules}
-    return _built(build)
