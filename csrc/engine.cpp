@@ -123,7 +123,6 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
     ModelLoadOptions load;
     load.n_gpu_layers = options_.n_gpu_layers;
     model_ = std::make_unique<Model>(model_path, load);
-    grammar_vocab_ = std::make_shared<const GrammarVocab>(*model_);
     grammar_cache_ = std::make_unique<GrammarCache>();
     // Rejected drafts are cut off the KV: a recurrent state cannot be cut back.
     const bool can_cut_back = !llama_model_is_recurrent(model_->get()) && !llama_model_is_hybrid(model_->get());
@@ -321,9 +320,14 @@ std::shared_ptr<TokenStream> Engine::submit_tokens(std::vector<llama_token> prom
     return stream;
 }
 
+const std::shared_ptr<const GrammarVocab> & Engine::grammar_vocab() {
+    std::call_once(grammar_vocab_made_, [&] { grammar_vocab_ = std::make_shared<const GrammarVocab>(*model_); });
+    return grammar_vocab_;
+}
+
 std::unique_ptr<Grammar> Engine::compile_grammar(const std::string & grammar, const std::string & root) {
     return std::make_unique<Grammar>(grammar_cache_->get(grammar, root, model_->vocab(), GrammarLimits{}),
-                                     grammar_vocab_);
+                                     grammar_vocab());
 }
 
 void Engine::check_grammar(const std::string & grammar, const std::string & root) {

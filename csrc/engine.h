@@ -245,6 +245,9 @@ private:
     void finish_slot(Slot & slot, const std::string & reason, const std::string & error = "",
                      bool invalid_request = false);
     std::unique_ptr<Grammar> compile_grammar(const std::string & grammar, const std::string & root);
+    // Made by the first grammar: its tables take tens of MB for a 262k vocabulary, resident
+    // for the engine's life, which a server that never constrains output should not pay.
+    const std::shared_ptr<const GrammarVocab> & grammar_vocab();
     // The exception barrier of one slot: whatever `work` throws ends that request alone.
     template <typename Work>
     bool guarded(Slot & slot, const char * what, Work && work);
@@ -255,6 +258,7 @@ private:
 
     EngineOptions options_;
     std::unique_ptr<Model> model_;
+    std::once_flag grammar_vocab_made_;
     std::shared_ptr<const GrammarVocab> grammar_vocab_;
     std::unique_ptr<GrammarCache> grammar_cache_;
     llama_context * ctx_ = nullptr;

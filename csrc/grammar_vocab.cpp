@@ -49,35 +49,46 @@ GrammarVocab::GrammarVocab(const Model & model) {
     tails_.resize(n);
     rank_.assign(n, 0);
     text_offsets_.assign(n + 1, 0);
-    std::vector<std::vector<uint32_t>> decoded(n);  // in token order, until sorted
+    // Every token's code points in one buffer, in token order until sorted: a vector per
+    // token would be a quarter of a million small allocations that leave the heap fragmented.
+    std::vector<uint32_t> by_token;
+    std::vector<size_t> by_token_at(n + 1, 0);
+    std::vector<uint32_t> one;
     for (llama_token t = 0; t < n; ++t) {
         const std::string piece = model.token_text(t);
         text_offsets_[t] = text_.size();
         text_ += piece;
+        by_token_at[t] = by_token.size();
         if (llama_vocab_is_eog(model.vocab(), t)) {
             kinds_[t] = Kind::EndOfGeneration;
         } else if (!piece.empty() && piece[0] != 0) {  // else never allowed, as in llama.cpp
-            tails_[t] = decode_utf8(piece.data(), piece.size(), {}, decoded[t]);
+            tails_[t] = decode_utf8(piece.data(), piece.size(), {}, one);
             if (tails_[t].n_remain >= 0) {
                 kinds_[t] = Kind::Text;
                 order_.push_back(t);
+                by_token.insert(by_token.end(), one.begin(), one.end());
             }
         }
     }
     text_offsets_[n] = text_.size();
-    std::sort(order_.begin(), order_.end(), [&](llama_token a, llama_token b) { return decoded[a] < decoded[b]; });
+    by_token_at[n] = by_token.size();
+    auto first = [&](llama_token t) { return by_token.begin() + static_cast<std::ptrdiff_t>(by_token_at[t]); };
+    auto last = [&](llama_token t) { return by_token.begin() + static_cast<std::ptrdiff_t>(by_token_at[t + 1]); };
+    std::sort(order_.begin(), order_.end(), [&](llama_token a, llama_token b) {
+        return std::lexicographical_compare(first(a), last(a), first(b), last(b));
+    });
     shared_.assign(order_.size(), 0);
+    cps_.reserve(by_token.size());
+    cps_offsets_.reserve(order_.size() + 1);
     for (size_t i = 0; i < order_.size(); ++i) {
-        const auto & here = decoded[order_[i]];
-        rank_[order_[i]] = static_cast<uint32_t>(i);
+        const llama_token here = order_[i];
+        rank_[here] = static_cast<uint32_t>(i);
         cps_offsets_.push_back(cps_.size());
-        cps_.insert(cps_.end(), here.begin(), here.end());
+        cps_.insert(cps_.end(), first(here), last(here));
         if (i == 0) continue;
-        const auto & before = decoded[order_[i - 1]];
-        const size_t most = std::min(here.size(), before.size());
-        size_t k = 0;
-        while (k < most && here[k] == before[k]) ++k;
-        shared_[i] = static_cast<uint32_t>(k);
+        const llama_token before = order_[i - 1];
+        shared_[i] = static_cast<uint32_t>(std::mismatch(first(here), last(here), first(before), last(before)).first -
+                                           first(here));
     }
     cps_offsets_.push_back(cps_.size());
 }
