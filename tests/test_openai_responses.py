@@ -138,8 +138,10 @@ def test_function_tool_round_trip(openai_client, engine, served_model):
         "response.function_call_arguments.delta", "response.function_call_arguments.done",
         "response.output_item.done", "response.completed"]
     streamed = events[-1].response.output[0]
-    assert streamed.name == "get_weather" and streamed.arguments == call.arguments
-    assert "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta") == call.arguments
+    # The same call; its whitespace may differ: this prompt's prefix now comes from the cache,
+    # and logits computed past a cached prefix differ in the last bits from a whole prefill.
+    assert streamed.name == "get_weather" and json.loads(streamed.arguments) == arguments
+    assert "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta") == streamed.arguments
 
 
 def test_structured_output(openai_client, served_model):
