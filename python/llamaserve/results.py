@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy
 
-
 # (token id, log-probability, [(alternative id, log-probability), ...])
 TokenLogprob = tuple[int, float, list[tuple[int, float]]]
 

@@ -8,7 +8,6 @@ import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-
 from llamaserve.errors import InvalidRequest
 from llamaserve.generation_params import check_text
 from llamaserve.results import Ranked, Reranking

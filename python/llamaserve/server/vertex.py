@@ -68,18 +68,13 @@ def routes(service: Any) -> list[Route]:
             raise invalid(f"instances: at most {MAX_INSTANCES}")
         headers = {k: v for k, v in request.headers.items() if k in FORWARDED}
         by_format = _formats(request.app.routes)
-        import httpx  # loaded on Vertex AI only (see cors_proxy.py)
-
-        transport = httpx.ASGITransport(app=request.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://vertex", timeout=None) as client:
+        async with _in_process(request.app, timeout=None) as client:
             answers = await asyncio.gather(*(_one(client, by_format, headers, i, instance)
                                              for i, instance in enumerate(instances)))
         return JSONResponse({"predictions": answers})
 
     async def health(request: Request) -> Response:
-        import httpx
-
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=request.app), base_url="http://vertex") as c:
+        async with _in_process(request.app) as c:
             reply = await c.get("/health")
         return Response(reply.content, reply.status_code, media_type=reply.headers.get("content-type"))
 
@@ -87,6 +82,13 @@ def routes(service: Any) -> list[Route]:
     if os.environ.get("AIP_HEALTH_ROUTE"):
         out.append(Route(os.environ["AIP_HEALTH_ROUTE"], health, methods=["GET"]))
     return out
+
+
+def _in_process(app: Any, **options: Any) -> httpx.AsyncClient:
+    """A client that calls this app's own routes in-process."""
+    import httpx  # loaded on Vertex AI only: with its command line's rich and pygments, it is no small import
+
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://vertex", **options)
 
 
 async def _one(client: httpx.AsyncClient, by_format: dict[str, str], headers: dict[str, str], i: int,

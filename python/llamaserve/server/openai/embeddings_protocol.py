@@ -5,7 +5,6 @@ import base64
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-
 from llamaserve.generation_params import INT32_MAX, check_integer
 from llamaserve.server.errors import invalid
 from llamaserve.server.embeddings import INPUT_SCHEMA, parse_inputs
