@@ -28,9 +28,9 @@ def test_seeded_sampling_is_reproducible_and_seed_dependent(engine):
 
 
 def test_stream_pieces_concatenate_to_generate_text(engine):
-    # No drafts: how many are drafted (in usage) depends on timing, and a batched
+    # FRESH drafts nothing: how many are drafted (in usage) depends on timing, and a batched
     # verification can flip a near-tie token of Gemma's.
-    args = {"max_tokens": 32, "temperature": 0, "speculative": False, **FRESH}
+    args = {"max_tokens": 32, "temperature": 0, **FRESH}
     expected = engine.generate(PROMPT, **args)
     stream = engine.stream(PROMPT, **args)
     pieces = list(stream)

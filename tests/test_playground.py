@@ -219,8 +219,10 @@ def test_spec_javascript_example_runs_unchanged_in_the_page(page, serve_app):
     # One token a step: the example takes each read() for one event, and drafted runs can
     # send events faster than the page reads them (two then arrive in one read).
     # Its own engine: spec="off" must reach the engine (the shared one drafts), and few events
-    # leave fewer chances of two in one read.
-    server = serve_app(ServerConfig(default_max_tokens=3, spec="off", n_parallel=1, n_ctx=256), eng=None)
+    # leave fewer chances of two in one read. One thread: the other core stays free for the
+    # browser, which two spinning decode threads would keep waiting past the next event.
+    server = serve_app(ServerConfig(default_max_tokens=3, spec="off", n_parallel=1, n_ctx=256, n_threads=1),
+                       eng=None)
     if SPEC.is_file():  # the copy above must be the spec's own text
         assert SPEC_JS_EXAMPLE.strip() in SPEC.read_text()
     tokens = []
