@@ -137,7 +137,8 @@ def conv_id(value: str | None, name: str = "conv_id") -> str:
 
 
 def offset(value: str | None, session: Session) -> int:
-    """`from`: a byte offset into the session's stream (0 by default)."""
+    """`from`: a byte offset into the session's stream (by default its first byte still kept: 0 until
+    older bytes are dropped)."""
     if value is None:
         return session.dropped
     if not value.isdigit() or len(value) > 15:
