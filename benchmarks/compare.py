@@ -65,7 +65,7 @@ import llama_tools  # noqa: E402
 from engine import batched_bench_s_tg, llama_bench_tg  # noqa: E402
 
 import llamaserve  # noqa: E402
-from llamaserve.bench import agent_load, chat_load, loadgen, spec_load  # noqa: E402
+from llamaserve.bench import agent_load, chat_load, loadgen, spec_load, spec_prompts  # noqa: E402
 from llamaserve.default_model import BENCHMARK_MODEL, MODEL_HELP, named_model  # noqa: E402
 
 Command = Callable[[int, int], list[str]]  # (port, slots) -> argv
@@ -569,7 +569,7 @@ def main() -> int:
     parser.add_argument("--system-words", type=int, default=agent_load.AgentSpec.system_words,
                         help="--agent: system prompt length in words")
     parser.add_argument("--draft-model", help="--spec: also both servers with this GGUF as the draft model")
-    parser.add_argument("--workloads", nargs="+", choices=list(spec_load.WORKLOADS), default=list(spec_load.WORKLOADS),
+    parser.add_argument("--workloads", nargs="+", choices=list(spec_prompts.WORKLOADS), default=list(spec_prompts.WORKLOADS),
                         help="--spec: the workloads")
     parser.add_argument("--runs", type=int, default=3, help="--spec: runs per cell (the best counts)")
     args = parser.parse_args()

@@ -14,9 +14,22 @@
 #include "ngram_draft.h"
 #include "text_decoder.h"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 namespace llamaserve {
 
 namespace {
+
+// Loading frees most of what it allocated on the way (the file's metadata, the scratch of the
+// graph reservation), and glibc keeps freed pages resident until told: a server would hold
+// them for nothing from its start on.
+void return_freed_memory() {
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
+}
 
 // Without a threadpool of its own, ggml starts and joins its worker threads for every
 // decode step; a persistent pool (as llama.cpp's tools use) keeps them, polling briefly.
@@ -189,6 +202,8 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
     }
     slot_used_at_.assign(options_.n_parallel, 0);
     reserved_.assign(options_.n_parallel, 0);
+    step_tokens_.assign(options_.n_parallel, 0);
+    return_freed_memory();
     scheduler_ = std::thread([this] { run(); });
 }
 
@@ -659,9 +674,14 @@ void Engine::step() {
     for (auto & slot : slots_) {
         if (slot.busy() && slot.has_parked()) guarded(slot, "reusing cached chunks", [&] { slot.unpark_due(ctx_); });
     }
-    build_batch();
+    plan_step();
     publish_cache_use();
-    if (!in_batch_.empty()) decode_and_sample();
+    // The prompt chunks go first, in a decode of their own: a first token then never waits
+    // for the running streams' next tokens (with a cache per sequence llama.cpp splits such a
+    // batch into these two passes anyway). A prompt that ends in the first pass has its
+    // first token decoded in the second, with the others'.
+    if (fill_pass(true)) decode_and_sample();
+    if (fill_pass(false)) decode_and_sample();
 }
 
 void Engine::publish_cache_use() {
@@ -675,19 +695,19 @@ void Engine::publish_cache_use() {
     kv_cells_reserved_ = reserved;
 }
 
-void Engine::build_batch() {
+void Engine::plan_step() {
     // Every decoding slot gets its one token, then prompt chunks share what is left,
     // so a long prompt never stalls the streams already running. Prompts are fed oldest
     // request first, and once a step carries kStepPrefillTarget prompt tokens no further
     // prompt joins it: many short prompts (the next turns of many chats) then get their first
-    // tokens one step after another, not all after one long step. The tokens go into the
-    // batch in slot order: llama.cpp splits a batch over per-sequence caches into passes of
-    // consecutive sequences, and slots out of order cost extra passes.
+    // tokens one step after another, not all after one long step.
     int32_t budget = options_.n_batch;
     std::vector<Slot *> prompts;
+    std::fill(step_tokens_.begin(), step_tokens_.end(), 0);
     for (auto & slot : slots_) {
         if (!slot.busy()) continue;
         if (!slot.prefilling()) {
+            step_tokens_[slot.seq()] = 1;
             --budget;
         } else if (slot.prefill_ready() > 0) {
             prompts.push_back(&slot);
@@ -696,40 +716,44 @@ void Engine::build_batch() {
     std::sort(prompts.begin(), prompts.end(), [&](const Slot * a, const Slot * b) {
         return slot_used_at_[a->seq()] < slot_used_at_[b->seq()];
     });
-    std::vector<int32_t> planned(slots_.size(), 0);
     int32_t prompt_tokens = 0;
     for (Slot * slot : prompts) {
         if (budget <= 0 || prompt_tokens >= kStepPrefillTarget) break;
         const int32_t n = static_cast<int32_t>(std::min<size_t>(slot->prefill_ready(), budget));
-        planned[slot->seq()] = n;
+        step_tokens_[slot->seq()] = n;
         budget -= n;
         prompt_tokens += n;
     }
     const int32_t decoding = options_.n_batch - budget - prompt_tokens;
-    step_has_prompt_ = prompt_tokens > 0;
     // A step with prompt tokens drafts nothing: their first token comes sooner, and a prompt
     // is a pass of its own already (see plan_drafts).
     if (spec_ != "off" && decoding > 0 && prompt_tokens == 0) {
         add_drafts(decoding, std::min(budget, kMaxStepDrafts));
     }
+}
+
+bool Engine::fill_pass(bool prompts) {
+    // The tokens go into the batch in slot order: llama.cpp splits a batch over per-sequence
+    // caches into passes of consecutive sequences, and slots out of order cost extra passes.
     batch_.n_tokens = 0;
     step_prompt_tokens_ = 0;
+    in_batch_.clear();
     prefilled_.clear();
     for (auto & slot : slots_) {
-        if (!slot.busy()) continue;
-        const bool prefilling = slot.prefilling();
-        const int32_t n = prefilling ? planned[slot.seq()] : 1;
+        const int32_t n = step_tokens_[slot.seq()];
+        if (n == 0 || !slot.busy() || slot.prefilling() != prompts) continue;
         const int32_t before = batch_.n_tokens;
         if (!guarded(slot, "batching", [&] { slot.add_to_batch(batch_, n); })) {
             batch_.n_tokens = before;  // no tokens of an ended request
         } else if (batch_.n_tokens > before) {
             in_batch_.push_back(&slot);
-            if (prefilling) {
+            if (prompts) {
                 step_prompt_tokens_ += batch_.n_tokens - before;
                 prefilled_.push_back(&slot);
             }
         }
     }
+    return !in_batch_.empty();
 }
 
 void Engine::add_drafts(int32_t decoding, int32_t room) {
@@ -824,8 +848,8 @@ void Engine::decode_and_sample() {
         });
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    const bool prompt_pass = step_prompt_tokens_ > 0;
     {
-        const double prompt_share = batch_.n_tokens > 0 ? double(step_prompt_tokens_) / batch_.n_tokens : 0.0;
         std::lock_guard<std::mutex> lock(decode_stats_mu_);
         DecodeStats & d = decode_stats_;
         ++d.decodes;
@@ -833,12 +857,11 @@ void Engine::decode_and_sample() {
         d.verify_steps += verify_steps;
         d.prompt_tokens += step_prompt_tokens_;
         d.generated_tokens += generated;
-        d.prompt_seconds += seconds * prompt_share;
-        d.generation_seconds += seconds * (1.0 - prompt_share);
+        (prompt_pass ? d.prompt_seconds : d.generation_seconds) += seconds;
         d.longest_sequence = std::max(d.longest_sequence, longest);
     }
     for (auto & [slot, reason] : ended) guarded(*slot, "sampling", [&] { finish_slot(*slot, reason); });
-    if (step_has_prompt_) {
+    if (prompt_pass) {
         step_cost_.record_prefill(batch_.n_tokens, seconds);
     } else {
         step_cost_.record_decode(batch_.n_tokens, seconds);

@@ -236,7 +236,10 @@ private:
     void take_snapshots();
     void resume_followers();
     void publish_cache_use();
-    void build_batch();
+    // Chooses the step's tokens: one per decoding slot (and drafts), then prompt chunks.
+    void plan_step();
+    // Fills batch_ with the planned tokens of the prompt slots, or of the decoding ones.
+    bool fill_pass(bool prompts);
     // Grants drafted tokens to the `decoding` slots of a step without prompt tokens (see
     // plan_drafts), at most `room`, and fills them in.
     void add_drafts(int32_t decoding, int32_t room);
@@ -290,7 +293,7 @@ private:
     std::unique_ptr<DraftModel> draft_model_;
     StepCost step_cost_;
     Acceptance by_source_[kDraftSources];  // how each kind of draft fares, all slots together
-    bool step_has_prompt_ = false;  // its cost is then a prompt chunk's (see StepCost), and it drafts nothing
+    std::vector<int32_t> step_tokens_;  // planned tokens of each slot this step (scheduler thread only)
     std::atomic<uint64_t> drafted_{0};
     std::atomic<uint64_t> accepted_{0};
     int32_t step_prompt_tokens_ = 0;  // of batch_ (scheduler thread only)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 import llamaserve
-from llamaserve.bench import spec_load
+from llamaserve.bench import spec_load, spec_prompts
 
 LONG = ("edit", "quote")  # prompts of ~450 tokens whose output repeats them
 
@@ -17,18 +17,18 @@ def tokenizer(smollm2_path):
         yield engine
 
 
-@pytest.mark.parametrize("workload", list(spec_load.WORKLOADS))
+@pytest.mark.parametrize("workload", list(spec_prompts.WORKLOADS))
 def test_every_run_gets_a_fresh_prompt_and_a_seed_gives_the_same_ones_again(workload):
-    prompts = [spec_load.prompt_for(workload, seed, run) for seed in ("a", "b") for run in range(4)]
+    prompts = [spec_prompts.prompt_for(workload, seed, run) for seed in ("a", "b") for run in range(4)]
     assert len(set(prompts)) == len(prompts)
-    assert spec_load.prompt_for(workload, "a", 2) == prompts[2]  # servers of a round get equal prompts
+    assert spec_prompts.prompt_for(workload, "a", 2) == prompts[2]  # servers of a round get equal prompts
 
 
-@pytest.mark.parametrize("workload", list(spec_load.WORKLOADS))
+@pytest.mark.parametrize("workload", list(spec_prompts.WORKLOADS))
 def test_prompts_are_chatml_of_the_intended_length(tokenizer, workload):
     for run in range(6):
-        prompt = spec_load.prompt_for(workload, "length", run)
-        assert prompt.startswith(f"<|im_start|>system\n{spec_load.SYSTEM}<|im_end|>\n<|im_start|>user\n")
+        prompt = spec_prompts.prompt_for(workload, "length", run)
+        assert prompt.startswith(f"<|im_start|>system\n{spec_prompts.SYSTEM}<|im_end|>\n<|im_start|>user\n")
         assert prompt.endswith("<|im_end|>\n<|im_start|>assistant\n")
         tokens = len(tokenizer.tokenize(prompt))
         if workload in LONG:
@@ -40,13 +40,13 @@ def test_prompts_are_chatml_of_the_intended_length(tokenizer, workload):
 def test_fresh_prompts_differ_early_so_no_prefix_cache_covers_them(tokenizer):
     """Past the fixed system prompt and instruction, two runs' prompts part within a few tokens."""
     for workload in LONG:
-        a, b = (tokenizer.tokenize(spec_load.prompt_for(workload, "prefix", run)) for run in (0, 1))
+        a, b = (tokenizer.tokenize(spec_prompts.prompt_for(workload, "prefix", run)) for run in (0, 1))
         shared = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
         assert shared < 80, (workload, shared)
 
 
 def test_the_edit_prompt_asks_for_the_rename_of_a_parameter_it_uses():
-    prompt = spec_load.prompt_for("edit", 1, 0)
+    prompt = spec_prompts.prompt_for("edit", 1, 0)
     assert "rename the parameter `threshold` to `min_score`" in prompt
     assert prompt.count("threshold") >= 8 and prompt.count("def ") == 2
 

@@ -152,7 +152,7 @@ def _add_load_options(parser: argparse.ArgumentParser, unit: str) -> None:
 
 
 def add_bench_commands(commands: argparse._SubParsersAction) -> None:
-    from llamaserve.bench import loadgen, spec_load
+    from llamaserve.bench.spec_prompts import WORKLOADS
     from llamaserve.default_model import EMBEDDED
 
     bench = commands.add_parser("bench", help="benchmarks: HTTP load or in-process engine figures")
@@ -204,7 +204,7 @@ def add_bench_commands(commands: argparse._SubParsersAction) -> None:
                             "what speculative decoding buys, against any OpenAI-compatible server")
     spec.add_argument("--url", required=True, help="server root, e.g. http://127.0.0.1:8000")
     spec.add_argument("--model", default="default")
-    spec.add_argument("--workloads", nargs="+", choices=list(spec_load.WORKLOADS), default=list(spec_load.WORKLOADS),
+    spec.add_argument("--workloads", nargs="+", choices=list(WORKLOADS), default=list(WORKLOADS),
                       help="edit: repeat code with one rename; quote: a summary quoting its source; "
                            "free: free writing (drafts mostly fail)")
     spec.add_argument("--runs", type=int, default=3, help="runs per workload, each a fresh prompt (the best counts)")
