@@ -717,9 +717,16 @@ void Engine::plan_step() {
         return slot_used_at_[a->seq()] < slot_used_at_[b->seq()];
     });
     int32_t prompt_tokens = 0;
+    bool first_token_due = false;
     for (Slot * slot : prompts) {
         if (budget <= 0 || prompt_tokens >= kStepPrefillTarget) break;
         const int32_t n = static_cast<int32_t>(std::min<size_t>(slot->prefill_ready(), budget));
+        const bool ends_prompt = slot->n_fed() + n == slot->prompt().size();
+        // A prompt's last chunk (often its last token alone, after a snapshot point) gets its
+        // first token after the step's prompt pass: another prompt's chunk that does not end
+        // there too waits for the next step instead of holding that first token back.
+        if (first_token_due && !ends_prompt) break;
+        first_token_due = first_token_due || ends_prompt;
         step_tokens_[slot->seq()] = n;
         budget -= n;
         prompt_tokens += n;

@@ -177,3 +177,19 @@ def test_a_long_prompt_is_fed_in_chunks_beside_running_streams(model_path):
         assert done.usage.completion_tokens == 9
         assert not waiting.finished
         assert waiting.completion().usage.prompt_tokens == 300
+
+
+async def test_a_prompt_ending_in_a_step_gets_its_first_token_before_another_prompt_is_fed(model_path):
+    # A new prompt is fed in two chunks, all but its last token and then that token (its
+    # snapshot is taken between). A chunk of another prompt that does not end in that step
+    # waits for the next one, so the first prompt's first token comes after its own prefill,
+    # not after the other's too: here about 0.4 of the second prompt's time to first token
+    # (holding it back would make the two nearly equal).
+    with llamaserve.Engine.load(model_path, n_ctx=2048, n_parallel=2) as eng:
+        first = eng.tokenize("The river runs past the mill. " * 80)[:400]
+        second = eng.tokenize("A mountain village wakes early. " * 120)[:600]
+        a = eng.astream(first, max_tokens=1, temperature=0, ignore_eos=True)
+        b = eng.astream(second, max_tokens=1, temperature=0, ignore_eos=True)
+        await asyncio.gather(a.completion(), b.completion())
+        a_first, b_first = a.stats["time_to_first_token"], b.stats["time_to_first_token"]
+        assert a_first < 0.7 * b_first, (a_first, b_first)
