@@ -257,6 +257,7 @@ PYBIND11_MODULE(_native, m) {
     py::register_exception<ContextLengthExceeded>(m, "ContextLengthExceeded", engine_error.ptr());
     py::register_exception<QueueFull>(m, "QueueFull", engine_error.ptr());
     py::register_exception<InvalidRequest>(m, "InvalidRequest", engine_error.ptr());
+    py::register_exception<EngineClosed>(m, "EngineClosed", engine_error.ptr());
 
     m.def("set_verbose", &set_verbose_logging, py::arg("verbose"),
           "Print llama.cpp's own log to stderr.");

@@ -323,7 +323,7 @@ std::shared_ptr<TokenStream> Engine::submit_tokens(std::vector<llama_token> prom
     });
     {
         std::lock_guard<std::mutex> lock(waiting_->mu);
-        if (waiting_->stopping) throw EngineError("the engine is closed");
+        if (waiting_->stopping) throw EngineClosed("the engine is closed");
         const size_t free_slots = options_.n_parallel - busy_slots_.load();
         if (waiting_->queue.size() >= free_slots + static_cast<size_t>(options_.max_queue)) {
             throw QueueFull("all " + std::to_string(options_.n_parallel) + " slots are busy and " +

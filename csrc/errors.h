@@ -20,5 +20,9 @@ struct QueueFull : EngineError {
 struct InvalidRequest : EngineError {
     using EngineError::EngineError;
 };
+// Asked of an engine that is closing or closed (a server shutting down, a model unloaded).
+struct EngineClosed : EngineError {
+    using EngineError::EngineError;
+};
 
 }  // namespace llamaserve

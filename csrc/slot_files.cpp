@@ -18,7 +18,7 @@ auto Engine::on_scheduler(F work) -> decltype(work()) {
     auto done = task->get_future();
     {
         std::lock_guard<std::mutex> lock(waiting_->mu);
-        if (waiting_->stopping) throw EngineError("the engine is closed");
+        if (waiting_->stopping) throw EngineClosed("the engine is closed");
         waiting_->tasks.emplace_back([task] { (*task)(); });
     }
     waiting_->cv.notify_all();

@@ -7,7 +7,7 @@ import os
 import pytest
 
 import llamaserve
-from llamaserve import ContextLengthExceeded, EngineError, InvalidRequest, ModelLoadError
+from llamaserve import ContextLengthExceeded, EngineClosed, EngineError, InvalidRequest, ModelLoadError
 
 
 def still_serves(engine):
@@ -101,6 +101,8 @@ def test_bad_engine_options(model_path):
 def test_closed_engine_refuses_work(model_path):
     eng = llamaserve.Engine.load(model_path, n_ctx=128, n_parallel=1)
     eng.close()
-    with pytest.raises(EngineError, match="closed"):
+    with pytest.raises(EngineClosed, match="closed"):  # an EngineError, typed apart from a failure
         eng.generate("Hello", max_tokens=2)
+    with pytest.raises(EngineClosed):
+        eng.stream("Hello", max_tokens=2)
     eng.close()  # idempotent

@@ -11,6 +11,7 @@ import pytest
 
 import llamaserve
 from llamaserve.config import ServerConfig
+from llamaserve.server import create_app
 from serverutil import LiveServer, sse_events
 
 LONG = {"max_tokens": 400, "ignore_eos": True, "temperature": 0}
@@ -62,15 +63,38 @@ def own_engine(model_path):
     eng.close()
 
 
+def close_once_running(engine: llamaserve.Engine) -> None:
+    deadline = time.monotonic() + 30
+    while engine.busy_slots == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    engine.close()
+
+
 def test_a_request_cancelled_by_the_engine_is_not_a_stop(own_engine):
-    """Closing the engine under a running /v1 request (as at shutdown) ends it as an error."""
-    with LiveServer(llamaserve.server.app.create_app(ServerConfig(), own_engine)) as server:
-        closer = threading.Timer(0.5, own_engine.close)
+    """Closing the engine under a running /v1 request (as at shutdown) ends it as an error.
+    The engine closes once the request runs: a fixed delay raced with a slow first request."""
+    with LiveServer(create_app(ServerConfig(), own_engine)) as server:
+        closer = threading.Thread(target=close_once_running, args=(own_engine,))
         closer.start()
         r = httpx.post(server.url + "/v1/completions", json={"model": "default", "prompt": "Count:", **LONG},
                        timeout=60)
         closer.join()
     assert r.status_code == 503 and r.json()["error"]["code"] == "cancelled"
+
+
+def test_a_request_to_a_closed_engine_is_503_not_a_server_error(own_engine):
+    """A request that reaches an engine already closed (a shutdown or an unload under way) is
+    told to retry, on every API's own error shape, and nothing is logged as an internal error."""
+    own_engine.close()
+    with LiveServer(create_app(ServerConfig(), own_engine)) as server:
+        openai = httpx.post(server.url + "/v1/completions", json={"model": "default", "prompt": "Hi"}, timeout=60)
+        native = httpx.post(server.url + "/api/v1/generate", json={"prompt": "Hi", "max_tokens": 2}, timeout=60)
+        anthropic = httpx.post(server.url + "/v1/messages", timeout=60, json={
+            "model": "default", "max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}]})
+    assert openai.status_code == 503 and openai.json()["error"]["code"] == "cancelled"
+    assert native.status_code == 503 and native.json()["error"]["code"] == "CANCELLED"
+    assert anthropic.status_code == 503 and anthropic.json()["type"] == "error"
+    assert all("closed" in r.text for r in (openai, native, anthropic))
 
 
 def test_tokenizing_a_huge_prompt_leaves_the_event_loop_free(base_url, engine):

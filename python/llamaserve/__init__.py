@@ -5,6 +5,7 @@ from llamaserve.default_model import default_model_path
 from llamaserve.engine import Engine
 from llamaserve.errors import (
     ContextLengthExceeded,
+    EngineClosed,
     EngineError,
     InvalidRequest,
     ModelLoadError,
@@ -33,6 +34,7 @@ __all__ = [
     "Completion",
     "ContextLengthExceeded",
     "Engine",
+    "EngineClosed",
     "EngineError",
     "InvalidRequest",
     "Llama",

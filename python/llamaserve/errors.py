@@ -1,6 +1,7 @@
 """The engine's typed errors. They are defined natively (llamaserve.native); this module is their public home."""
 from llamaserve.native import (
     ContextLengthExceeded,
+    EngineClosed,
     EngineError,
     InvalidRequest,
     ModelLoadError,
@@ -23,6 +24,7 @@ class DefaultModelMissing(ModelLoadError):
 __all__ = [
     "ContextLengthExceeded",
     "DefaultModelMissing",
+    "EngineClosed",
     "EngineError",
     "InvalidRequest",
     "ModelLoadError",

@@ -13,7 +13,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Match
 from starlette.types import Receive, Scope, Send
 
-from llamaserve.errors import ContextLengthExceeded, InvalidRequest, QueueFull, RequestCancelled, RequestTimedOut
+from llamaserve.errors import (
+    ContextLengthExceeded,
+    EngineClosed,
+    InvalidRequest,
+    QueueFull,
+    RequestCancelled,
+    RequestTimedOut,
+)
 from llamaserve.hosting.errors import (
     HostingError, InsufficientMemory, ModelLoadFailed, ModelLoading, ModelNotLoaded, NoModelLoaded, ShuttingDown)
 from llamaserve.models import RegistryError
@@ -133,7 +140,7 @@ def to_api_error(exc: BaseException) -> ApiError:
         return invalid(str(exc))
     if isinstance(exc, RequestTimedOut):
         return ApiError(504, "REQUEST_TIMEOUT", str(exc), "ask for fewer tokens, or retry when the server is less busy")
-    if isinstance(exc, RequestCancelled):
+    if isinstance(exc, (RequestCancelled, EngineClosed)):  # ended by, or sent to, a closing engine
         return ApiError(503, "CANCELLED", str(exc), "retry", {"Retry-After": "1"})
     if isinstance(exc, QueueFull):
         return overloaded(f"server overloaded: {exc}")
