@@ -84,7 +84,7 @@ def test_a_request_cancelled_by_the_engine_is_not_a_stop(own_engine):
 
 def test_a_request_to_a_closed_engine_is_503_not_a_server_error(own_engine):
     """A request that reaches an engine already closed (a shutdown or an unload under way) is
-    told to retry, on every API's own error shape, and nothing is logged as an internal error."""
+    told to retry (503, not an internal error's 500), on every API's own error shape."""
     own_engine.close()
     with LiveServer(create_app(ServerConfig(), own_engine)) as server:
         openai = httpx.post(server.url + "/v1/completions", json={"model": "default", "prompt": "Hi"}, timeout=60)
