@@ -454,6 +454,7 @@ PYBIND11_MODULE(_native, m) {
             d["host_budget"] = c.host.budget;
             d["host_hits"] = c.host.hits;
             d["host_evictions"] = c.host.evictions;
+            d["host_spare_bytes"] = c.host.spare_bytes;
             d["disk_entries"] = c.disk.entries;
             d["disk_bytes"] = c.disk.bytes;
             d["disk_budget"] = c.disk.budget;

@@ -183,7 +183,7 @@ Engine::Engine(const std::string & model_path, const EngineOptions & options)
     n_swa_ = options_.swa_full ? 0 : llama_model_n_swa(model_->get());
     const int32_t n_ctx_context = static_cast<int32_t>(llama_n_ctx(ctx_));  // llama.cpp pads it
     n_ctx_seq_ = std::min(options_.n_ctx, options_.kv_unified ? n_ctx_context : n_ctx_context / options_.n_parallel);
-    partial_reuse_ = n_swa_ == 0 && can_cut_back;
+    prefix_cache_.allow_partial(n_swa_ == 0 && can_cut_back);
     reuse_chunk_ = llama_memory_can_shift(llama_get_memory(ctx_)) ? reuse_chunk : 0;
     if (spec_ == "draft") {
         draft_model_ = std::make_unique<DraftModel>(options_.draft_model, *model_, options_.n_parallel, n_ctx_seq_,
@@ -478,7 +478,7 @@ void Engine::start_request(Slot & slot, std::unique_ptr<Request> & request) {
     if (departed.at >= 0) ++requests_departed_;
     slot.set_departure(std::move(departed));
     if (slot.caching() && prefix_cache_.enabled()) {
-        const auto match = prefix_cache_.find(slot.prompt(), partial_reuse_, slot.served_from_cache());
+        const auto match = prefix_cache_.find(slot.prompt(), slot.served_from_cache());
         if (match.snapshot && slot.restore(ctx_, *match.snapshot, match.reuse)) prefix_cache_.count_hit(match);
         plan_snapshots(slot);
     }
@@ -530,7 +530,8 @@ void Engine::take_snapshots() {
             guarded(slot, "caching a prefix", [&] {
                 const size_t size = llama_state_seq_get_size(ctx_, slot.seq());
                 if (prefix_cache_.would_keep(size)) {
-                    prefix_cache_.insert(std::make_shared<const PrefixSnapshot>(slot.snapshot(ctx_, size)));
+                    auto & buffers = prefix_cache_.buffers();
+                    prefix_cache_.insert(buffers.share(slot.snapshot(ctx_, buffers.take(size))));
                 }
                 slot.passed_checkpoint();
             });
@@ -544,7 +545,7 @@ void Engine::resume_followers() {
         slot.stop_following();
         guarded(slot, "restoring a prefix", [&] {
             const size_t before = slot.n_fed();
-            const auto match = prefix_cache_.find(slot.prompt(), partial_reuse_, before);
+            const auto match = prefix_cache_.find(slot.prompt(), before);
             if (match.snapshot && slot.restore(ctx_, *match.snapshot, match.reuse)) {
                 prefix_cache_.count_hit(match);
                 cached_tokens_ += slot.n_fed() - before;

@@ -268,7 +268,6 @@ private:
     ggml_threadpool_t threadpool_ = nullptr;
     int32_t n_swa_ = 0;  // the model's attention window (0: none)
     int32_t n_ctx_seq_ = 0;  // cells one request may use
-    bool partial_reuse_ = false;  // a snapshot's KV can be cut back (no window, not recurrent)
     bool generates_ = true;  // causal attention: an encoder (BERT) only embeds or reranks
     size_t reuse_chunk_ = 0;      // options_.cache_reuse where positions can shift, else 0
     bool reuse_gaps_ = false;     // slots park chunks in a second sequence (one KV pool)

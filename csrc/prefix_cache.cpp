@@ -38,7 +38,9 @@ SharedPrefix shared_prefix(const std::vector<llama_token> & tokens, const std::v
     return {n, n < tokens.size() && n < prompt.size()};
 }
 
-PrefixCache::PrefixCache(size_t budget_bytes) : budget_(budget_bytes) {}
+// One buffer of the largest snapshot kept in memory (a quarter of the budget) at most.
+PrefixCache::PrefixCache(size_t budget_bytes)
+    : budget_(budget_bytes), buffers_(std::make_shared<SnapshotBuffers>(budget_bytes / 4)) {}
 
 PrefixCache::~PrefixCache() = default;
 
@@ -48,14 +50,14 @@ bool PrefixCache::would_keep(size_t bytes) const {
     return in_memory(bytes) || (disk_ && disk_->would_keep(bytes));
 }
 
-PrefixCache::Match PrefixCache::find(const std::vector<llama_token> & prompt, bool partial, size_t better_than) {
+PrefixCache::Match PrefixCache::find(const std::vector<llama_token> & prompt, size_t better_than) {
     Match best;
     {
         std::lock_guard<std::mutex> lock(mu_);
         auto found = entries_.end();
         best.reuse = better_than;
         for (auto it = entries_.begin(); it != entries_.end(); ++it) {
-            const size_t reuse = snapshot_serves((*it)->tokens, prompt, partial);
+            const size_t reuse = snapshot_serves((*it)->tokens, prompt, partial_);
             if (reuse > best.reuse) {
                 found = it;
                 best.reuse = reuse;
@@ -67,14 +69,14 @@ PrefixCache::Match PrefixCache::find(const std::vector<llama_token> & prompt, bo
         }
     }
     if (!disk_) return best.snapshot ? best : Match{};
-    const auto candidate = disk_->find(prompt, partial, best.reuse);
+    const auto candidate = disk_->find(prompt, partial_, best.reuse);
     if (candidate.name.empty()) {
         if (best.snapshot) disk_->touch(best.snapshot->tokens);  // its file, if any, was used too
         return best.snapshot ? best : Match{};
     }
     auto loaded = disk_->load(candidate);
     // Matched again on the tokens read: they, not the index's, are what the state holds.
-    const size_t reuse = loaded ? snapshot_serves(loaded->tokens, prompt, partial) : 0;
+    const size_t reuse = loaded ? snapshot_serves(loaded->tokens, prompt, partial_) : 0;
     if (reuse <= best.reuse) return best.snapshot ? best : Match{};
     if (in_memory(size_of(*loaded))) keep_in_memory(loaded);
     return {std::move(loaded), reuse, true};
@@ -97,8 +99,10 @@ SharedPrefix PrefixCache::longest_shared_entry(const std::vector<llama_token> & 
 bool PrefixCache::holds(const std::vector<llama_token> & tokens, size_t n) const {
     if (disk_ && disk_->holds(tokens, n)) return true;
     std::lock_guard<std::mutex> lock(mu_);
-    return std::any_of(entries_.begin(), entries_.end(),
-                       [&](const auto & e) { return is_prefix_snapshot(e->tokens, tokens, n); });
+    return std::any_of(entries_.begin(), entries_.end(), [&](const auto & e) {
+        return partial_ ? e->tokens.size() >= n && common_prefix(e->tokens, tokens, n) == n
+                        : is_prefix_snapshot(e->tokens, tokens, n);
+    });
 }
 
 void PrefixCache::insert(std::shared_ptr<const PrefixSnapshot> snapshot) {
@@ -110,6 +114,14 @@ void PrefixCache::insert(std::shared_ptr<const PrefixSnapshot> snapshot) {
 void PrefixCache::keep_in_memory(std::shared_ptr<const PrefixSnapshot> snapshot) {
     const size_t size = size_of(*snapshot);
     std::lock_guard<std::mutex> lock(mu_);
+    if (partial_) {
+        const auto & tokens = snapshot->tokens;
+        entries_.remove_if([&](const auto & e) {
+            const bool prefix = e->tokens.size() <= tokens.size() && common_prefix(e->tokens, tokens) == e->tokens.size();
+            if (prefix) bytes_ -= size_of(*e);
+            return prefix;
+        });
+    }
     while (!entries_.empty() && bytes_ + size > budget_) {
         bytes_ -= size_of(*entries_.back());
         entries_.pop_back();
@@ -137,6 +149,7 @@ PrefixCacheStats PrefixCache::stats() const {
     s.budget = budget_;
     s.hits = hits_;
     s.evictions = evictions_;
+    s.spare_bytes = buffers_->kept_bytes();
     return s;
 }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "llama.h"
+#include "snapshot_buffers.h"
 
 namespace llamaserve {
 
@@ -30,6 +31,7 @@ struct PrefixCacheStats {
     uint64_t budget = 0;
     uint64_t hits = 0;       // restores into a slot (from either tier)
     uint64_t evictions = 0;  // snapshots dropped for room
+    uint64_t spare_bytes = 0;  // buffers dropped snapshots left for the next ones (SnapshotBuffers)
 };
 
 // Common leading tokens of a and b, at most `limit`.
@@ -57,6 +59,8 @@ SharedPrefix shared_prefix(const std::vector<llama_token> & tokens, const std::v
 class PrefixCache {
 public:
     explicit PrefixCache(size_t budget_bytes);
+    // Where new snapshots take their bytes from (and leave them when dropped).
+    SnapshotBuffers & buffers() { return *buffers_; }
     ~PrefixCache();
 
     // Puts a disk tier behind the host memory.
@@ -64,6 +68,10 @@ public:
     bool enabled() const { return budget_ > 0 || disk_ != nullptr; }
     // Whether a snapshot of `bytes` would be kept at all (in memory or on disk).
     bool would_keep(size_t bytes) const;
+
+    // Whether a snapshot's KV can be cut back to a shorter prefix (no sliding window, not
+    // recurrent): then a snapshot also serves prompts that share only part of it.
+    void allow_partial(bool partial) { partial_ = partial; }
 
     // The snapshot that serves most of `prompt` (snapshot_serves), if it serves more than
     // `better_than` tokens. From the disk when it holds a longer one than memory: read then and
@@ -73,15 +81,19 @@ public:
         size_t reuse = 0;
         bool from_disk = false;
     };
-    Match find(const std::vector<llama_token> & prompt, bool partial, size_t better_than = 0);
+    Match find(const std::vector<llama_token> & prompt, size_t better_than = 0);
 
     // The longest common prefix `prompt` has with any snapshot (whether usable or not).
     size_t longest_shared(const std::vector<llama_token> & prompt) const;
     SharedPrefix longest_shared_entry(const std::vector<llama_token> & prompt) const;
+    // Whether a snapshot serves the first `n` of `tokens` whole: one of exactly those tokens, or
+    // (allow_partial) a longer one that starts with them.
     bool holds(const std::vector<llama_token> & tokens, size_t n) const;
 
     // Keeps a snapshot in memory unless it alone is over a quarter of the budget (dropping the
-    // least recently used ones until it fits), and queues it for the disk.
+    // least recently used ones until it fits), and queues it for the disk. With allow_partial
+    // it replaces the snapshots of its own prefixes: it serves every prompt they serve (the
+    // earlier turns of a conversation would otherwise fill the memory with copies of one KV).
     void insert(std::shared_ptr<const PrefixSnapshot> snapshot);
     // A match was restored into a slot.
     void count_hit(const Match & match);
@@ -98,11 +110,13 @@ private:
     // The scheduler alone changes it; the lock is for stats() from other threads.
     mutable std::mutex mu_;
     size_t budget_;
+    bool partial_ = false;
     size_t bytes_ = 0;
     uint64_t hits_ = 0;
     uint64_t evictions_ = 0;
     std::list<std::shared_ptr<const PrefixSnapshot>> entries_;  // most recently used first
     std::unique_ptr<DiskPrefixTier> disk_;
+    std::shared_ptr<SnapshotBuffers> buffers_;  // shared with the snapshots, which may outlive it
 };
 
 }  // namespace llamaserve

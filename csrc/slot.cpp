@@ -142,9 +142,9 @@ bool Slot::restore(llama_context * ctx, const PrefixSnapshot & snapshot, size_t 
     return ok;
 }
 
-PrefixSnapshot Slot::snapshot(llama_context * ctx, size_t size) const {
+PrefixSnapshot Slot::snapshot(llama_context * ctx, std::vector<uint8_t> buffer) const {
     PrefixSnapshot out;
-    out.state.resize(size);
+    out.state = std::move(buffer);
     const size_t written = llama_state_seq_get_data(ctx, out.state.data(), out.state.size(), seq_);
     out.state.resize(written);
     if (written > 0) out.tokens = cache_;

@@ -91,8 +91,9 @@ public:
     // Replaces this sequence's KV with a host snapshot's first `reuse` tokens (false, and
     // an empty sequence, if llama.cpp refuses it).
     bool restore(llama_context * ctx, const PrefixSnapshot & snapshot, size_t reuse);
-    // This sequence's KV as it stands, for the host cache (`size`: llama_state_seq_get_size).
-    PrefixSnapshot snapshot(llama_context * ctx, size_t size) const;
+    // This sequence's KV as it stands, for the host cache, in `buffer` (sized by
+    // llama_state_seq_get_size).
+    PrefixSnapshot snapshot(llama_context * ctx, std::vector<uint8_t> buffer) const;
 
     // Prefill pauses at `position` so that the engine can snapshot the prefix there.
     void add_checkpoint(size_t position);

@@ -193,3 +193,49 @@ def test_default_kv_cells_never_exceed_the_free_memory(model_path, caplog):
     assert "more than the" in caplog.text
     # A quantized cache needs fewer bytes a cell.
     assert kv_bytes_per_cell(info, ServerConfig(cache_type_k="q8_0", cache_type_v="q8_0")) < kv_bytes_per_cell(info, config)
+
+
+
+def _next_turn(engine: llamaserve.Engine, first: str) -> str:
+    """The turn after `first`: its reply and ~100 more tokens of tool output, enough for a
+    snapshot of its own (the whole prompt but its last token)."""
+    reply = engine.generate(first, max_tokens=4, temperature=0).text
+    tool = " ".join(f"stock[{i}] = {i * 7} units at shelf {i % 5};" for i in range(12))
+    second = f"{first}{reply}\nTool: {tool}\nAssistant:"
+    engine.generate(second, max_tokens=2, temperature=0)
+    return second
+
+
+def test_a_conversations_next_turn_replaces_its_earlier_snapshot(smollm2_path):
+    # Full attention: the second turn's snapshot, cut back, serves all the first one did, so
+    # memory keeps one snapshot per conversation; the dropped one's buffer is kept for the
+    # next snapshot to fill (its pages already faulted in).
+    with llamaserve.Engine.load(smollm2_path, n_ctx=1024, n_parallel=1) as one:
+        first = ask("Is the drill cordless?")
+        _next_turn(one, first)
+        stats = one.cache_stats
+        assert stats["host_entries"] == 1
+        one.generate("An unrelated question about the weather", max_tokens=2)  # takes the only slot
+        # Another way on from the first turn: served from the longer snapshot, cut back.
+        branch = one.generate(f"{first} Yes.\nCustomer: And the battery?\nAssistant:", max_tokens=2)
+        assert branch.usage.cached_tokens >= len(one.tokenize(first)) - 1
+        assert one.cache_stats["host_hits"] == 1
+
+
+def test_a_replaced_snapshot_leaves_its_buffer_for_the_next(smollm2_path):
+    with llamaserve.Engine.load(smollm2_path, n_ctx=1024, n_parallel=1) as one:
+        first = ask("Is the drill cordless?")
+        one.generate(first, max_tokens=4, temperature=0)
+        alone = one.cache_stats
+        assert alone["host_entries"] == 1 and alone["host_spare_bytes"] == 0
+        first_state = alone["host_bytes"] - (len(one.tokenize(first)) - 1) * 4  # less its token ids
+        _next_turn(one, first)
+        assert one.cache_stats["host_spare_bytes"] == first_state
+
+
+def test_a_sliding_window_model_keeps_each_turns_snapshot(model_path):
+    # Gemma 3's window layers cannot be cut back: the first turn's snapshot is the only one
+    # that serves a prompt going on from the first turn, so it stays.
+    with llamaserve.Engine.load(model_path, n_ctx=1024, n_parallel=1) as one:
+        _next_turn(one, ask("Is the drill cordless?"))
+        assert one.cache_stats["host_entries"] == 2

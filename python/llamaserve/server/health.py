@@ -57,7 +57,7 @@ def kv_cache(stats: dict[str, int], reuse: dict[str, int | bool]) -> dict[str, o
             "requests_hit": stats["requests_hit"], "reused_tokens": stats["reused_tokens"],
             "requests_missed": stats["requests_departed"], "host_entries": stats["host_entries"],
             "host_bytes": stats["host_bytes"], "host_budget": stats["host_budget"],
-            "host_hits": stats["host_hits"], "reuse": reuse,
+            "host_hits": stats["host_hits"], "host_spare_bytes": stats["host_spare_bytes"], "reuse": reuse,
             # the disk tier (--cache-dir): all zero without one
             "disk": {key: stats[f"disk_{key}"] for key in DISK_FIELDS},
         },
