@@ -50,7 +50,9 @@ Engine::SlotFile Engine::save_slot(int32_t slot, const std::string & path) {
         const auto start = std::chrono::steady_clock::now();
         Slot & s = idle_slot(slot);
         PrefixSnapshot snapshot;
-        if (s.n_cached() > 0) snapshot = s.snapshot(ctx_, std::vector<uint8_t>(llama_state_seq_get_size(ctx_, s.seq())));
+        if (s.n_cached() > 0) {
+            snapshot = s.snapshot(ctx_, std::vector<uint8_t>(llama_state_seq_get_size(ctx_, s.seq())));
+        }
         if (!write_snapshot_file(path, fingerprint_, snapshot)) {
             throw InvalidRequest("filename: cannot write " + path);
         }

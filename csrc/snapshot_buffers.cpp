@@ -1,7 +1,5 @@
 #include "snapshot_buffers.h"
 
-#include <algorithm>
-
 #include "prefix_cache.h"
 
 namespace llamaserve {
