@@ -38,7 +38,7 @@ SharedPrefix shared_prefix(const std::vector<llama_token> & tokens, const std::v
     return {n, n < tokens.size() && n < prompt.size()};
 }
 
-// One buffer of the largest snapshot kept in memory (a quarter of the budget) at most.
+// Spare buffers of at most the largest snapshot kept in memory (a quarter of the budget).
 PrefixCache::PrefixCache(size_t budget_bytes)
     : budget_(budget_bytes), buffers_(std::make_shared<SnapshotBuffers>(budget_bytes / 4)) {}
 
@@ -100,8 +100,7 @@ bool PrefixCache::holds(const std::vector<llama_token> & tokens, size_t n) const
     if (disk_ && disk_->holds(tokens, n)) return true;
     std::lock_guard<std::mutex> lock(mu_);
     return std::any_of(entries_.begin(), entries_.end(), [&](const auto & e) {
-        return partial_ ? e->tokens.size() >= n && common_prefix(e->tokens, tokens, n) == n
-                        : is_prefix_snapshot(e->tokens, tokens, n);
+        return partial_ ? common_prefix(e->tokens, tokens, n) == n : is_prefix_snapshot(e->tokens, tokens, n);
     });
 }
 
@@ -117,7 +116,7 @@ void PrefixCache::keep_in_memory(std::shared_ptr<const PrefixSnapshot> snapshot)
     if (partial_) {
         const auto & tokens = snapshot->tokens;
         entries_.remove_if([&](const auto & e) {
-            const bool prefix = e->tokens.size() <= tokens.size() && common_prefix(e->tokens, tokens) == e->tokens.size();
+            const bool prefix = is_prefix_snapshot(e->tokens, tokens, e->tokens.size());
             if (prefix) bytes_ -= size_of(*e);
             return prefix;
         });

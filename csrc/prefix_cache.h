@@ -59,9 +59,10 @@ SharedPrefix shared_prefix(const std::vector<llama_token> & tokens, const std::v
 class PrefixCache {
 public:
     explicit PrefixCache(size_t budget_bytes);
+    ~PrefixCache();
+
     // Where new snapshots take their bytes from (and leave them when dropped).
     SnapshotBuffers & buffers() { return *buffers_; }
-    ~PrefixCache();
 
     // Puts a disk tier behind the host memory.
     void attach_disk(std::unique_ptr<DiskPrefixTier> disk);
